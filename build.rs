@@ -1,0 +1,49 @@
+//! Links libtorch's CUDA library for real and records where libtorch lives.
+//!
+//! The linker drops `libtorch_cuda.so` (nothing references its symbols directly), and
+//! libtorch then reports CUDA as unavailable; `--no-as-needed` keeps it. The rpath lets
+//! the binary run without `LD_LIBRARY_PATH`; on another machine, point
+//! `LD_LIBRARY_PATH` at that torch's `lib/` folder instead.
+use std::path::PathBuf;
+
+/// libtorch's folder (`LIBTORCH`, set by `.cargo/config.toml` to the project venv's torch).
+fn libtorch_dir() -> Option<PathBuf> {
+    std::env::var("LIBTORCH").ok().map(PathBuf::from)
+}
+
+/// torch-sys checks the version only through Python; a pip wheel has no `build-version`
+/// file, so check `version.py` here: tch 0.24.0 needs torch 2.11.0.
+fn check_version(torch: &std::path::Path) {
+    const WANT: &str = "2.11.0";
+    let Ok(text) = std::fs::read_to_string(torch.join("version.py")) else {
+        return;
+    };
+    let found = text
+        .lines()
+        .find_map(|l| l.strip_prefix("__version__"))
+        .map(|v| v.trim_start_matches([' ', '=', ':', 's', 't', 'r']).trim().trim_matches(['\'', '"']).to_string());
+    if let Some(v) = found {
+        if v.split('+').next() != Some(WANT) {
+            panic!("libtorch at {} is torch {v}; tch 0.24.0 needs torch {WANT} (run scripts/setup)", torch.display());
+        }
+    }
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    let Some(torch) = libtorch_dir() else {
+        println!("cargo:warning=LIBTORCH is not set; run scripts/setup first");
+        return;
+    };
+    check_version(&torch);
+    // Resolve the `.venv/torch` link so the rpath names the real folder.
+    let lib = torch.join("lib").canonicalize().unwrap_or_else(|_| torch.join("lib"));
+    println!("cargo:rustc-link-search=native={}", lib.display());
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    if lib.join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-ltorch_cuda");
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+    }
+}

