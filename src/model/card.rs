@@ -59,9 +59,8 @@ impl ModelCard {
     /// Parses and validates a card from TOML text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
         let what = path.display().to_string();
-        let raw: CardFile = toml::from_str(text).map_err(|e| {
-            anyhow::anyhow!("{what}: {}", one_line(&e.to_string()))
-        })?;
+        let raw: CardFile = toml::from_str(text)
+            .map_err(|e| anyhow::anyhow!("{what}: {}", one_line(&e.to_string())))?;
         if raw.name.trim().is_empty() {
             bail!("{what}: field `name` must not be empty");
         }
@@ -71,10 +70,14 @@ impl ModelCard {
                 raw.default_dtype
             );
         }
-        raw.architecture.validate(&format!("{what} [architecture]"))?;
+        raw.architecture
+            .validate(&format!("{what} [architecture]"))?;
         if let Some(w) = &raw.weights {
             if w.format != "gguf" {
-                bail!("{what}: field `weights.format` is {:?}, expected \"gguf\"", w.format);
+                bail!(
+                    "{what}: field `weights.format` is {:?}, expected \"gguf\"",
+                    w.format
+                );
             }
             if w.sha256.len() != 64 || !w.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
                 bail!("{what}: field `weights.sha256` must be 64 hex digits");
@@ -190,7 +193,9 @@ tie_word_embeddings = true
     #[test]
     fn unknown_key_names_file_and_key() {
         let text = CARD.replace("description", "descripton");
-        let e = ModelCard::parse(&text, Path::new("tiny.toml")).unwrap_err().to_string();
+        let e = ModelCard::parse(&text, Path::new("tiny.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("tiny.toml:"), "{e}");
         assert!(e.contains("descripton"), "{e}");
         assert!(!e.contains('\n'), "{e}");
@@ -199,7 +204,9 @@ tie_word_embeddings = true
     #[test]
     fn bad_dtype_is_named() {
         let text = CARD.replace("\"f32\"", "\"f64\"");
-        let e = ModelCard::parse(&text, Path::new("tiny.toml")).unwrap_err().to_string();
+        let e = ModelCard::parse(&text, Path::new("tiny.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("default_dtype"), "{e}");
     }
 

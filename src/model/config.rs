@@ -74,13 +74,22 @@ impl LlamaConfig {
             );
         }
         if self.head_dim() % 2 != 0 {
-            bail!("{what}: head dimension {} must be even for RoPE", self.head_dim());
+            bail!(
+                "{what}: head dimension {} must be even for RoPE",
+                self.head_dim()
+            );
         }
         if !(self.rms_norm_eps > 0.0 && self.rms_norm_eps.is_finite()) {
-            bail!("{what}: `rms_norm_eps` must be a positive number, got {}", self.rms_norm_eps);
+            bail!(
+                "{what}: `rms_norm_eps` must be a positive number, got {}",
+                self.rms_norm_eps
+            );
         }
         if !(self.rope_theta > 0.0 && self.rope_theta.is_finite()) {
-            bail!("{what}: `rope_theta` must be a positive number, got {}", self.rope_theta);
+            bail!(
+                "{what}: `rope_theta` must be a positive number, got {}",
+                self.rope_theta
+            );
         }
         if let Some(s) = &self.rope_scaling {
             if s.rope_type != "llama3" {
@@ -89,7 +98,10 @@ impl LlamaConfig {
                     s.rope_type
                 );
             }
-            if !(s.factor > 0.0 && s.low_freq_factor > 0.0 && s.high_freq_factor > s.low_freq_factor) {
+            if !(s.factor > 0.0
+                && s.low_freq_factor > 0.0
+                && s.high_freq_factor > s.low_freq_factor)
+            {
                 bail!("{what}: `rope_scaling` needs factor > 0 and high_freq_factor > low_freq_factor > 0");
             }
         }

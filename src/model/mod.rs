@@ -2,3 +2,6 @@
 
 pub mod card;
 pub mod config;
+pub mod kv_cache;
+pub mod llama;
+pub mod synthetic;

@@ -1,0 +1,97 @@
+//! Pre-allocated key/value cache, written in place (no concatenation per step).
+
+use anyhow::{Context, Result};
+use tch::{Device, Kind, Tensor};
+
+/// Keys and values of every layer for `batch` sequences of up to `max_len` positions.
+///
+/// Layout per layer: `[batch, kv_heads, max_len, head_dim]`; columns `0..len` are filled.
+/// `valid` marks which columns hold real tokens (left padding of batched prompts).
+pub struct KvCache {
+    pub(crate) k: Vec<Tensor>,
+    pub(crate) v: Vec<Tensor>,
+    /// Columns filled so far (shared by all rows).
+    pub(crate) len: usize,
+    pub(crate) max_len: usize,
+    pub(crate) batch: usize,
+    /// `[batch, max_len]` bool: column holds a real token; `None` when no row is padded.
+    pub(crate) valid: Option<Tensor>,
+}
+
+impl KvCache {
+    /// Allocates the whole cache up front; fails with the byte count when memory is short.
+    pub fn new(
+        layers: usize,
+        batch: usize,
+        kv_heads: usize,
+        max_len: usize,
+        head_dim: usize,
+        kind: Kind,
+        device: Device,
+    ) -> Result<Self> {
+        let shape = [
+            batch as i64,
+            kv_heads as i64,
+            max_len as i64,
+            head_dim as i64,
+        ];
+        let bytes = layers * 2 * batch * kv_heads * max_len * head_dim * kind.elt_size_in_bytes();
+        let alloc = || {
+            Tensor::f_zeros(shape, (kind, device))
+                .with_context(|| format!("cannot allocate the KV cache ({bytes} bytes)"))
+        };
+        let mut k = Vec::with_capacity(layers);
+        let mut v = Vec::with_capacity(layers);
+        for _ in 0..layers {
+            k.push(alloc()?);
+            v.push(alloc()?);
+        }
+        Ok(KvCache {
+            k,
+            v,
+            len: 0,
+            max_len,
+            batch,
+            valid: None,
+        })
+    }
+
+    /// Columns filled so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing has been written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Capacity in positions.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Rows (sequences) the cache holds.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Forgets the contents (keeps the allocation) so the cache serves a new request.
+    pub fn reset(&mut self) {
+        self.len = 0;
+        self.valid = None;
+    }
+
+    /// Records which columns of the next prompt are padding (`[batch, t]` bool, true = real).
+    pub(crate) fn set_prompt_mask(&mut self, mask: &Tensor) {
+        let t = mask.size()[1];
+        let device = mask.device();
+        let valid = Tensor::ones(
+            [self.batch as i64, self.max_len as i64],
+            (Kind::Bool, device),
+        );
+        let mut cols = valid.narrow(1, self.len as i64, t);
+        cols.copy_(mask);
+        self.valid = Some(valid);
+    }
+}

@@ -1,0 +1,491 @@
+//! Llama-family decoder in tch: RMSNorm, RoPE (with Llama-3 frequency scaling), grouped-query
+//! attention over a pre-allocated KV cache, SwiGLU MLP, tied or untied LM head.
+//!
+//! The model is immutable; the cache is passed in (`forward(&self, .., &mut cache)`), so one
+//! loaded model can serve many requests. Q/K/V and gate/up projections are fused into one
+//! matrix each at load time, so a decode step runs two matmuls per block instead of five.
+
+use super::config::LlamaConfig;
+use super::kv_cache::KvCache;
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use tch::{Device, Kind, Tensor};
+
+/// One decoder block's weights, already fused and in the compute dtype.
+struct Block {
+    attn_norm: Tensor,
+    /// `[(q_heads + 2 kv_heads) * head_dim, hidden]`: Q, K, V stacked.
+    wqkv: Tensor,
+    wo: Tensor,
+    mlp_norm: Tensor,
+    /// `[2 intermediate, hidden]`: gate then up.
+    w_gate_up: Tensor,
+    w_down: Tensor,
+}
+
+/// A loaded Llama model on one device.
+pub struct Llama {
+    cfg: LlamaConfig,
+    blocks: Vec<Block>,
+    embed: Tensor,
+    norm: Tensor,
+    lm_head: Tensor,
+    /// `[max_positions, head_dim]` RoPE tables in the compute dtype.
+    cos: Tensor,
+    sin: Tensor,
+    device: Device,
+    kind: Kind,
+}
+
+/// Inverse RoPE frequencies, with Llama-3 scaling when configured.
+///
+/// Formula: Su et al. 2021 (RoFormer) `theta^(-2i/d)`; the Llama-3 smoothing follows
+/// Hugging Face transformers `_compute_llama3_parameters` (modeling_rope_utils.py).
+pub fn inverse_frequencies(cfg: &LlamaConfig) -> Vec<f64> {
+    let d = cfg.head_dim();
+    let base: Vec<f64> = (0..d / 2)
+        .map(|i| 1.0 / cfg.rope_theta.powf((2 * i) as f64 / d as f64))
+        .collect();
+    let Some(s) = &cfg.rope_scaling else {
+        return base;
+    };
+    let old = s.original_max_position_embeddings as f64;
+    let low_wavelen = old / s.low_freq_factor;
+    let high_wavelen = old / s.high_freq_factor;
+    base.into_iter()
+        .map(|f| {
+            let wavelen = 2.0 * std::f64::consts::PI / f;
+            if wavelen < high_wavelen {
+                f
+            } else if wavelen > low_wavelen {
+                f / s.factor
+            } else {
+                let smooth =
+                    (old / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+                (1.0 - smooth) * f / s.factor + smooth * f
+            }
+        })
+        .collect()
+}
+
+/// Takes `name` out of the map and checks its shape.
+fn take(w: &mut HashMap<String, Tensor>, name: &str, shape: &[i64]) -> Result<Tensor> {
+    let t = w
+        .remove(name)
+        .with_context(|| format!("weights: tensor {name:?} is missing"))?;
+    if t.size() != shape {
+        bail!(
+            "weights: tensor {name:?} has shape {:?}, expected {:?}",
+            t.size(),
+            shape
+        );
+    }
+    Ok(t)
+}
+
+impl Llama {
+    /// Builds the model from Hugging Face-named tensors (`model.layers.N.self_attn.q_proj.weight`
+    /// ...), checking every shape against `cfg`, and moves it to `device` in `kind`.
+    pub fn new(
+        cfg: &LlamaConfig,
+        mut w: HashMap<String, Tensor>,
+        device: Device,
+        kind: Kind,
+    ) -> Result<Self> {
+        cfg.validate("model config")?;
+        let h = cfg.hidden_size as i64;
+        let hd = cfg.head_dim() as i64;
+        let nq = cfg.num_attention_heads as i64;
+        let nkv = cfg.num_key_value_heads as i64;
+        let inter = cfg.intermediate_size as i64;
+        let v = cfg.vocab_size as i64;
+        let put = |t: Tensor| -> Result<Tensor> {
+            t.f_to_device(device)
+                .and_then(|t| t.f_to_kind(kind))
+                .and_then(|t| t.f_contiguous())
+                .context("cannot move weights to the device")
+        };
+        let embed = put(take(&mut w, "model.embed_tokens.weight", &[v, h])?)?;
+        let norm = put(take(&mut w, "model.norm.weight", &[h])?)?;
+        let lm_head = if cfg.tie_word_embeddings {
+            embed.shallow_clone()
+        } else {
+            put(take(&mut w, "lm_head.weight", &[v, h])?)?
+        };
+        let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            let q = take(
+                &mut w,
+                &format!("{p}.self_attn.q_proj.weight"),
+                &[nq * hd, h],
+            )?;
+            let k = take(
+                &mut w,
+                &format!("{p}.self_attn.k_proj.weight"),
+                &[nkv * hd, h],
+            )?;
+            let vv = take(
+                &mut w,
+                &format!("{p}.self_attn.v_proj.weight"),
+                &[nkv * hd, h],
+            )?;
+            let o = take(
+                &mut w,
+                &format!("{p}.self_attn.o_proj.weight"),
+                &[h, nq * hd],
+            )?;
+            let gate = take(&mut w, &format!("{p}.mlp.gate_proj.weight"), &[inter, h])?;
+            let up = take(&mut w, &format!("{p}.mlp.up_proj.weight"), &[inter, h])?;
+            let down = take(&mut w, &format!("{p}.mlp.down_proj.weight"), &[h, inter])?;
+            let an = take(&mut w, &format!("{p}.input_layernorm.weight"), &[h])?;
+            let mn = take(
+                &mut w,
+                &format!("{p}.post_attention_layernorm.weight"),
+                &[h],
+            )?;
+            blocks.push(Block {
+                attn_norm: put(an)?,
+                wqkv: put(Tensor::f_cat(&[q, k, vv], 0)?)?,
+                wo: put(o)?,
+                mlp_norm: put(mn)?,
+                w_gate_up: put(Tensor::f_cat(&[gate, up], 0)?)?,
+                w_down: put(down)?,
+            });
+        }
+        if let Some(extra) = w.keys().find(|k| !k.ends_with("rotary_emb.inv_freq")) {
+            bail!("weights: unexpected tensor {extra:?} for a Llama model");
+        }
+        let inv = inverse_frequencies(cfg);
+        let n = cfg.max_position_embeddings;
+        let mut cos = Vec::with_capacity(n * inv.len() * 2);
+        let mut sin = Vec::with_capacity(n * inv.len() * 2);
+        for pos in 0..n {
+            for _ in 0..2 {
+                for f in &inv {
+                    let a = pos as f64 * f;
+                    cos.push(a.cos() as f32);
+                    sin.push(a.sin() as f32);
+                }
+            }
+        }
+        let table = |x: Vec<f32>| put(Tensor::from_slice(&x).view([n as i64, hd]));
+        Ok(Llama {
+            cfg: cfg.clone(),
+            blocks,
+            embed,
+            norm,
+            lm_head,
+            cos: table(cos)?,
+            sin: table(sin)?,
+            device,
+            kind,
+        })
+    }
+
+    /// The architecture this model was built with.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// Device the weights live on.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// Compute dtype of weights and activations.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Allocates a cache for `batch` sequences of up to `max_len` positions.
+    pub fn new_cache(&self, batch: usize, max_len: usize) -> Result<KvCache> {
+        if max_len > self.cfg.max_position_embeddings {
+            bail!(
+                "{max_len} positions exceed the model's context window of {}",
+                self.cfg.max_position_embeddings
+            );
+        }
+        KvCache::new(
+            self.cfg.num_hidden_layers,
+            batch,
+            self.cfg.num_key_value_heads,
+            max_len,
+            self.cfg.head_dim(),
+            self.kind,
+            self.device,
+        )
+    }
+
+    /// Runs `tokens` (`[batch, t]`, i64) at `positions` (`[batch, t]`, i64: each row's own
+    /// token positions, so left-padded rows start at 0) through the model, appending their
+    /// keys and values to `cache`. Returns the last column's logits, `[batch, vocab]` in f32.
+    ///
+    /// `prompt_mask` (`[batch, t]` bool, true = real token) marks left padding; pass it with
+    /// the prompt only.
+    pub fn forward(
+        &self,
+        tokens: &Tensor,
+        positions: &Tensor,
+        prompt_mask: Option<&Tensor>,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let size = tokens.size();
+        let (b, t) = match size.as_slice() {
+            [b, t] => (*b, *t),
+            _ => bail!("tokens must be [batch, len], got {size:?}"),
+        };
+        let start = cache.len as i64;
+        if b != cache.batch as i64 {
+            bail!(
+                "batch of {b} rows does not match the cache's {} rows",
+                cache.batch
+            );
+        }
+        if start + t > cache.max_len as i64 {
+            bail!(
+                "{} positions exceed the cache's {} (context window)",
+                start + t,
+                cache.max_len
+            );
+        }
+        if let Some(m) = prompt_mask {
+            cache.set_prompt_mask(m);
+        }
+        let hd = self.cfg.head_dim() as i64;
+        let nq = self.cfg.num_attention_heads as i64;
+        let nkv = self.cfg.num_key_value_heads as i64;
+        let inter = self.cfg.intermediate_size as i64;
+        let eps = self.cfg.rms_norm_eps;
+        let hsz = [self.cfg.hidden_size as i64];
+
+        let flat = positions.reshape([-1]);
+        let cos = self.cos.index_select(0, &flat).view([b, 1, t, hd]);
+        let sin = self.sin.index_select(0, &flat).view([b, 1, t, hd]);
+        let rope = |x: &Tensor| -> Tensor {
+            // rotate_half: (x1, x2) -> (-x2, x1), the layout of Hugging Face Llama.
+            let half = x.chunk(2, -1);
+            let rotated = Tensor::cat(&[half[1].neg(), half[0].shallow_clone()], -1);
+            x * &cos + rotated * &sin
+        };
+        let end = start + t;
+        let (mask, causal) = self.attention_mask(cache, start, t);
+
+        let mut x = Tensor::embedding(&self.embed, tokens, -1, false, false);
+        for (i, blk) in self.blocks.iter().enumerate() {
+            let h = x.rms_norm(hsz, Some(&blk.attn_norm), eps);
+            let qkv = h.linear::<Tensor>(&blk.wqkv, None);
+            let q = qkv
+                .narrow(2, 0, nq * hd)
+                .view([b, t, nq, hd])
+                .transpose(1, 2);
+            let k = qkv
+                .narrow(2, nq * hd, nkv * hd)
+                .view([b, t, nkv, hd])
+                .transpose(1, 2);
+            let v = qkv
+                .narrow(2, (nq + nkv) * hd, nkv * hd)
+                .view([b, t, nkv, hd])
+                .transpose(1, 2);
+            let q = rope(&q);
+            cache.k[i].narrow(2, start, t).copy_(&rope(&k));
+            cache.v[i].narrow(2, start, t).copy_(&v);
+            let keys = cache.k[i].narrow(2, 0, end);
+            let values = cache.v[i].narrow(2, 0, end);
+            let y = Tensor::scaled_dot_product_attention(
+                &q,
+                &keys,
+                &values,
+                mask.as_ref(),
+                0.0,
+                causal,
+                None,
+                nq != nkv,
+            );
+            let y = y
+                .transpose(1, 2)
+                .reshape([b, t, nq * hd])
+                .linear::<Tensor>(&blk.wo, None);
+            x += y;
+            let h = x.rms_norm(hsz, Some(&blk.mlp_norm), eps);
+            let gu = h.linear::<Tensor>(&blk.w_gate_up, None);
+            let act = gu.narrow(2, 0, inter).silu() * gu.narrow(2, inter, inter);
+            x += act.linear::<Tensor>(&blk.w_down, None);
+        }
+        cache.len = end as usize;
+        // Only the last column is needed to pick the next token (left padding keeps it real).
+        let last = x.narrow(1, t - 1, 1).rms_norm(hsz, Some(&self.norm), eps);
+        Ok(last
+            .linear::<Tensor>(&self.lm_head, None)
+            .squeeze_dim(1)
+            .to_kind(Kind::Float))
+    }
+
+    /// Mask for attention of `t` new tokens at cache columns `start..start+t`: `None` plus
+    /// `is_causal` when plain causal attention suffices, else an explicit `[b,1,t,len]` mask.
+    fn attention_mask(&self, cache: &KvCache, start: i64, t: i64) -> (Option<Tensor>, bool) {
+        let len = start + t;
+        if cache.valid.is_none() && (start == 0 || t == 1) {
+            return (None, t > 1);
+        }
+        let opts = (Kind::Int64, self.device);
+        let cols = Tensor::arange(len, opts).view([1, len]);
+        let rows = Tensor::arange_start(start, len, opts).view([t, 1]);
+        let causal = cols.le_tensor(&rows);
+        let diag = cols.eq_tensor(&rows);
+        let mask = match &cache.valid {
+            Some(valid) => {
+                let valid = valid.narrow(1, 0, len).unsqueeze(1);
+                // A padded query row may attend to itself only: keeps its values finite.
+                causal
+                    .unsqueeze(0)
+                    .logical_and(&valid)
+                    .logical_or(&diag.unsqueeze(0))
+            }
+            None => causal.unsqueeze(0),
+        };
+        (Some(mask.unsqueeze(1)), false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::config::RopeScaling;
+
+    fn tiny(tie: bool) -> LlamaConfig {
+        LlamaConfig {
+            vocab_size: 11,
+            hidden_size: 8,
+            intermediate_size: 12,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: None,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10000.0,
+            rope_scaling: None,
+            max_position_embeddings: 32,
+            tie_word_embeddings: tie,
+        }
+    }
+
+    #[test]
+    fn llama3_scaling_keeps_high_and_divides_low_frequencies() {
+        let mut c = tiny(true);
+        c.head_dim = Some(128);
+        c.hidden_size = 512;
+        c.rope_theta = 500000.0;
+        let plain = inverse_frequencies(&c);
+        c.rope_scaling = Some(RopeScaling {
+            rope_type: "llama3".into(),
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: 8192,
+        });
+        let scaled = inverse_frequencies(&c);
+        assert_eq!(scaled[0], plain[0]);
+        let last = plain.len() - 1;
+        assert!((scaled[last] - plain[last] / 8.0).abs() < 1e-15);
+        assert!(scaled.iter().zip(&plain).all(|(s, p)| s <= p));
+    }
+
+    #[test]
+    fn missing_and_misshapen_tensors_are_named() {
+        let cfg = tiny(true);
+        let w = crate::model::synthetic::random_weights(&cfg, 1);
+        let mut bad = w
+            .iter()
+            .map(|(k, v)| (k.clone(), v.shallow_clone()))
+            .collect::<HashMap<_, _>>();
+        bad.remove("model.layers.1.mlp.up_proj.weight");
+        let e = Llama::new(&cfg, bad, Device::Cpu, Kind::Float)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("model.layers.1.mlp.up_proj.weight"), "{e}");
+        let mut bad = w;
+        bad.insert(
+            "model.norm.weight".into(),
+            Tensor::ones([3], (Kind::Float, Device::Cpu)),
+        );
+        let e = Llama::new(&cfg, bad, Device::Cpu, Kind::Float)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("expected [8]"), "{e}");
+    }
+
+    /// Decoding token by token through the cache equals one full causal pass.
+    #[test]
+    fn incremental_decode_matches_full_prefill() {
+        let cfg = tiny(false);
+        let m = Llama::new(
+            &cfg,
+            crate::model::synthetic::random_weights(&cfg, 7),
+            Device::Cpu,
+            Kind::Double,
+        )
+        .unwrap();
+        let ids = [1i64, 5, 2, 9, 3, 7];
+        let n = ids.len() as i64;
+        let mut full = m.new_cache(1, 16).unwrap();
+        let toks = Tensor::from_slice(&ids).view([1, n]);
+        let pos = Tensor::arange(n, (Kind::Int64, Device::Cpu)).view([1, n]);
+        let a = m.forward(&toks, &pos, None, &mut full).unwrap();
+        let mut inc = m.new_cache(1, 16).unwrap();
+        let mut b = Tensor::zeros([1], (Kind::Float, Device::Cpu));
+        for (i, id) in ids.iter().enumerate() {
+            let t = Tensor::from_slice(&[*id]).view([1, 1]);
+            let p = Tensor::from_slice(&[i as i64]).view([1, 1]);
+            b = m.forward(&t, &p, None, &mut inc).unwrap();
+        }
+        let diff = (a - b).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "max difference {diff}");
+        assert_eq!(inc.len(), ids.len());
+    }
+
+    /// A left-padded row gives the same logits as the same prompt alone.
+    #[test]
+    fn left_padding_does_not_change_a_row() {
+        let cfg = tiny(true);
+        let m = Llama::new(
+            &cfg,
+            crate::model::synthetic::random_weights(&cfg, 3),
+            Device::Cpu,
+            Kind::Double,
+        )
+        .unwrap();
+        let mut alone = m.new_cache(1, 16).unwrap();
+        let t = Tensor::from_slice(&[4i64, 6]).view([1, 2]);
+        let p = Tensor::from_slice(&[0i64, 1]).view([1, 2]);
+        let want = m.forward(&t, &p, None, &mut alone).unwrap();
+        let mut both = m.new_cache(2, 16).unwrap();
+        let t = Tensor::from_slice(&[0i64, 4, 6, 1, 2, 3]).view([2, 3]);
+        let p = Tensor::from_slice(&[0i64, 0, 1, 0, 1, 2]).view([2, 3]);
+        let mask = Tensor::from_slice(&[false, true, true, true, true, true]).view([2, 3]);
+        let got = m.forward(&t, &p, Some(&mask), &mut both).unwrap();
+        let diff = (got.get(0) - want.get(0)).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "max difference {diff}");
+        // Next decode step keeps agreeing.
+        let want2 = m
+            .forward(
+                &Tensor::from_slice(&[8i64]).view([1, 1]),
+                &Tensor::from_slice(&[2i64]).view([1, 1]),
+                None,
+                &mut alone,
+            )
+            .unwrap();
+        let got2 = m
+            .forward(
+                &Tensor::from_slice(&[8i64, 8]).view([2, 1]),
+                &Tensor::from_slice(&[2i64, 3]).view([2, 1]),
+                None,
+                &mut both,
+            )
+            .unwrap();
+        let diff = (got2.get(0) - want2.get(0)).abs().max().double_value(&[]);
+        assert!(diff < 1e-5, "max difference {diff}");
+    }
+}

@@ -1,0 +1,109 @@
+//! Seeded random weights at a card's shapes, so timing works without a checkpoint.
+//! Outputs produced with them are meaningless text and are labelled `synthetic`.
+
+use super::config::LlamaConfig;
+use std::collections::HashMap;
+use tch::{Device, Kind, Tensor};
+
+/// Hugging Face tensor names and shapes of a Llama model.
+pub fn tensor_shapes(cfg: &LlamaConfig) -> Vec<(String, Vec<i64>)> {
+    let h = cfg.hidden_size as i64;
+    let hd = cfg.head_dim() as i64;
+    let q = cfg.num_attention_heads as i64 * hd;
+    let kv = cfg.num_key_value_heads as i64 * hd;
+    let i = cfg.intermediate_size as i64;
+    let v = cfg.vocab_size as i64;
+    let mut s = vec![
+        ("model.embed_tokens.weight".to_string(), vec![v, h]),
+        ("model.norm.weight".to_string(), vec![h]),
+    ];
+    if !cfg.tie_word_embeddings {
+        s.push(("lm_head.weight".to_string(), vec![v, h]));
+    }
+    for l in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{l}");
+        for (name, shape) in [
+            ("self_attn.q_proj.weight", vec![q, h]),
+            ("self_attn.k_proj.weight", vec![kv, h]),
+            ("self_attn.v_proj.weight", vec![kv, h]),
+            ("self_attn.o_proj.weight", vec![h, q]),
+            ("mlp.gate_proj.weight", vec![i, h]),
+            ("mlp.up_proj.weight", vec![i, h]),
+            ("mlp.down_proj.weight", vec![h, i]),
+            ("input_layernorm.weight", vec![h]),
+            ("post_attention_layernorm.weight", vec![h]),
+        ] {
+            s.push((format!("{p}.{name}"), shape));
+        }
+    }
+    s
+}
+
+/// Random normal weights (std 0.02, the usual Llama initialisation) and unit norm
+/// weights, reproducible for a given `seed`, in f32 on the CPU.
+pub fn random_weights(cfg: &LlamaConfig, seed: i64) -> HashMap<String, Tensor> {
+    tch::manual_seed(seed);
+    tensor_shapes(cfg)
+        .into_iter()
+        .map(|(name, shape)| {
+            let t = if shape.len() == 1 {
+                Tensor::ones(shape.as_slice(), (Kind::Float, Device::Cpu))
+            } else {
+                Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)) * 0.02
+            };
+            (name, t)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_add_up_to_the_parameter_count() {
+        let cfg = LlamaConfig {
+            vocab_size: 100,
+            hidden_size: 16,
+            intermediate_size: 40,
+            num_hidden_layers: 3,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: None,
+            rms_norm_eps: 1e-5,
+            rope_theta: 1e4,
+            rope_scaling: None,
+            max_position_embeddings: 64,
+            tie_word_embeddings: false,
+        };
+        let n: i64 = tensor_shapes(&cfg)
+            .iter()
+            .map(|(_, s)| s.iter().product::<i64>())
+            .sum();
+        assert_eq!(n as u64, cfg.parameter_count());
+    }
+
+    #[test]
+    fn same_seed_same_weights() {
+        let cfg = LlamaConfig {
+            vocab_size: 10,
+            hidden_size: 4,
+            intermediate_size: 8,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            num_key_value_heads: 1,
+            head_dim: None,
+            rms_norm_eps: 1e-5,
+            rope_theta: 1e4,
+            rope_scaling: None,
+            max_position_embeddings: 8,
+            tie_word_embeddings: true,
+        };
+        let a = random_weights(&cfg, 5);
+        let b = random_weights(&cfg, 5);
+        let k = "model.layers.0.mlp.up_proj.weight";
+        assert!(a[k].equal(&b[k]));
+        let c = random_weights(&cfg, 6);
+        assert!(!a[k].equal(&c[k]));
+    }
+}

@@ -1,0 +1,51 @@
+//! The projection record: one target (profile, instance, TP degree, batch, lengths) and
+//! what the latency model projects for it. Its JSON form is a documented contract.
+
+use serde::{Deserialize, Serialize};
+
+/// A projected (never measured) latency, throughput and cost for one deployment target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Projection {
+    /// Profile name, e.g. `inf2-profile`.
+    pub profile: String,
+    /// Instance type, e.g. `inf2.48xlarge`.
+    pub instance: String,
+    /// Tensor-parallel degree (NeuronCores or GPUs the model is sharded over).
+    pub tp: u32,
+    pub batch: u32,
+    pub input_len: u32,
+    pub output_len: u32,
+    /// Storage dtype of the weights (`bf16`, `fp16`, `fp8`, `int8`, ...).
+    pub weights_dtype: String,
+    /// Whether weights + KV cache fit in the accelerator memory of the TP group.
+    pub fits: bool,
+    /// Memory the model needs on the TP group, bytes (weights + KV cache at this batch).
+    pub memory_required_bytes: u64,
+    /// Usable accelerator memory of the TP group, bytes.
+    pub memory_available_bytes: u64,
+    pub ttft_ms: f64,
+    pub tpot_ms: f64,
+    pub e2e_ms: f64,
+    pub output_tokens_per_s: f64,
+    pub cost_usd_per_million_output_tokens: f64,
+    pub cost_usd_per_million_tokens: f64,
+    /// `None` where the profile has no published TDP.
+    pub energy_kwh_per_million_tokens: Option<f64>,
+    /// Mean absolute percentage error of the profile on its calibration points
+    /// (`None` where the profile has no calibration points).
+    pub calibration_mape: Option<CalibrationError>,
+    /// Addresses (with dates) of the sources behind the numbers used.
+    pub sources: Vec<String>,
+    /// Assumptions or caveats worth reading next to the numbers.
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// Calibration error of a profile, per metric, as fractions (0.1 = 10%).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationError {
+    pub ttft: f64,
+    pub tpot: f64,
+    /// Number of calibration points the error was measured on.
+    pub points: u32,
+}
