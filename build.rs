@@ -21,10 +21,18 @@ fn check_version(torch: &std::path::Path) {
     let found = text
         .lines()
         .find_map(|l| l.strip_prefix("__version__"))
-        .map(|v| v.trim_start_matches([' ', '=', ':', 's', 't', 'r']).trim().trim_matches(['\'', '"']).to_string());
+        .map(|v| {
+            v.trim_start_matches([' ', '=', ':', 's', 't', 'r'])
+                .trim()
+                .trim_matches(['\'', '"'])
+                .to_string()
+        });
     if let Some(v) = found {
         if v.split('+').next() != Some(WANT) {
-            panic!("libtorch at {} is torch {v}; tch 0.24.0 needs torch {WANT} (run scripts/setup)", torch.display());
+            panic!(
+                "libtorch at {} is torch {v}; tch 0.24.0 needs torch {WANT} (run scripts/setup)",
+                torch.display()
+            );
         }
     }
 }
@@ -38,7 +46,10 @@ fn main() {
     };
     check_version(&torch);
     // Resolve the `.venv/torch` link so the rpath names the real folder.
-    let lib = torch.join("lib").canonicalize().unwrap_or_else(|_| torch.join("lib"));
+    let lib = torch
+        .join("lib")
+        .canonicalize()
+        .unwrap_or_else(|_| torch.join("lib"));
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     if lib.join("libtorch_cuda.so").exists() {
