@@ -5,3 +5,7 @@ pub mod generate;
 pub mod model;
 pub mod paths;
 pub mod sysinfo;
+pub mod measure;
+pub mod report;
+pub mod workload;
+pub mod projection;

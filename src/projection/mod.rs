@@ -1,0 +1,3 @@
+//! Projection of latency and cost onto calibrated device profiles.
+
+pub mod types;

@@ -1,0 +1,270 @@
+//! The human-readable content of a report, laid out once as titled sections of tables and
+//! lists, so that the Markdown and terminal renderings say exactly the same things.
+
+use super::{human, human_bytes, human_opt, Report};
+
+/// One titled part of the human-readable report.
+pub(super) struct Section {
+    pub title: String,
+    /// Lines of text before the table.
+    pub text: Vec<String>,
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+    /// Columns, counted from the left, that hold text (left-aligned); the rest are numbers.
+    pub text_columns: usize,
+    /// A titled list after the table (sources, warnings).
+    pub list_title: Option<String>,
+    pub list: Vec<String>,
+}
+
+impl Section {
+    fn new(title: impl Into<String>, header: &[&str], text_columns: usize) -> Section {
+        Section {
+            title: title.into(),
+            text: Vec::new(),
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+            text_columns,
+            list_title: None,
+            list: Vec::new(),
+        }
+    }
+}
+
+/// The report's title line.
+pub(super) fn title(r: &Report) -> String {
+    let e = &r.environment;
+    format!(
+        "LLM profile: {} ({} weights) on {} ({}, {}, {} threads)",
+        e.model, e.weights_kind, e.device_name, e.run_on, e.dtype, e.threads
+    )
+}
+
+/// Lines under the title: when, what software, which machine, which command.
+pub(super) fn provenance(r: &Report) -> Vec<String> {
+    let e = &r.environment;
+    let commit = e.git_commit.as_deref().unwrap_or("unknown commit");
+    vec![
+        format!(
+            "Started {} with profiler {} ({commit}), torch {}, tch {}.",
+            e.started_at, e.profiler_version, e.torch_version, e.tch_version
+        ),
+        format!(
+            "CPU: {}, {} cores. Weights: {}, sha256 {}.",
+            e.cpu_model,
+            e.cores,
+            e.weights_dtype,
+            e.weights_sha256.as_deref().unwrap_or("-")
+        ),
+        format!("Command: {}", e.command_line),
+    ]
+}
+
+/// All sections, in reading order; optional ones only when they have content.
+pub(super) fn sections(r: &Report) -> Vec<Section> {
+    let mut out = vec![workload(r), measured(r), totals(r)];
+    out.extend(host_check(r));
+    out.extend(projections(r));
+    out.extend(warnings(r));
+    out
+}
+
+fn workload(r: &Report) -> Section {
+    let w = &r.workload;
+    let mut s = Section::new("Workload", &["setting", "value"], 2);
+    let opt = |x: Option<String>| x.unwrap_or_else(|| "-".into());
+    let rows = [
+        ("prompts", w.prompt_source.clone()),
+        (
+            "input length (tokens)",
+            opt(w.input_len.map(|n| n.to_string())),
+        ),
+        ("output length (tokens)", w.output_len.to_string()),
+        ("batch", w.batch.to_string()),
+        ("requests asked", opt(w.requests.map(|n| n.to_string()))),
+        ("duration asked (s)", opt(w.duration_s.map(human))),
+        ("warm-up requests", w.warmup.to_string()),
+        ("seed", w.seed.to_string()),
+        ("ignore EOS", w.ignore_eos.to_string()),
+    ];
+    s.rows = rows
+        .into_iter()
+        .map(|(k, v)| vec![k.to_string(), v])
+        .collect();
+    s
+}
+
+fn measured(r: &Report) -> Section {
+    let title = if r.interrupted {
+        format!("Measured ({} requests, run interrupted)", r.requests)
+    } else {
+        format!("Measured ({} requests)", r.requests)
+    };
+    let header = [
+        "metric (ms)",
+        "n",
+        "mean",
+        "stddev",
+        "min",
+        "p50",
+        "p90",
+        "p99",
+        "max",
+        "95% CI of mean",
+    ];
+    let mut s = Section::new(title, &header, 1);
+    for (_, label, summary) in r.summaries() {
+        let mut row = vec![label.to_string()];
+        match summary {
+            Some(m) => {
+                let ci = match (m.ci95_low, m.ci95_high) {
+                    (Some(lo), Some(hi)) => format!("{} … {}", human(lo), human(hi)),
+                    _ => "-".into(),
+                };
+                row.extend([
+                    m.count.to_string(),
+                    human(m.mean),
+                    human_opt(m.stddev),
+                    human(m.min),
+                    human(m.p50),
+                    human(m.p90),
+                    human(m.p99),
+                    human(m.max),
+                    ci,
+                ]);
+            }
+            None => row.extend(
+                ["0".to_string()]
+                    .into_iter()
+                    .chain(std::iter::repeat_n("-".to_string(), header.len() - 2)),
+            ),
+        }
+        s.rows.push(row);
+    }
+    s
+}
+
+fn totals(r: &Report) -> Section {
+    let mut s = Section::new("Throughput and totals", &["quantity", "value"], 1);
+    let bytes = |b: Option<u64>| b.map_or_else(|| "-".into(), human_bytes);
+    let rows = [
+        ("output tokens/s", human_opt(r.output_tokens_per_s)),
+        ("total tokens/s", human_opt(r.total_tokens_per_s)),
+        ("prompt tokens", r.prompt_tokens.to_string()),
+        ("output tokens", r.output_tokens.to_string()),
+        ("measured wall time (s)", human(r.wall_s)),
+        ("failed requests", r.failed_requests.to_string()),
+        ("peak RSS", bytes(r.peak_rss_bytes)),
+        ("peak CUDA allocated", bytes(r.cuda_peak_allocated_bytes)),
+    ];
+    s.rows = rows
+        .into_iter()
+        .map(|(k, v)| vec![k.to_string(), v])
+        .collect();
+    s
+}
+
+fn host_check(r: &Report) -> Option<Section> {
+    let h = r.host_check.as_ref()?;
+    let mut s = Section::new(
+        "Host check (the latency model on this machine, against what was measured)",
+        &["metric (ms)", "projected", "measured", "error"],
+        1,
+    );
+    let pct = |x: Option<f64>| x.map_or_else(|| "-".into(), |x| format!("{:+.1}%", x * 100.0));
+    s.rows = vec![
+        vec![
+            "TTFT".into(),
+            human(h.projected_ttft_ms),
+            human(h.measured_ttft_ms),
+            pct(h.ttft_error_ratio),
+        ],
+        vec![
+            "TPOT".into(),
+            human(h.projected_tpot_ms),
+            human_opt(h.measured_tpot_ms),
+            pct(h.tpot_error_ratio),
+        ],
+    ];
+    s.text.push(format!(
+        "Measured here: matmul {} GFLOP/s, memory {} GB/s.",
+        human(h.matmul_gflops),
+        human(h.memory_gb_per_s)
+    ));
+    Some(s)
+}
+
+fn projections(r: &Report) -> Option<Section> {
+    if r.projections.is_empty() {
+        return None;
+    }
+    let header = [
+        "profile",
+        "instance",
+        "tp",
+        "batch",
+        "fits",
+        "TTFT (ms)",
+        "TPOT (ms)",
+        "e2e (ms)",
+        "output tok/s",
+        "$ / 1M output tok",
+        "$ / 1M tok",
+        "calibration MAPE (TTFT / TPOT)",
+    ];
+    let mut s = Section::new("Projected (not measured)", &header, 2);
+    s.text.push(
+        "Projections of this run's workload by the latency model; they were not measured.".into(),
+    );
+    let mut sources: Vec<String> = Vec::new();
+    for p in &r.projections {
+        let mape = p.calibration_mape.map_or_else(
+            || "-".into(),
+            |c| {
+                format!(
+                    "{:.1}% / {:.1}% ({} points)",
+                    c.ttft * 100.0,
+                    c.tpot * 100.0,
+                    c.points
+                )
+            },
+        );
+        s.rows.push(vec![
+            p.profile.clone(),
+            p.instance.clone(),
+            p.tp.to_string(),
+            p.batch.to_string(),
+            if p.fits { "yes" } else { "no" }.into(),
+            human(p.ttft_ms),
+            human(p.tpot_ms),
+            human(p.e2e_ms),
+            human(p.output_tokens_per_s),
+            human(p.cost_usd_per_million_output_tokens),
+            human(p.cost_usd_per_million_tokens),
+            mape,
+        ]);
+        for source in &p.sources {
+            if !sources.contains(source) {
+                sources.push(source.clone());
+            }
+        }
+        for note in &p.notes {
+            let note = format!("note ({} {}): {note}", p.profile, p.instance);
+            if !sources.contains(&note) {
+                sources.push(note);
+            }
+        }
+    }
+    s.list_title = Some("Sources and notes".into());
+    s.list = sources;
+    Some(s)
+}
+
+fn warnings(r: &Report) -> Option<Section> {
+    if r.warnings.is_empty() {
+        return None;
+    }
+    let mut s = Section::new("Warnings", &[], 0);
+    s.list = r.warnings.clone();
+    Some(s)
+}

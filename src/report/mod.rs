@@ -1,0 +1,611 @@
+//! The run report: what ran ([`Environment`], [`Workload`]), what it measured (summaries,
+//! throughput, memory), what was projected from it, and its exporters (JSON, CSV, Markdown,
+//! terminal table). The JSON form (`schema_version` 1) is a documented contract.
+
+pub mod csv;
+pub mod json;
+mod layout;
+pub mod markdown;
+pub mod table;
+
+use crate::measure::samples::{RequestSample, RunEnd, SampleStatus, SamplesFile};
+use crate::measure::stats::{anomaly_warnings, Summary};
+use crate::projection::types::Projection;
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::str::FromStr;
+
+/// Version of the JSON report schema; raised on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The machine, software and model a run used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    /// CPU model name (from `/proc/cpuinfo` on Linux).
+    pub cpu_model: String,
+    /// Logical CPU cores of the machine.
+    pub cores: u32,
+    /// Intra-op threads libtorch was told to use.
+    pub threads: u32,
+    /// `cpu` or `cuda`.
+    pub run_on: String,
+    /// Name of the device that ran the model (the CPU model, or the GPU name).
+    pub device_name: String,
+    /// Compute dtype of the run (`f32`, `bf16`, ...).
+    pub dtype: String,
+    /// Storage dtype of the weights file (`q8_0`, `bf16`, ...).
+    pub weights_dtype: String,
+    pub tch_version: String,
+    pub torch_version: String,
+    pub profiler_version: String,
+    /// Git commit the profiler was built from; `None` outside a git checkout.
+    pub git_commit: Option<String>,
+    /// Model card name, or the path given to `--model`.
+    pub model: String,
+    /// `gguf`, `safetensors` or `synthetic` (random weights: timings only, no real text).
+    pub weights_kind: String,
+    /// SHA-256 of the weights file; `None` for synthetic weights.
+    pub weights_sha256: Option<String>,
+    /// The command line, as typed (arguments shell-quoted where needed).
+    pub command_line: String,
+    /// Start of the run, RFC 3339 UTC (see [`crate::measure::rfc3339::format_utc`]).
+    pub started_at: String,
+}
+
+/// What the run was asked to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// Where prompts came from, e.g. `--input-len 128 (shipped corpus)` or `--workload w.jsonl`.
+    pub prompt_source: String,
+    /// Prompt length in tokens when fixed by `--input-len`; `None` for free-text prompts.
+    pub input_len: Option<u32>,
+    /// Tokens to generate per request (the default for workload lines that set none).
+    pub output_len: u32,
+    /// Sequences decoded together.
+    pub batch: u32,
+    /// Requests asked (`--requests`); `None` when the run was bounded by `--duration`.
+    pub requests: Option<u64>,
+    /// Duration asked (`--duration`), seconds; `None` when bounded by `--requests`.
+    pub duration_s: Option<f64>,
+    /// Warm-up requests run first and not counted.
+    pub warmup: u32,
+    pub seed: u64,
+    /// Whether generation ignored end-of-sequence tokens (exact output lengths).
+    pub ignore_eos: bool,
+}
+
+/// The latency model run on the local machine and compared with what was measured here:
+/// how far to trust the projections for the other targets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostCheck {
+    pub projected_ttft_ms: f64,
+    pub measured_ttft_ms: f64,
+    pub projected_tpot_ms: f64,
+    /// `None` when no request produced two tokens.
+    pub measured_tpot_ms: Option<f64>,
+    /// (projected − measured) / measured: 0.1 means projected 10% slower than measured.
+    pub ttft_error_ratio: Option<f64>,
+    pub tpot_error_ratio: Option<f64>,
+    /// Matrix-multiply throughput measured on this machine, GFLOP/s.
+    pub matmul_gflops: f64,
+    /// Memory bandwidth measured on this machine, GB/s (10⁹ bytes per second).
+    pub memory_gb_per_s: f64,
+}
+
+impl HostCheck {
+    /// Builds the check, computing the signed relative errors (`None` when the measured
+    /// value is missing or not positive).
+    pub fn new(
+        projected_ttft_ms: f64,
+        measured_ttft_ms: f64,
+        projected_tpot_ms: f64,
+        measured_tpot_ms: Option<f64>,
+        matmul_gflops: f64,
+        memory_gb_per_s: f64,
+    ) -> Self {
+        let ratio = |p: f64, m: f64| (m > 0.0).then(|| (p - m) / m);
+        HostCheck {
+            projected_ttft_ms,
+            measured_ttft_ms,
+            projected_tpot_ms,
+            measured_tpot_ms,
+            ttft_error_ratio: ratio(projected_ttft_ms, measured_ttft_ms),
+            tpot_error_ratio: measured_tpot_ms.and_then(|m| ratio(projected_tpot_ms, m)),
+            matmul_gflops,
+            memory_gb_per_s,
+        }
+    }
+}
+
+/// The report of one run (JSON schema version [`SCHEMA_VERSION`]).
+///
+/// Only requests with status `ok` are counted. A summary is `null` when no counted request
+/// has a value for it (e.g. `tpot_ms` when every request produced a single token).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub schema_version: u32,
+    pub environment: Environment,
+    pub workload: Workload,
+    /// Requests counted (finished with status `ok`, warm-up excluded).
+    pub requests: u64,
+    /// Requests that failed; not counted anywhere else.
+    pub failed_requests: u64,
+    pub ttft_ms: Option<Summary>,
+    pub tpot_ms: Option<Summary>,
+    pub e2e_ms: Option<Summary>,
+    /// Over every decode step of every counted request (a step shared by the rows of a
+    /// batch is counted once per row, like the per-request metrics).
+    pub decode_step_ms: Option<Summary>,
+    pub tokenize_ms: Option<Summary>,
+    /// Wall time covered by the counted requests' end-to-end spans, seconds: the length of
+    /// the union of the intervals `[start_offset_ms, start_offset_ms + e2e_ms]`. Rows of a
+    /// batch overlap and count once; gaps between requests (tokenisation, bookkeeping) do not
+    /// count.
+    pub wall_s: f64,
+    /// `output_tokens / wall_s`; `None` when `wall_s` is 0.
+    pub output_tokens_per_s: Option<f64>,
+    /// `(prompt_tokens + output_tokens) / wall_s`; `None` when `wall_s` is 0.
+    pub total_tokens_per_s: Option<f64>,
+    /// Prompt tokens of the counted requests, summed.
+    pub prompt_tokens: u64,
+    /// Output tokens of the counted requests, summed.
+    pub output_tokens: u64,
+    /// `None` where unknown (a report rebuilt from a samples file without an end line).
+    pub peak_rss_bytes: Option<u64>,
+    pub cuda_peak_allocated_bytes: Option<u64>,
+    /// The run was stopped (Ctrl-C, SIGTERM, or killed) before doing all it was asked.
+    pub interrupted: bool,
+    pub warnings: Vec<String>,
+    /// Projections of this run's workload onto other targets (never measured).
+    pub projections: Vec<Projection>,
+    /// Projection against measurement on this machine, when it was run.
+    pub host_check: Option<HostCheck>,
+}
+
+impl Report {
+    /// Computes the report from the finished requests (any order; sorted by `index` for the
+    /// first-run check). Warnings: `end.warnings` first, then interruption, failures, too few
+    /// requests, and outliers / first-run effects in TTFT, TPOT and e2e.
+    pub fn from_samples(
+        environment: Environment,
+        workload: Workload,
+        samples: &[RequestSample],
+        end: RunEnd,
+        projections: Vec<Projection>,
+        host_check: Option<HostCheck>,
+    ) -> Report {
+        let mut ok: Vec<&RequestSample> = samples.iter().filter(|s| s.is_ok()).collect();
+        ok.sort_by_key(|s| s.index);
+        let collect = |f: fn(&RequestSample) -> Option<f64>| -> Vec<f64> {
+            ok.iter().filter_map(|s| f(s)).collect()
+        };
+        let ttft = collect(|s| s.ttft_ms);
+        let tpot = collect(|s| s.tpot_ms);
+        let e2e = collect(|s| Some(s.e2e_ms));
+        let tokenize = collect(|s| Some(s.tokenize_ms));
+        let steps: Vec<f64> = ok
+            .iter()
+            .flat_map(|s| s.decode_step_ms.iter().copied())
+            .collect();
+        let prompt_tokens: u64 = ok.iter().map(|s| s.prompt_tokens).sum();
+        let output_tokens: u64 = ok.iter().map(|s| s.output_tokens).sum();
+        let wall_s = covered_ms(ok.iter().map(|s| (s.start_offset_ms, s.e2e_ms))) / 1000.0;
+        let rate = |tokens: u64| (wall_s > 0.0).then(|| tokens as f64 / wall_s);
+
+        let requests = ok.len() as u64;
+        let failed: Vec<&RequestSample> = samples.iter().filter(|s| !s.is_ok()).collect();
+        let mut warnings = end.warnings;
+        if end.interrupted {
+            warnings.push(format!(
+                "the run was interrupted: this report covers the {requests} requests that finished"
+            ));
+        }
+        if let Some(first) = failed.first() {
+            let message = match &first.status {
+                SampleStatus::Error { message } => message.as_str(),
+                SampleStatus::Ok => "",
+            };
+            warnings.push(format!(
+                "{} requests failed and are not counted; the first (request {}): {message}",
+                failed.len(),
+                first.index
+            ));
+        }
+        match requests {
+            0 => warnings.push("no request finished: there is nothing to summarise".into()),
+            1 => warnings.push(
+                "only 1 request was counted: no standard deviation or confidence interval".into(),
+            ),
+            _ => {}
+        }
+        for (metric, values) in [("ttft_ms", &ttft), ("tpot_ms", &tpot), ("e2e_ms", &e2e)] {
+            warnings.extend(anomaly_warnings(metric, values, workload.warmup));
+        }
+
+        Report {
+            schema_version: SCHEMA_VERSION,
+            environment,
+            workload,
+            requests,
+            failed_requests: failed.len() as u64,
+            ttft_ms: Summary::of(&ttft),
+            tpot_ms: Summary::of(&tpot),
+            e2e_ms: Summary::of(&e2e),
+            decode_step_ms: Summary::of(&steps),
+            tokenize_ms: Summary::of(&tokenize),
+            wall_s,
+            output_tokens_per_s: rate(output_tokens),
+            total_tokens_per_s: rate(prompt_tokens + output_tokens),
+            prompt_tokens,
+            output_tokens,
+            peak_rss_bytes: end.peak_rss_bytes,
+            cuda_peak_allocated_bytes: end.cuda_peak_allocated_bytes,
+            interrupted: end.interrupted,
+            warnings,
+            projections,
+            host_check,
+        }
+    }
+
+    /// Rebuilds the report of a run from its samples file (`profiler report --samples`).
+    /// A file without an end line is from a killed run: interrupted, peak memory unknown.
+    pub fn from_samples_file(file: SamplesFile, projections: Vec<Projection>) -> Report {
+        let end = file.end.unwrap_or_else(|| RunEnd {
+            interrupted: true,
+            warnings: vec![
+                "the samples file has no end line: the run was killed before it finished, so \
+                 peak memory is unknown"
+                    .into(),
+            ],
+            ..RunEnd::default()
+        });
+        let mut end = end;
+        let mut warnings = file.warnings;
+        warnings.append(&mut end.warnings);
+        end.warnings = warnings;
+        Report::from_samples(
+            file.header.environment,
+            file.header.workload,
+            &file.samples,
+            end,
+            projections,
+            None,
+        )
+    }
+
+    /// The measured distributions in display order: (JSON key, label, summary).
+    pub fn summaries(&self) -> [(&'static str, &'static str, Option<&Summary>); 5] {
+        [
+            ("ttft_ms", "TTFT", self.ttft_ms.as_ref()),
+            ("tpot_ms", "TPOT", self.tpot_ms.as_ref()),
+            ("e2e_ms", "end-to-end", self.e2e_ms.as_ref()),
+            (
+                "decode_step_ms",
+                "decode step",
+                self.decode_step_ms.as_ref(),
+            ),
+            ("tokenize_ms", "tokenize", self.tokenize_ms.as_ref()),
+        ]
+    }
+}
+
+/// Length of the union of the spans `(start, length)`, in the spans' unit.
+fn covered_ms(spans: impl Iterator<Item = (f64, f64)>) -> f64 {
+    let mut spans: Vec<(f64, f64)> = spans
+        .filter(|(s, l)| s.is_finite() && l.is_finite() && *l > 0.0)
+        .map(|(s, l)| (s, s + l))
+        .collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut total = 0.0;
+    let mut current: Option<(f64, f64)> = None;
+    for (start, end) in spans {
+        current = match current {
+            Some((s, e)) if start <= e => Some((s, e.max(end))),
+            Some((s, e)) => {
+                total += e - s;
+                Some((start, end))
+            }
+            None => Some((start, end)),
+        };
+    }
+    total + current.map_or(0.0, |(s, e)| e - s)
+}
+
+/// Output format of a report (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned plain text for a terminal (the default).
+    Table,
+    Json,
+    Csv,
+    Markdown,
+}
+
+impl FromStr for Format {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Ok(match s {
+            "table" => Format::Table,
+            "json" => Format::Json,
+            "csv" => Format::Csv,
+            "markdown" | "md" => Format::Markdown,
+            _ => bail!("unknown format `{s}` (expected table, json, csv or markdown)"),
+        })
+    }
+}
+
+/// Renders `report` in `format`. Pure: the same report always gives the same text.
+pub fn render(report: &Report, format: Format) -> Result<String> {
+    Ok(match format {
+        Format::Table => table::render(report),
+        Format::Json => json::render(report)?,
+        Format::Csv => csv::render(report),
+        Format::Markdown => markdown::render(report),
+    })
+}
+
+/// A number for people: about four significant digits, no exponent for usual magnitudes.
+fn human(x: f64) -> String {
+    let a = x.abs();
+    if !x.is_finite() {
+        "-".into()
+    } else if a == 0.0 {
+        "0".into()
+    } else if a >= 1000.0 {
+        format!("{x:.0}")
+    } else if a >= 100.0 {
+        format!("{x:.1}")
+    } else if a >= 1.0 {
+        format!("{x:.2}")
+    } else if a >= 1e-6 {
+        // Three significant digits below 1.
+        let decimals = (2.0 - a.log10().floor()) as usize;
+        format!("{x:.decimals$}")
+    } else {
+        format!("{x:.2e}")
+    }
+}
+
+/// [`human`] of an optional number, `-` when absent.
+fn human_opt(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".into(), human)
+}
+
+/// Bytes in binary units (`1.50 GiB`).
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = b as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{b} B")
+    } else {
+        format!("{value:.2} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::measure::samples::tests::ok_sample;
+    use crate::projection::types::CalibrationError;
+
+    pub(crate) fn environment() -> Environment {
+        Environment {
+            cpu_model: "Test CPU".into(),
+            cores: 2,
+            threads: 2,
+            run_on: "cpu".into(),
+            device_name: "Test CPU".into(),
+            dtype: "f32".into(),
+            weights_dtype: "q8_0".into(),
+            tch_version: "0.24.0".into(),
+            torch_version: "2.11.0".into(),
+            profiler_version: "0.1.0".into(),
+            git_commit: Some("c3c4a10".into()),
+            model: "tiny-llama".into(),
+            weights_kind: "gguf".into(),
+            weights_sha256: None,
+            command_line: "profiler run --model tiny-llama --device inf2-profile".into(),
+            started_at: "2024-05-01T12:44:56Z".into(),
+        }
+    }
+
+    pub(crate) fn workload() -> Workload {
+        Workload {
+            prompt_source: "--input-len 16 (shipped corpus)".into(),
+            input_len: Some(16),
+            output_len: 8,
+            batch: 1,
+            requests: Some(4),
+            duration_s: None,
+            warmup: 1,
+            seed: 0,
+            ignore_eos: true,
+        }
+    }
+
+    pub(crate) fn projection() -> Projection {
+        Projection {
+            profile: "inf2-profile".into(),
+            instance: "inf2.48xlarge".into(),
+            tp: 2,
+            batch: 1,
+            input_len: 16,
+            output_len: 8,
+            weights_dtype: "bf16".into(),
+            fits: true,
+            memory_required_bytes: 3 << 30,
+            memory_available_bytes: 64 << 30,
+            ttft_ms: 12.5,
+            tpot_ms: 4.25,
+            e2e_ms: 42.25,
+            output_tokens_per_s: 235.3,
+            cost_usd_per_million_output_tokens: 15.4,
+            cost_usd_per_million_tokens: 5.1,
+            energy_kwh_per_million_tokens: None,
+            calibration_mape: Some(CalibrationError {
+                ttft: 0.12,
+                tpot: 0.08,
+                points: 5,
+            }),
+            sources: vec!["https://example.org/inf2-pricing, \"2024-05\" | a".into()],
+            notes: vec!["assumes NeuronCore-v2 at 90% of peak".into()],
+        }
+    }
+
+    /// A report with four requests, a projection and a host check.
+    pub(crate) fn report() -> Report {
+        let samples: Vec<RequestSample> = (0..4).map(|i| ok_sample(i, 50.0, 8)).collect();
+        let host = HostCheck::new(55.0, 50.0, 9.0, Some(10.0), 80.0, 12.5);
+        Report::from_samples(
+            environment(),
+            workload(),
+            &samples,
+            RunEnd {
+                peak_rss_bytes: Some(512 << 20),
+                ..RunEnd::default()
+            },
+            vec![projection()],
+            Some(host),
+        )
+    }
+
+    #[test]
+    fn totals_and_throughput_follow_their_definitions() {
+        let r = report();
+        assert_eq!((r.requests, r.failed_requests), (4, 0));
+        assert_eq!((r.prompt_tokens, r.output_tokens), (64, 32));
+        // Each request: ttft 50 + 7 steps × 10 = 120 ms, starting 121 ms apart: no overlap.
+        assert!((r.wall_s - 0.48).abs() < 1e-12);
+        assert!((r.output_tokens_per_s.unwrap() - 32.0 / 0.48).abs() < 1e-9);
+        assert!((r.total_tokens_per_s.unwrap() - 96.0 / 0.48).abs() < 1e-9);
+        assert_eq!(r.tpot_ms.as_ref().unwrap().mean, 10.0);
+        assert_eq!(r.decode_step_ms.as_ref().unwrap().count, 28);
+        assert_eq!(r.peak_rss_bytes, Some(512 << 20));
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn overlapping_spans_count_once() {
+        assert_eq!(covered_ms([(0.0, 10.0), (0.0, 10.0)].into_iter()), 10.0);
+        assert_eq!(covered_ms([(5.0, 10.0), (0.0, 10.0)].into_iter()), 15.0);
+        assert_eq!(covered_ms([(0.0, 1.0), (3.0, 1.0)].into_iter()), 2.0);
+        assert_eq!(covered_ms(std::iter::empty()), 0.0);
+    }
+
+    #[test]
+    fn failed_and_interrupted_runs_are_reported() {
+        let mut failed = ok_sample(1, 50.0, 8);
+        failed.status = SampleStatus::Error {
+            message: "out of memory".into(),
+        };
+        let samples = vec![ok_sample(0, 50.0, 8), failed];
+        let end = RunEnd {
+            interrupted: true,
+            ..RunEnd::default()
+        };
+        let r = Report::from_samples(environment(), workload(), &samples, end, vec![], None);
+        assert_eq!((r.requests, r.failed_requests, r.output_tokens), (1, 1, 8));
+        assert!(r.interrupted);
+        let all = r.warnings.join("\n");
+        assert!(all.contains("interrupted"), "{all}");
+        assert!(
+            all.contains("1 requests failed") && all.contains("out of memory"),
+            "{all}"
+        );
+        assert!(all.contains("only 1 request"), "{all}");
+        assert_eq!(r.ttft_ms.as_ref().unwrap().stddev, None);
+    }
+
+    #[test]
+    fn empty_run_has_null_summaries_and_no_rates() {
+        let r = Report::from_samples(
+            environment(),
+            workload(),
+            &[],
+            RunEnd::default(),
+            vec![],
+            None,
+        );
+        assert_eq!(r.requests, 0);
+        assert_eq!((r.ttft_ms.clone(), r.output_tokens_per_s), (None, None));
+        assert!(r.warnings[0].starts_with("no request finished"));
+    }
+
+    #[test]
+    fn slow_first_request_raises_a_warning() {
+        let mut samples: Vec<RequestSample> = (0..10)
+            .map(|i| ok_sample(i, 50.0 + i as f64 * 0.5, 8))
+            .collect();
+        samples[0] = ok_sample(0, 900.0, 8);
+        let r = Report::from_samples(
+            environment(),
+            workload(),
+            &samples,
+            RunEnd::default(),
+            vec![],
+            None,
+        );
+        assert!(r
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("ttft_ms: the first counted")));
+    }
+
+    #[test]
+    fn rebuilt_from_a_killed_runs_file_is_interrupted() {
+        let file = SamplesFile {
+            header: crate::measure::samples::SamplesHeader {
+                schema_version: 1,
+                environment: environment(),
+                workload: workload(),
+            },
+            samples: vec![ok_sample(0, 50.0, 8), ok_sample(1, 50.0, 8)],
+            end: None,
+            warnings: vec!["s.jsonl:4: ignored a partial last line".into()],
+        };
+        let r = Report::from_samples_file(file, vec![]);
+        assert!(r.interrupted);
+        assert_eq!(r.requests, 2);
+        assert_eq!(r.peak_rss_bytes, None);
+        assert!(r.warnings[0].contains("partial last line"));
+        assert!(r.warnings[1].contains("no end line"));
+    }
+
+    #[test]
+    fn host_check_ratios_are_signed_relative_errors() {
+        let h = HostCheck::new(55.0, 50.0, 9.0, Some(10.0), 1.0, 1.0);
+        assert!((h.ttft_error_ratio.unwrap() - 0.1).abs() < 1e-12);
+        assert!((h.tpot_error_ratio.unwrap() + 0.1).abs() < 1e-12);
+        let h = HostCheck::new(55.0, 0.0, 9.0, None, 1.0, 1.0);
+        assert_eq!((h.ttft_error_ratio, h.tpot_error_ratio), (None, None));
+    }
+
+    #[test]
+    fn format_names_parse() {
+        assert_eq!("json".parse::<Format>().unwrap(), Format::Json);
+        assert_eq!("md".parse::<Format>().unwrap(), Format::Markdown);
+        let err = "xml".parse::<Format>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "unknown format `xml` (expected table, json, csv or markdown)"
+        );
+    }
+
+    #[test]
+    fn human_numbers() {
+        assert_eq!(human(1234.56), "1235");
+        assert_eq!(human(123.456), "123.5");
+        assert_eq!(human(12.3456), "12.35");
+        assert_eq!(human(0.012345), "0.0123");
+        assert_eq!(human(0.0), "0");
+        assert_eq!(human(f64::NAN), "-");
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 << 29), "1.50 GiB");
+    }
+}
