@@ -28,6 +28,7 @@ fn check_version(torch: &std::path::Path) {
                 .to_string()
         });
     if let Some(v) = found {
+        println!("cargo:rustc-env=PROFILER_TORCH_VERSION={v}");
         if v.split('+').next() != Some(WANT) {
             panic!(
                 "libtorch at {} is torch {v}; tch 0.24.0 needs torch {WANT} (run scripts/setup)",
@@ -37,8 +38,24 @@ fn check_version(torch: &std::path::Path) {
     }
 }
 
+/// Records the git commit (when built from a checkout) for reports.
+fn git_commit() {
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    println!("cargo:rerun-if-changed=.git/refs");
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output();
+    if let Ok(o) = out {
+        if o.status.success() {
+            let c = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            println!("cargo:rustc-env=PROFILER_GIT_COMMIT={c}");
+        }
+    }
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    git_commit();
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     let Some(torch) = libtorch_dir() else {
         println!("cargo:warning=LIBTORCH is not set; run scripts/setup first");
