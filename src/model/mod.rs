@@ -5,4 +5,6 @@ pub mod config;
 pub mod gguf;
 pub mod kv_cache;
 pub mod llama;
+pub mod load;
 pub mod synthetic;
+pub mod tokenizer;

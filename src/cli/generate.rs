@@ -1,0 +1,104 @@
+//! `profiler generate`: one prompt in, a continuation out.
+
+use super::EngineArgs;
+use crate::engine::Engine;
+use crate::generate::{generate, GenerateOptions, Sampling};
+use crate::paths::Home;
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TextFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Text to continue.
+    #[arg(long)]
+    prompt: String,
+    /// Wrap the prompt in the model's chat template as one user message.
+    #[arg(long)]
+    chat: bool,
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f64,
+    /// Keep generating past the end-of-sequence token.
+    #[arg(long)]
+    ignore_eos: bool,
+    #[arg(long, value_enum, default_value = "text")]
+    format: TextFormat,
+}
+
+pub fn run(a: GenerateArgs) -> Result<()> {
+    if !(a.temperature >= 0.0 && a.temperature.is_finite()) {
+        bail!("--temperature must be a number >= 0, got {}", a.temperature);
+    }
+    if !(a.top_p > 0.0 && a.top_p <= 1.0) {
+        bail!("--top-p must be in (0, 1], got {}", a.top_p);
+    }
+    let home = Home::locate()?;
+    let engine = Engine::load(&a.engine.options(), &home)?;
+    let tok = engine.tokenizer()?;
+    let text = if a.chat {
+        tok.apply_chat_template(&a.prompt)?
+    } else {
+        a.prompt.clone()
+    };
+    let ids = tok.encode(&text)?;
+    let window = engine.model.config().max_position_embeddings;
+    if ids.len() + a.max_new_tokens > window {
+        bail!(
+            "prompt of {} tokens plus --max-new-tokens {} exceeds the context window of {window} tokens",
+            ids.len(),
+            a.max_new_tokens
+        );
+    }
+    let mut cache = engine.model.new_cache(1, ids.len() + a.max_new_tokens)?;
+    let opts = GenerateOptions {
+        max_new_tokens: a.max_new_tokens,
+        eos_ids: tok.eos_ids().to_vec(),
+        ignore_eos: a.ignore_eos,
+        sampling: Sampling {
+            temperature: a.temperature,
+            top_p: a.top_p,
+            seed: a.engine.seed,
+        },
+    };
+    let g = generate(
+        &engine.model,
+        &mut cache,
+        std::slice::from_ref(&ids),
+        &opts,
+        None,
+        |_| {},
+    )?;
+    let out = &g.tokens[0];
+    let continuation = tok.decode(out)?;
+    match a.format {
+        TextFormat::Text => {
+            if engine.info.kind == crate::model::load::WeightsKind::Synthetic {
+                eprintln!("note: synthetic weights: the text is meaningless");
+            }
+            println!("{continuation}");
+        }
+        TextFormat::Json => {
+            let v = serde_json::json!({
+                "model": engine.info.name,
+                "weights": engine.info.kind.as_str(),
+                "prompt_tokens": ids,
+                "generated_tokens": out,
+                "text": continuation,
+            });
+            println!("{}", serde_json::to_string(&v)?);
+        }
+    }
+    Ok(())
+}

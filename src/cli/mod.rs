@@ -1,0 +1,76 @@
+//! Command-line layer: parses arguments, calls the library, prints results.
+
+mod generate;
+
+use crate::engine::{DType, EngineOptions, RunOn};
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+/// Exit status asked for by a command that finished its output (e.g. 130 after Ctrl-C).
+#[derive(Debug)]
+pub struct Exit(pub i32);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "profiler",
+    version,
+    about = "Measure real LLM inference through libtorch and project latency and cost per 1M tokens on AWS Neuron and GPU instances"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate text with a model (real inference).
+    Generate(generate::GenerateArgs),
+}
+
+/// Model and execution options shared by `generate` and `run`.
+#[derive(Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// Model card name (`profiler models`), a .gguf file, or a Hugging Face directory.
+    #[arg(long, default_value = "llama")]
+    pub model: String,
+    /// Where inference runs.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub run_on: RunOn,
+    /// Compute dtype of weights and activations.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DType,
+    /// libtorch threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Seed for sampling and for synthetic weights.
+    #[arg(long, default_value_t = 0)]
+    pub seed: i64,
+}
+
+impl EngineArgs {
+    fn options(&self) -> EngineOptions {
+        EngineOptions {
+            model: self.model.clone(),
+            run_on: self.run_on,
+            dtype: self.dtype,
+            threads: self.threads,
+            seed: self.seed,
+        }
+    }
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Generate(a) => generate::run(a),
+    }
+}

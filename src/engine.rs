@@ -1,0 +1,128 @@
+//! Loads a model onto the chosen device in the chosen dtype with the chosen thread count:
+//! the part `generate` and `run` share.
+
+use crate::model::llama::Llama;
+use crate::model::load::{self, ModelInfo, ModelRef};
+use crate::model::tokenizer::Tokenizer;
+use crate::paths::Home;
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind};
+
+/// Where inference runs (`--run-on`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RunOn {
+    Cpu,
+    Cuda,
+    /// CUDA when available, else the CPU.
+    Auto,
+}
+
+/// Compute dtype of weights and activations (`--dtype`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl DType {
+    /// The libtorch kind.
+    pub fn kind(self) -> Kind {
+        match self {
+            DType::F32 => Kind::Float,
+            DType::Bf16 => Kind::BFloat16,
+            DType::F16 => Kind::Half,
+        }
+    }
+
+    /// Name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::Bf16 => "bf16",
+            DType::F16 => "f16",
+        }
+    }
+}
+
+/// Resolves `--run-on` to a device; asking for CUDA where there is none is an error.
+pub fn select_device(run_on: RunOn) -> Result<Device> {
+    match run_on {
+        RunOn::Cpu => Ok(Device::Cpu),
+        RunOn::Cuda if !tch::Cuda::is_available() => {
+            bail!("--run-on cuda: CUDA is not available on this machine (no GPU or driver); use --run-on cpu or auto")
+        }
+        RunOn::Cuda => Ok(Device::Cuda(0)),
+        RunOn::Auto => Ok(Device::cuda_if_available()),
+    }
+}
+
+/// A human name for the device (CPU model, or "CUDA device 0").
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cpu => crate::sysinfo::cpu_model(),
+        Device::Cuda(i) => format!("CUDA device {i}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Options shared by `generate` and `run`.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub model: String,
+    pub run_on: RunOn,
+    pub dtype: DType,
+    /// libtorch intra-op threads; `None` keeps libtorch's default (all cores).
+    pub threads: Option<usize>,
+    /// Seed for synthetic weights.
+    pub seed: i64,
+}
+
+/// A model ready to run.
+pub struct Engine {
+    pub model: Llama,
+    pub info: ModelInfo,
+    pub tokenizer: Option<Tokenizer>,
+    pub device: Device,
+    pub dtype: DType,
+    pub threads: usize,
+}
+
+impl Engine {
+    /// Resolves, loads and places the model.
+    pub fn load(opts: &EngineOptions, home: &Home) -> Result<Self> {
+        let device = select_device(opts.run_on)?;
+        if let Some(n) = opts.threads {
+            if n == 0 {
+                bail!("--threads must be at least 1, got 0");
+            }
+            tch::set_num_threads(n as i32);
+        }
+        let r: ModelRef = load::resolve(&opts.model, home)?;
+        let mut w = load::load(&r, home, opts.seed)?;
+        let tokenizer = w.tokenizer.take();
+        let (model, info) = load::build_model(w, device, opts.dtype.kind())?;
+        Ok(Engine {
+            model,
+            info,
+            tokenizer,
+            device,
+            dtype: opts.dtype,
+            threads: tch::get_num_threads().max(1) as usize,
+        })
+    }
+
+    /// The tokenizer, or a clear error for synthetic models that have none.
+    pub fn tokenizer(&self) -> Result<&Tokenizer> {
+        match &self.tokenizer {
+            Some(t) => Ok(t),
+            None => bail!(
+                "model {} has synthetic weights and no tokenizer: give token counts (--input-len) instead of text",
+                self.info.name
+            ),
+        }
+    }
+}

@@ -1,0 +1,558 @@
+//! Resolves `--model` (a card name, a `.gguf` file, or a Hugging Face directory) and loads
+//! its weights as Hugging Face-named f32 tensors, with its config and tokenizer.
+
+use super::card::{self, ModelCard};
+use super::config::LlamaConfig;
+use super::gguf::{GgufFile, MetaValue};
+use super::synthetic;
+use super::tokenizer::{GgufTokenizerSpec, Tokenizer};
+use crate::paths::Home;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// Where a model's weights came from; every output produced with synthetic weights says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightsKind {
+    Gguf,
+    Safetensors,
+    Synthetic,
+}
+
+impl WeightsKind {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WeightsKind::Gguf => "gguf",
+            WeightsKind::Safetensors => "safetensors",
+            WeightsKind::Synthetic => "synthetic",
+        }
+    }
+}
+
+/// What `--model` named.
+#[derive(Debug, Clone)]
+pub enum ModelRef {
+    Card(Box<ModelCard>),
+    GgufFile(PathBuf),
+    HfDir(PathBuf),
+}
+
+/// A model's weights on the CPU in f32, ready for [`super::llama::Llama::new`].
+pub struct LoadedWeights {
+    /// Card name, or the file or folder name.
+    pub name: String,
+    pub card: Option<ModelCard>,
+    pub config: LlamaConfig,
+    pub tensors: HashMap<String, Tensor>,
+    pub kind: WeightsKind,
+    pub sha256: Option<String>,
+    pub path: Option<PathBuf>,
+    /// `None` for synthetic weights of a card that ships no tokenizer.
+    pub tokenizer: Option<Tokenizer>,
+}
+
+/// Interprets `spec`: an existing `.gguf` file, an existing directory, or a card name.
+pub fn resolve(spec: &str, home: &Home) -> Result<ModelRef> {
+    let p = Path::new(spec);
+    if p.is_dir() {
+        return Ok(ModelRef::HfDir(p.to_path_buf()));
+    }
+    if p.is_file() {
+        if p.extension().and_then(|e| e.to_str()) != Some("gguf") {
+            bail!("model file {spec} is not a .gguf file (expected a card name, a .gguf file or a Hugging Face directory)");
+        }
+        return Ok(ModelRef::GgufFile(p.to_path_buf()));
+    }
+    if spec.ends_with(".gguf") || spec.contains('/') {
+        bail!("model file or directory {spec} does not exist");
+    }
+    Ok(ModelRef::Card(Box::new(card::find(
+        &home.models_dir(),
+        spec,
+    )?)))
+}
+
+/// Loads the weights `r` names. Synthetic weights (cards without a checkpoint) are seeded
+/// by `seed` and refused when they would not fit in free memory.
+pub fn load(r: &ModelRef, home: &Home, seed: i64) -> Result<LoadedWeights> {
+    match r {
+        ModelRef::GgufFile(p) => load_gguf(p, None),
+        ModelRef::HfDir(p) => load_hf_dir(p),
+        ModelRef::Card(c) => match &c.weights {
+            Some(w) => {
+                let path = home.weights_cache().join(&w.file);
+                if !path.is_file() {
+                    bail!(
+                        "weights of model {} are not downloaded (expected .cache/models/{}): run scripts/setup",
+                        c.name,
+                        w.file
+                    );
+                }
+                let loaded = load_gguf(&path, Some((**c).clone()))?;
+                if loaded.sha256.as_deref() != Some(w.sha256.as_str()) {
+                    bail!(
+                        "{}: sha256 does not match the card {} (expected {}): delete it and run scripts/setup",
+                        path.display(),
+                        c.path.display(),
+                        w.sha256
+                    );
+                }
+                Ok(loaded)
+            }
+            None => load_synthetic(c, seed),
+        },
+    }
+}
+
+/// Seeded random weights at the card's shapes, if they fit in free memory.
+fn load_synthetic(c: &ModelCard, seed: i64) -> Result<LoadedWeights> {
+    let need = c.architecture.parameter_count() * 4;
+    if let Some(avail) = crate::sysinfo::available_memory_bytes() {
+        if need > avail {
+            bail!(
+                "model {} needs {:.1} GiB for synthetic f32 weights but only {:.1} GiB of memory is free (try `profiler project` for models this large)",
+                c.name,
+                need as f64 / (1u64 << 30) as f64,
+                avail as f64 / (1u64 << 30) as f64
+            );
+        }
+    }
+    Ok(LoadedWeights {
+        name: c.name.clone(),
+        config: c.architecture.clone(),
+        tensors: synthetic::random_weights(&c.architecture, seed),
+        kind: WeightsKind::Synthetic,
+        sha256: None,
+        path: None,
+        tokenizer: None,
+        card: Some(c.clone()),
+    })
+}
+
+/// sha256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+/// Llama architecture from GGUF `llama.*` metadata.
+pub fn config_from_gguf(g: &GgufFile, file: &str) -> Result<LlamaConfig> {
+    let arch = g
+        .get_str("general.architecture")
+        .with_context(|| file.to_string())?;
+    if arch != "llama" {
+        bail!("{file}: architecture {arch:?} is not supported (expected \"llama\")");
+    }
+    let u =
+        |k: &str| -> Result<usize> { Ok(g.get_u64(k).with_context(|| file.to_string())? as usize) };
+    let heads = u("llama.attention.head_count")?;
+    let hidden = u("llama.embedding_length")?;
+    let kv = if g.get("llama.attention.head_count_kv").is_some() {
+        u("llama.attention.head_count_kv")?
+    } else {
+        heads
+    };
+    let vocab = match g.get("llama.vocab_size") {
+        Some(_) => u("llama.vocab_size")?,
+        None => g
+            .tensor("token_embd.weight")
+            .and_then(|t| t.dims.get(1).copied())
+            .with_context(|| format!("{file}: no llama.vocab_size and no token_embd.weight"))?
+            as usize,
+    };
+    let head_dim = match g.get("llama.rope.dimension_count") {
+        Some(_) if heads > 0 && u("llama.rope.dimension_count")? != hidden / heads => {
+            Some(u("llama.rope.dimension_count")?)
+        }
+        _ => None,
+    };
+    if g.tensor("rope_freqs.weight").is_some() {
+        bail!("{file}: per-frequency RoPE factors (rope_freqs.weight, Llama-3.1 GGUF) are not supported yet; use the Hugging Face directory of this model");
+    }
+    let cfg = LlamaConfig {
+        vocab_size: vocab,
+        hidden_size: hidden,
+        intermediate_size: u("llama.feed_forward_length")?,
+        num_hidden_layers: u("llama.block_count")?,
+        num_attention_heads: heads,
+        num_key_value_heads: kv,
+        head_dim,
+        rms_norm_eps: g
+            .get_f64("llama.attention.layer_norm_rms_epsilon")
+            .with_context(|| file.to_string())?,
+        rope_theta: if g.get("llama.rope.freq_base").is_some() {
+            g.get_f64("llama.rope.freq_base")
+                .with_context(|| file.to_string())?
+        } else {
+            10000.0
+        },
+        rope_scaling: None,
+        max_position_embeddings: u("llama.context_length")?,
+        tie_word_embeddings: g.tensor("output.weight").is_none(),
+    };
+    cfg.validate(file)?;
+    Ok(cfg)
+}
+
+/// Hugging Face name of a GGUF tensor, and the head count to un-permute it with (Q and K).
+fn hf_name(gguf: &str, cfg: &LlamaConfig) -> Option<(String, Option<usize>)> {
+    match gguf {
+        "token_embd.weight" => return Some(("model.embed_tokens.weight".into(), None)),
+        "output_norm.weight" => return Some(("model.norm.weight".into(), None)),
+        "output.weight" => return Some(("lm_head.weight".into(), None)),
+        _ => {}
+    }
+    let rest = gguf.strip_prefix("blk.")?;
+    let (layer, what) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (name, heads) = match what {
+        "attn_norm.weight" => ("input_layernorm.weight", None),
+        "attn_q.weight" => ("self_attn.q_proj.weight", Some(cfg.num_attention_heads)),
+        "attn_k.weight" => ("self_attn.k_proj.weight", Some(cfg.num_key_value_heads)),
+        "attn_v.weight" => ("self_attn.v_proj.weight", None),
+        "attn_output.weight" => ("self_attn.o_proj.weight", None),
+        "ffn_norm.weight" => ("post_attention_layernorm.weight", None),
+        "ffn_gate.weight" => ("mlp.gate_proj.weight", None),
+        "ffn_up.weight" => ("mlp.up_proj.weight", None),
+        "ffn_down.weight" => ("mlp.down_proj.weight", None),
+        _ => return None,
+    };
+    Some((format!("model.layers.{layer}.{name}"), heads))
+}
+
+/// Undoes the row permutation llama.cpp's converter applies to Q and K so that its
+/// interleaved RoPE can be used (`permute()` in llama.cpp `convert_hf_to_gguf.py`): rows of
+/// each head are stored as (pairs, 2) instead of (2, half).
+pub fn unpermute_rows(w: &Tensor, heads: usize) -> Tensor {
+    let size = w.size();
+    let (rows, cols) = (size[0], size[1]);
+    let h = heads as i64;
+    w.reshape([h, rows / h / 2, 2, cols])
+        .transpose(1, 2)
+        .reshape([rows, cols])
+}
+
+/// Loads a Llama GGUF file: config, tokenizer and dequantised f32 tensors.
+pub fn load_gguf(path: &Path, card: Option<ModelCard>) -> Result<LoadedWeights> {
+    let file = path.display().to_string();
+    let g = GgufFile::open(path)?;
+    let cfg = config_from_gguf(&g, &file)?;
+    let mut tensors = HashMap::new();
+    for t in g.tensors() {
+        let (name, heads) = hf_name(&t.name, &cfg)
+            .with_context(|| format!("{file}: unexpected tensor {:?} for a Llama model", t.name))?;
+        let data = g.dequantize(t)?;
+        let shape: Vec<i64> = t.dims.iter().rev().map(|d| *d as i64).collect();
+        let mut x = Tensor::from_slice(&data).reshape(shape.as_slice());
+        if let Some(h) = heads {
+            if shape.len() != 2 || shape[0] % (2 * h as i64) != 0 {
+                bail!(
+                    "{file}: tensor {:?} has shape {shape:?}, which {h} heads cannot split",
+                    t.name
+                );
+            }
+            x = unpermute_rows(&x, h);
+        }
+        tensors.insert(name, x);
+    }
+    let tokenizer = Tokenizer::from_gguf_spec(tokenizer_spec(&g, &file)?, &file)?;
+    let name = card
+        .as_ref()
+        .map(|c| c.name.clone())
+        .unwrap_or_else(|| file_name(path));
+    Ok(LoadedWeights {
+        name,
+        card,
+        config: cfg,
+        tensors,
+        kind: WeightsKind::Gguf,
+        sha256: Some(sha256_file(path)?),
+        path: Some(path.to_path_buf()),
+        tokenizer: Some(tokenizer),
+    })
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}
+
+/// Tokenizer fields from `tokenizer.ggml.*` metadata.
+fn tokenizer_spec(g: &GgufFile, file: &str) -> Result<GgufTokenizerSpec> {
+    let opt_u32 = |k: &str| -> Result<Option<u32>> {
+        match g.get(k) {
+            None => Ok(None),
+            Some(_) => Ok(Some(g.get_u64(k).with_context(|| file.to_string())? as u32)),
+        }
+    };
+    let opt_bool = |k: &str| match g.get(k) {
+        Some(MetaValue::Bool(b)) => Some(*b),
+        _ => None,
+    };
+    let token_types = match g.get("tokenizer.ggml.token_type") {
+        None => None,
+        Some(_) => Some(
+            g.get_i64_array("tokenizer.ggml.token_type")
+                .with_context(|| file.to_string())?
+                .into_iter()
+                .map(|x| x as i32)
+                .collect(),
+        ),
+    };
+    Ok(GgufTokenizerSpec {
+        model: g
+            .get_str("tokenizer.ggml.model")
+            .with_context(|| file.to_string())?
+            .to_string(),
+        pre: g.get_str("tokenizer.ggml.pre").ok().map(str::to_string),
+        tokens: g
+            .get_str_array("tokenizer.ggml.tokens")
+            .with_context(|| file.to_string())?,
+        token_types,
+        merges: if g.get("tokenizer.ggml.merges").is_some() {
+            g.get_str_array("tokenizer.ggml.merges")
+                .with_context(|| file.to_string())?
+        } else {
+            Vec::new()
+        },
+        bos_id: opt_u32("tokenizer.ggml.bos_token_id")?,
+        eos_id: opt_u32("tokenizer.ggml.eos_token_id")?,
+        unk_id: opt_u32("tokenizer.ggml.unknown_token_id")?,
+        pad_id: opt_u32("tokenizer.ggml.padding_token_id")?,
+        add_bos: opt_bool("tokenizer.ggml.add_bos_token"),
+        add_eos: opt_bool("tokenizer.ggml.add_eos_token"),
+        chat_template: g
+            .get_str("tokenizer.chat_template")
+            .ok()
+            .map(str::to_string),
+    })
+}
+
+/// The parts of a Hugging Face `config.json` this project reads (other keys are ignored:
+/// the file belongs to another tool).
+#[derive(Debug, Deserialize)]
+struct HfConfig {
+    #[serde(default)]
+    model_type: Option<String>,
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    #[serde(default)]
+    num_key_value_heads: Option<usize>,
+    #[serde(default)]
+    head_dim: Option<usize>,
+    #[serde(default = "default_eps")]
+    rms_norm_eps: f64,
+    #[serde(default = "default_theta")]
+    rope_theta: f64,
+    #[serde(default)]
+    rope_scaling: Option<super::config::RopeScaling>,
+    max_position_embeddings: usize,
+    #[serde(default)]
+    tie_word_embeddings: bool,
+}
+
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_theta() -> f64 {
+    10000.0
+}
+
+/// Architecture from a Hugging Face `config.json`.
+pub fn config_from_hf(path: &Path) -> Result<LlamaConfig> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {file}"))?;
+    let hf: HfConfig = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    if let Some(t) = &hf.model_type {
+        if t != "llama" && t != "mistral" {
+            bail!("{file}: model_type {t:?} is not supported (expected \"llama\")");
+        }
+    }
+    let cfg = LlamaConfig {
+        vocab_size: hf.vocab_size,
+        hidden_size: hf.hidden_size,
+        intermediate_size: hf.intermediate_size,
+        num_hidden_layers: hf.num_hidden_layers,
+        num_attention_heads: hf.num_attention_heads,
+        num_key_value_heads: hf.num_key_value_heads.unwrap_or(hf.num_attention_heads),
+        head_dim: hf.head_dim,
+        rms_norm_eps: hf.rms_norm_eps,
+        rope_theta: hf.rope_theta,
+        rope_scaling: hf.rope_scaling,
+        max_position_embeddings: hf.max_position_embeddings,
+        tie_word_embeddings: hf.tie_word_embeddings,
+    };
+    cfg.validate(&file)?;
+    Ok(cfg)
+}
+
+/// Loads a Hugging Face directory: `config.json`, `tokenizer.json`, and `model.safetensors`
+/// or the shards listed in `model.safetensors.index.json`.
+pub fn load_hf_dir(dir: &Path) -> Result<LoadedWeights> {
+    let d = dir.display();
+    let need = "expected config.json, tokenizer.json and model.safetensors or model.safetensors.index.json";
+    for f in ["config.json", "tokenizer.json"] {
+        if !dir.join(f).is_file() {
+            bail!("Hugging Face directory {d} has no {f} ({need})");
+        }
+    }
+    let cfg = config_from_hf(&dir.join("config.json"))?;
+    let single = dir.join("model.safetensors");
+    let index = dir.join("model.safetensors.index.json");
+    let files: Vec<PathBuf> = if single.is_file() {
+        vec![single]
+    } else if index.is_file() {
+        shard_files(&index)?
+            .into_iter()
+            .map(|f| dir.join(f))
+            .collect()
+    } else {
+        bail!("Hugging Face directory {d} has no model.safetensors nor model.safetensors.index.json ({need})");
+    };
+    let mut tensors = HashMap::new();
+    for f in &files {
+        if !f.is_file() {
+            bail!(
+                "{}: shard listed in model.safetensors.index.json is missing",
+                f.display()
+            );
+        }
+        let list = Tensor::read_safetensors(f).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: not a valid safetensors file: {}",
+                f.display(),
+                card::one_line(&e.to_string())
+            )
+        })?;
+        for (name, t) in list {
+            let t = t.f_to_kind(Kind::Float)?;
+            tensors.insert(name, t);
+        }
+    }
+    let tokenizer = Tokenizer::from_hf_dir(dir)?;
+    Ok(LoadedWeights {
+        name: file_name(dir),
+        card: None,
+        config: cfg,
+        tensors,
+        kind: WeightsKind::Safetensors,
+        sha256: None,
+        path: Some(dir.to_path_buf()),
+        tokenizer: Some(tokenizer),
+    })
+}
+
+/// Shard file names from a safetensors index, deduplicated, in first-seen order.
+fn shard_files(index: &Path) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Index {
+        weight_map: HashMap<String, String>,
+    }
+    let file = index.display().to_string();
+    let text = std::fs::read_to_string(index).with_context(|| format!("cannot read {file}"))?;
+    let idx: Index = serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    let mut files: Vec<String> = idx.weight_map.into_values().collect();
+    files.sort();
+    files.dedup();
+    if files.iter().any(|f| f.contains('/') || f.contains("..")) {
+        bail!("{file}: weight_map must name files in the same directory");
+    }
+    Ok(files)
+}
+
+/// Moves loaded weights into a model on `device` in `kind`.
+pub fn build_model(
+    w: LoadedWeights,
+    device: Device,
+    kind: Kind,
+) -> Result<(super::llama::Llama, ModelInfo)> {
+    let info = ModelInfo {
+        name: w.name.clone(),
+        kind: w.kind,
+        sha256: w.sha256.clone(),
+        path: w.path.clone(),
+        card: w.card.clone(),
+    };
+    let model = super::llama::Llama::new(&w.config, w.tensors, device, kind)?;
+    Ok((model, info))
+}
+
+/// Provenance of a loaded model, for reports.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub name: String,
+    pub kind: WeightsKind,
+    pub sha256: Option<String>,
+    pub path: Option<PathBuf>,
+    pub card: Option<ModelCard>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Applying llama.cpp's permutation then ours gives back the original rows.
+    #[test]
+    fn unpermute_inverts_llama_cpp_permute() {
+        let heads = 3i64;
+        let hd = 4i64;
+        let cols = 2i64;
+        let w =
+            Tensor::arange(heads * hd * cols, (Kind::Float, Device::Cpu)).view([heads * hd, cols]);
+        // llama.cpp: reshape(n_head, 2, hd/2, cols).swapaxes(1, 2)
+        let permuted = w
+            .reshape([heads, 2, hd / 2, cols])
+            .transpose(1, 2)
+            .reshape([heads * hd, cols]);
+        assert!(!permuted.equal(&w));
+        assert!(unpermute_rows(&permuted, heads as usize).equal(&w));
+    }
+
+    #[test]
+    fn hf_config_reads_llama3_scaling_and_ignores_foreign_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.json");
+        std::fs::write(
+            &p,
+            r#"{"architectures":["LlamaForCausalLM"],"model_type":"llama","vocab_size":128256,"hidden_size":4096,
+            "intermediate_size":14336,"num_hidden_layers":32,"num_attention_heads":32,"num_key_value_heads":8,
+            "rms_norm_eps":1e-5,"rope_theta":500000.0,"max_position_embeddings":131072,"tie_word_embeddings":false,
+            "rope_scaling":{"factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192,"rope_type":"llama3"},
+            "torch_dtype":"bfloat16","bos_token_id":128000}"#,
+        )
+        .unwrap();
+        let c = config_from_hf(&p).unwrap();
+        assert_eq!(c.num_key_value_heads, 8);
+        assert_eq!(c.rope_scaling.unwrap().factor, 8.0);
+    }
+
+    #[test]
+    fn missing_hf_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+        let e = load_hf_dir(dir.path()).err().unwrap().to_string();
+        assert!(e.contains("has no tokenizer.json"), "{e}");
+    }
+}

@@ -1,0 +1,64 @@
+//! Helpers shared by the end-to-end tests: run the real binary on the real default model.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The project folder (models/, profiles/, .cache/).
+pub fn home() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The default model's weights; tests need `scripts/setup` to have fetched them.
+pub fn default_weights() -> PathBuf {
+    let p = home().join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(p.is_file(), "{} is missing: run scripts/setup (scripts/test does)", p.display());
+    p
+}
+
+/// A `profiler` command with the project home set.
+pub fn profiler() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_profiler"));
+    c.env("PROFILER_HOME", home());
+    c
+}
+
+/// Runs `profiler ARGS`, expecting success; returns stdout.
+pub fn run_ok(args: &[&str]) -> String {
+    let out = profiler().args(args).output().expect("cannot start profiler");
+    assert!(
+        out.status.success(),
+        "profiler {args:?} failed ({:?}): {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("stdout is not UTF-8")
+}
+
+/// Runs `profiler ARGS`, expecting failure; returns the output.
+pub fn run_err(args: &[&str]) -> Output {
+    let out = profiler().args(args).output().expect("cannot start profiler");
+    assert!(!out.status.success(), "profiler {args:?} unexpectedly succeeded");
+    out
+}
+
+/// Asserts stderr is exactly one line starting with "error: " and containing `needle`,
+/// and has no panic or backtrace.
+pub fn assert_one_line_error(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "expected one line on stderr, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(lines[0].contains(needle), "expected {needle:?} in: {err}");
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+}
+
+/// A fresh temporary folder.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("cannot create a temporary folder")
+}
+
+/// Path inside a temp dir as a `&str`.
+pub fn path_str(p: &Path) -> String {
+    p.to_str().expect("non-UTF-8 path").to_string()
+}
