@@ -23,8 +23,11 @@ pub fn parse_workload(text: &str, file: &str) -> Result<Vec<WorkloadLine>> {
         if line.trim().is_empty() {
             bail!("{file}:{n}: empty line (expected a JSON object like {{\"prompt\": \"...\", \"max_new_tokens\": 64}})");
         }
-        let w: WorkloadLine = serde_json::from_str(line)
-            .map_err(|e| anyhow::anyhow!("{file}:{n}: {e} (expected {{\"prompt\": \"...\", \"max_new_tokens\": 64}})"))?;
+        let w: WorkloadLine = serde_json::from_str(line).map_err(|e| {
+            anyhow::anyhow!(
+                "{file}:{n}: {e} (expected {{\"prompt\": \"...\", \"max_new_tokens\": 64}})"
+            )
+        })?;
         if w.prompt.is_empty() {
             bail!("{file}:{n}: field `prompt` is empty");
         }
@@ -48,20 +51,28 @@ pub fn read_workload(path: &Path) -> Result<Vec<WorkloadLine>> {
 
 /// Parses `30s`, `10m`, `2h`, `1500ms` (also combined: `1h30m`).
 pub fn parse_duration(s: &str) -> Result<Duration> {
-    let bad = || anyhow::anyhow!("duration {s:?}: expected a number followed by ms, s, m or h (e.g. 30s, 10m, 2h)");
+    let bad = || {
+        anyhow::anyhow!(
+            "duration {s:?}: expected a number followed by ms, s, m or h (e.g. 30s, 10m, 2h)"
+        )
+    };
     let mut total = 0f64;
     let mut rest = s.trim();
     if rest.is_empty() {
         return Err(bad());
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
         if digits == 0 {
             return Err(bad());
         }
         let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
             "ms" => 1e-3,
             "s" => 1.0,
@@ -91,7 +102,9 @@ pub fn corpus_prompt(corpus: &[u32], len: usize, request: usize, seed: i64) -> R
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     let start = ((z ^ (z >> 31)) % corpus.len() as u64) as usize;
-    Ok((0..len).map(|i| corpus[(start + i) % corpus.len()]).collect())
+    Ok((0..len)
+        .map(|i| corpus[(start + i) % corpus.len()])
+        .collect())
 }
 
 /// Seeded random token ids in `[0, vocab)`, for models without a tokenizer (synthetic).
@@ -126,13 +139,23 @@ mod tests {
 
     #[test]
     fn workload_lines_and_errors_name_the_line() {
-        let ok = parse_workload("{\"prompt\":\"a\"}\n{\"prompt\":\"b\",\"max_new_tokens\":3}\n", "w.jsonl").unwrap();
+        let ok = parse_workload(
+            "{\"prompt\":\"a\"}\n{\"prompt\":\"b\",\"max_new_tokens\":3}\n",
+            "w.jsonl",
+        )
+        .unwrap();
         assert_eq!(ok[1].max_new_tokens, Some(3));
-        let e = parse_workload("{\"prompt\":\"a\"}\n{\"prompt\": 3}\n", "w.jsonl").unwrap_err().to_string();
+        let e = parse_workload("{\"prompt\":\"a\"}\n{\"prompt\": 3}\n", "w.jsonl")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("w.jsonl:2:"), "{e}");
-        let e = parse_workload("{\"prompt\":\"a\"}\n\n", "w.jsonl").unwrap_err().to_string();
+        let e = parse_workload("{\"prompt\":\"a\"}\n\n", "w.jsonl")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("w.jsonl:2: empty line"), "{e}");
-        let e = parse_workload("{\"prompt\":\"a\",\"extra\":1}", "w.jsonl").unwrap_err().to_string();
+        let e = parse_workload("{\"prompt\":\"a\",\"extra\":1}", "w.jsonl")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("extra"), "{e}");
         assert!(parse_workload("", "w.jsonl").is_err());
     }

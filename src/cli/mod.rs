@@ -1,6 +1,9 @@
 //! Command-line layer: parses arguments, calls the library, prints results.
 
 mod generate;
+pub mod project;
+mod report;
+mod run;
 
 use crate::engine::{DType, EngineOptions, RunOn};
 use anyhow::Result;
@@ -31,8 +34,22 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Measure real inference (TTFT, TPOT, e2e, tokens/s) and project it onto devices.
+    Run(Box<run::RunArgs>),
     /// Generate text with a model (real inference).
     Generate(generate::GenerateArgs),
+    /// Rebuild a run's report from its samples file.
+    Report(report::ReportArgs),
+    /// Project latency and cost of a model onto instance types (no inference).
+    Project(project::ProjectArgs),
+    /// Compare instance types side by side, sorted by cost per 1M tokens.
+    Compare(project::CompareArgs),
+    /// Fit a profile's latency-model parameters to measured points.
+    Calibrate(project::CalibrateArgs),
+    /// List the device profiles.
+    Devices,
+    /// List the model cards.
+    Models,
 }
 
 /// Model and execution options shared by `generate` and `run`.
@@ -71,6 +88,13 @@ impl EngineArgs {
 pub fn run() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(a) => run::run(*a),
         Command::Generate(a) => generate::run(a),
+        Command::Report(a) => report::run(a),
+        Command::Project(a) => project::project(a),
+        Command::Compare(a) => project::compare(a),
+        Command::Calibrate(a) => project::calibrate(a),
+        Command::Devices => project::devices(),
+        Command::Models => project::models(),
     }
 }

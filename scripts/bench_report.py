@@ -1,0 +1,276 @@
+"""Summary step of scripts/bench: reads the raw results, prints the table, writes bench.json.
+
+Inputs, all in --work:
+  * NAME.json             `profiler run --format json` reports of our runs;
+  * NAME.samples.jsonl    their samples files (runs made with the profiler's
+                          instrumentation on), from which each run's own numbers come;
+  * NAME.scrapes          one line per successful scrape of that run's metrics endpoint;
+  * transformers.json     from scripts/bench_transformers.py (runs, bandwidth, matmul rate).
+
+A run is one batch: its TTFT, and its decode step time as the median of its steps (robust
+to a step slowed by something else on the machine); decode tokens/s = batch / step time.
+Each figure is the median over runs, with the min-max spread over runs. Ratios are
+"higher is better": transformers' time over ours for TTFT, our tokens/s over theirs for
+decode, floor time over our time for the floors.
+
+Overhead compares the runs with samples file and scraped metrics endpoint ("on") against
+the same runs without ("bare"), on decode tokens/s from each report's median decode step;
+the difference between the two bare runs (and between the two "on" runs) is printed as the
+noise of the comparison.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+# Targets; a ratio passes when it is at least the target (overhead: when below it).
+TARGETS = {
+    "ttft_long": 1.2,  # our TTFT at most 1/1.2 of transformers'
+    "decode_b1": 2.0,  # times transformers' tokens/s
+    "decode_bN": 1.3,
+    "bandwidth_floor": 0.80,  # floor step time / our step time
+    "overhead_pct": 1.0,  # decode tokens/s lost with samples + metrics, percent
+}
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def sample_runs(path, batch):
+    """Per-run (per-batch) numbers from a samples file: rows of a batch share their steps."""
+    by_run = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            s = json.loads(line)
+            if s.get("kind") != "sample" or s.get("status", "ok") != "ok":
+                continue
+            by_run.setdefault(s["index"] // batch, s)
+    return [run_numbers(s["ttft_ms"], s["decode_step_ms"]) for _, s in sorted(by_run.items())]
+
+
+def run_numbers(ttft_ms, steps):
+    return {
+        "ttft_ms": ttft_ms,
+        "step_ms": statistics.median(steps) if steps else None,
+        "mean_step_ms": statistics.fmean(steps) if steps else None,
+        "steps": len(steps),
+    }
+
+
+def summary(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def tok_s(runs, batch):
+    return summary([batch * 1000.0 / r["step_ms"] for r in runs if r["step_ms"]])
+
+
+def ttft(runs):
+    return summary([r["ttft_ms"] for r in runs])
+
+
+def fmt(s, unit, digits=1):
+    if s is None:
+        return "-"
+    return f"{s['median']:.{digits}f} {unit} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
+
+
+def verdict(value, target, below=False):
+    if value is None or target is None:
+        return "info"
+    ok = value < target if below else value >= target
+    return "PASS" if ok else "MISS"
+
+
+def report_tok_s(rep):
+    """Decode tokens/s of one `profiler run` report, from its median decode step."""
+    step = (rep.get("decode_step_ms") or {}).get("p50")
+    return rep["workload"]["batch"] * 1000.0 / step if step else None
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--work", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--batch", type=int, required=True, help="the second decode batch size")
+    p.add_argument("--long-len", type=int, required=True, help="the second TTFT prompt length")
+    p.add_argument("--setup-s", type=float, default=0.0)
+    p.add_argument("--started", type=float, required=True, help="Unix time the bench started")
+    p.add_argument("--load-before", type=float, default=None)
+    a = p.parse_args()
+    w = lambda name: os.path.join(a.work, name)  # noqa: E731
+    B, L = a.batch, a.long_len
+    warnings = []
+
+    hf = load_json(w("transformers.json"))
+    names = ["b1_bare_1", "b1_on_1", "b1_on_2", "b1_bare_2", f"b{B}", f"ttft_{L}"]
+    ours = {}
+    for n in names:
+        rep = load_json(w(n + ".json"))
+        entry = {"report": rep}
+        if os.path.exists(w(n + ".samples.jsonl")):
+            entry["runs"] = sample_runs(w(n + ".samples.jsonl"), rep["workload"]["batch"])
+            with open(w(n + ".scrapes")) as f:
+                entry["scrapes"] = sum(1 for _ in f)
+            if entry["scrapes"] == 0:
+                warnings.append(f"{n}: the metrics endpoint never answered a scrape")
+        if rep.get("failed_requests") or rep.get("interrupted"):
+            warnings.append(f"{n}: failed requests or interrupted run")
+        warnings += [f"{n}: {x}" for x in rep.get("warnings", [])]
+        ours[n] = entry
+    env = ours["b1_on_1"]["report"]["environment"]
+    if env.get("weights_sha256") and env["weights_sha256"] != hf["model_sha256"]:
+        warnings.append("ours and transformers did not load the same model file (sha256 differs)")
+    if env.get("threads") != hf["threads"]:
+        warnings.append(f"thread counts differ: ours {env.get('threads')}, transformers {hf['threads']}")
+
+    hf_runs = {k: [run_numbers(r["ttft_ms"], r["decode_step_ms"]) for r in c["runs"]] for k, c in hf["cases"].items()}
+    our_b1 = ours["b1_on_1"]["runs"] + ours["b1_on_2"]["runs"]
+    our_bN = ours[f"b{B}"]["runs"]
+    our_long = ours[f"ttft_{L}"]["runs"]
+
+    def row(label, o, t, ratio, target, unit, note=""):
+        return {"label": label, "ours": o, "transformers": t, "ratio": ratio, "target": target, "unit": unit,
+                "verdict": verdict(ratio, target), "note": note}
+
+    def speedup(o, t, higher_better):
+        if not o or not t:
+            return None
+        return o["median"] / t["median"] if higher_better else t["median"] / o["median"]
+
+    rows = {}
+    o, t = ttft(our_b1), ttft(hf_runs["decode_b1"])
+    rows["ttft_128"] = row(f"TTFT, {hf['cases']['decode_b1']['input_len']}-token prompt", o, t,
+                           speedup(o, t, False), None, "ms")
+    o, t = ttft(our_long), ttft(hf_runs[f"ttft_{L}"])
+    rows[f"ttft_{L}"] = row(f"TTFT, {L}-token prompt", o, t, speedup(o, t, False), TARGETS["ttft_long"], "ms")
+    o, t = tok_s(our_b1, 1), tok_s(hf_runs["decode_b1"], 1)
+    rows["decode_b1"] = row("decode tok/s, batch 1", o, t, speedup(o, t, True), TARGETS["decode_b1"], "tok/s")
+    o, t = tok_s(our_bN, B), tok_s(hf_runs[f"decode_b{B}"], B)
+    rows[f"decode_b{B}"] = row(f"decode tok/s, batch {B}", o, t, speedup(o, t, True), TARGETS["decode_bN"], "tok/s")
+
+    # Floors.
+    bw = hf["bandwidth"]["bytes_per_s"]
+    floor_ms = hf["decode_read_bytes"] / bw * 1e3
+    our_step = summary([r["step_ms"] for r in our_b1])
+    hf_step = summary([r["step_ms"] for r in hf_runs["decode_b1"]])
+    flops = 2.0 * hf["params"] * L
+    compute_ms = flops / hf["matmul"]["flop_per_s"] * 1e3
+    our_long_ttft = rows[f"ttft_{L}"]["ours"]
+    floors = {
+        "decode_read_bytes": hf["decode_read_bytes"],
+        "bandwidth_bytes_per_s": bw,
+        "decode_floor_ms": floor_ms,
+        "decode_floor_tok_s": 1e3 / floor_ms,
+        "ours_step_ms": our_step,
+        "transformers_step_ms": hf_step,
+        "ours_fraction": floor_ms / our_step["median"] if our_step else None,
+        "transformers_fraction": floor_ms / hf_step["median"] if hf_step else None,
+        "prefill_flops": flops,
+        "matmul_flop_per_s": hf["matmul"]["flop_per_s"],
+        "prefill_floor_ms": compute_ms,
+        "ours_prefill_fraction": compute_ms / our_long_ttft["median"] if our_long_ttft else None,
+    }
+
+    # Overhead.
+    bare = [report_tok_s(ours[n]["report"]) for n in ("b1_bare_1", "b1_bare_2")]
+    on = [report_tok_s(ours[n]["report"]) for n in ("b1_on_1", "b1_on_2")]
+    overhead = {"bare_tok_s": bare, "on_tok_s": on, "pct": None, "noise_pct": None}
+    if all(bare) and all(on):
+        mb, mo = statistics.fmean(bare), statistics.fmean(on)
+        overhead["pct"] = (1 - mo / mb) * 100
+        overhead["noise_pct"] = max(abs(bare[0] - bare[1]) / mb, abs(on[0] - on[1]) / mo) * 100
+        overhead["output_tok_s_bare"] = [ours[n]["report"].get("output_tokens_per_s") for n in ("b1_bare_1", "b1_bare_2")]
+        overhead["output_tok_s_on"] = [ours[n]["report"].get("output_tokens_per_s") for n in ("b1_on_1", "b1_on_2")]
+        overhead["scrapes"] = [ours[n]["scrapes"] for n in ("b1_on_1", "b1_on_2")]
+    overhead["verdict"] = verdict(overhead["pct"], TARGETS["overhead_pct"], below=True)
+
+    took = time.time() - a.started
+    machine = {
+        "cpu_model": env.get("cpu_model") or hf["cpu_model"],
+        "cores": env.get("cores") or hf["cores"],
+        "threads": env.get("threads"),
+        "run_on": env.get("run_on"),
+        "device_name": env.get("device_name"),
+        "torch": env.get("torch_version") or hf["torch_version"],
+        "transformers": hf["transformers_version"],
+        "load_average_before": a.load_before,
+    }
+
+    # The table.
+    out = sys.stdout
+    print(f"scripts/bench: {env.get('model')} (dequantised to f32); ours vs transformers "
+          f"{hf['transformers_version']} ({hf['attn_implementation']} attention, {hf['dtype']})", file=out)
+    dev = "" if machine["run_on"] == "cpu" else f", {machine['device_name']}"
+    print(f"machine: {machine['cpu_model']}, {machine['cores']} cores, {machine['threads']} threads, "
+          f"run on {machine['run_on']}{dev}; torch {machine['torch']}", file=out)
+    print(f"each figure: median [min-max] over runs, after 1 warm-up run", file=out)
+    print(file=out)
+    hdr = f"{'':28} {'ours':>28} {'transformers':>28} {'ratio':>7} {'target':>8}  "
+    print(hdr, file=out)
+    for r in rows.values():
+        unit = r["unit"]
+        digits = 0 if unit == "ms" and r["ours"] and r["ours"]["median"] >= 100 else 1
+        tgt = f">={r['target']:.2f}x" if r["target"] else "-"
+        ratio = f"{r['ratio']:.2f}x" if r["ratio"] else "-"
+        print(f"{r['label']:28} {fmt(r['ours'], unit, digits):>28} {fmt(r['transformers'], unit, digits):>28} "
+              f"{ratio:>7} {tgt:>8}  {r['verdict']}", file=out)
+    f = floors
+    frac = f"{f['ours_fraction']:.2f}" if f["ours_fraction"] else "-"
+    print(f"{'decode b1 vs bandwidth floor':28} {fmt(f['ours_step_ms'], 'ms', 1):>28} "
+          f"{'floor ' + format(f['decode_floor_ms'], '.1f') + ' ms':>28} {frac:>7} "
+          f"{'>=' + format(TARGETS['bandwidth_floor'], '.2f'):>8}  {verdict(f['ours_fraction'], TARGETS['bandwidth_floor'])}",
+          file=out)
+    pfrac = f"{f['ours_prefill_fraction']:.2f}" if f["ours_prefill_fraction"] else "-"
+    print(f"{f'prefill {L} vs compute floor':28} {fmt(our_long_ttft, 'ms', 0):>28} "
+          f"{'floor ' + format(f['prefill_floor_ms'], '.0f') + ' ms':>28} {pfrac:>7} {'-':>8}  info", file=out)
+    ov = overhead
+    if ov["pct"] is not None:
+        both = lambda xs: "/".join(f"{x:.1f}" for x in xs)  # noqa: E731
+        print(f"{'overhead: samples + metrics':28} {'on ' + both(ov['on_tok_s']) + ' tok/s':>28} "
+              f"{'bare ' + both(ov['bare_tok_s']) + ' tok/s':>28} {format(ov['pct'], '+.1f') + '%':>7} "
+              f"{'<' + format(TARGETS['overhead_pct'], '.0f') + '%':>8}  {ov['verdict']} "
+              f"(noise {ov['noise_pct']:.1f}%)", file=out)
+    print(file=out)
+    print(f"floor: {f['decode_read_bytes'] / 1e6:.0f} MB of f32 weights read per decode step "
+          f"(tied LM head counted once) at {f['bandwidth_bytes_per_s'] / 1e9:.1f} GB/s measured copy bandwidth "
+          f"= {f['decode_floor_ms']:.1f} ms/token ({f['decode_floor_tok_s']:.1f} tok/s); transformers reaches "
+          f"{f['transformers_fraction']:.2f} of it", file=out)
+    print(f"compute: 2 x {hf['params'] / 1e6:.1f} M params x {L} tokens at "
+          f"{f['matmul_flop_per_s'] / 1e9:.0f} GFLOP/s (f32 matmul, measured)", file=out)
+    for x in warnings:
+        print(f"warning: {x}", file=out)
+    print(f"took {took / 60:.0f}m{took % 60:02.0f}s (set-up {a.setup_s:.0f} s); raw numbers in "
+          f"{os.path.relpath(a.out)}", file=out)
+
+    result = {
+        "schema_version": 1,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(a.started)),
+        "took_s": took,
+        "setup_s": a.setup_s,
+        "machine": machine,
+        "targets": TARGETS,
+        "results": rows,
+        "floors": floors,
+        "overhead": overhead,
+        "warnings": warnings,
+        "raw": {"ours": ours, "transformers": hf},
+    }
+    with open(a.out, "w") as fh:
+        json.dump(result, fh, indent=1)
+        fh.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+//! `profiler project | compare | calibrate | devices | models`, and the projections that
+//! `profiler run --device` adds to a run's report.
+
+use crate::engine::Engine;
+use crate::hostbench::HostRates;
+use crate::model::card::{self, ModelCard};
+use crate::paths::Home;
+use crate::projection::export::{self, Format};
+use crate::projection::profile::{self, Profile};
+use crate::projection::{self as proj, CompareRequest, PriceKind, ProjectRequest, WeightsDtype};
+use crate::report::{HostCheck, Report};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
+
+fn write_out(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|_| out.flush())
+        .context("cannot write to stdout")
+}
+
+/// Profiles named by `--device` (comma-separated or `all`); none when not given.
+pub fn resolve_profiles(device: Option<&str>, home: &Home) -> Result<Vec<Profile>> {
+    match device {
+        None => Ok(Vec::new()),
+        Some(sel) => profile::load_selection(&home.profiles_dir(), sel),
+    }
+}
+
+/// The card of the loaded model, or one made from its configuration (GGUF/HF inputs).
+fn card_of(engine: &Engine) -> ModelCard {
+    engine.info.card.clone().unwrap_or_else(|| ModelCard {
+        name: engine.info.name.clone(),
+        aliases: Vec::new(),
+        description: "model given by path".into(),
+        source: engine
+            .info
+            .path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        default_dtype: "bf16".into(),
+        architecture: engine.model.config().clone(),
+        weights: None,
+        path: PathBuf::new(),
+    })
+}
+
+/// Adds to `report` the projections of its measured workload (mean prompt and output
+/// tokens, batch) onto `profiles`, and the host self-check from `rates`.
+pub fn attach_projections(
+    report: &mut Report,
+    engine: &Engine,
+    profiles: &[Profile],
+    weights_dtype: &str,
+    rates: Option<HostRates>,
+    metrics: Option<&crate::metrics::Metrics>,
+) -> Result<()> {
+    if report.requests == 0 {
+        return Ok(());
+    }
+    let card = card_of(engine);
+    let n = report.requests as f64;
+    let input_len = ((report.prompt_tokens as f64 / n).round() as u32).max(1);
+    let output_len = ((report.output_tokens as f64 / n).round() as u32).max(1);
+    let batch = report.workload.batch.max(1);
+    let dtype = WeightsDtype::parse(weights_dtype)
+        .with_context(|| format!("--weights-dtype {weights_dtype}"))?;
+    if !profiles.is_empty() {
+        let mut req = ProjectRequest::new(input_len, output_len, dtype);
+        req.batch = batch;
+        for p in proj::project::project_profiles(&card, profiles, &req)? {
+            if let Some(m) = metrics {
+                let x = &p.projection;
+                m.set_projection(&crate::metrics::Projection {
+                    profile: &x.profile,
+                    instance: &x.instance,
+                    tp: x.tp,
+                    batch: x.batch,
+                    ttft_s: x.ttft_ms / 1e3,
+                    tpot_s: x.tpot_ms / 1e3,
+                    cost_usd_per_million_tokens: x.cost_usd_per_million_tokens,
+                });
+            }
+            report.projections.push(p.projection);
+        }
+    }
+    if let Some(r) = rates {
+        let run_dtype = match engine.dtype {
+            crate::engine::DType::F32 => WeightsDtype::parse("fp32")?,
+            crate::engine::DType::Bf16 => WeightsDtype::parse("bf16")?,
+            crate::engine::DType::F16 => WeightsDtype::parse("fp16")?,
+        };
+        let memory = crate::sysinfo::available_memory_bytes().unwrap_or(0);
+        let host = proj::host_profile(r.matmul_flops_per_s, r.memory_bytes_per_s, memory, "host");
+        let p =
+            proj::project_host(&card, &host, batch, input_len, output_len, run_dtype).projection;
+        if let (Some(ttft), tpot) = (&report.ttft_ms, &report.tpot_ms) {
+            let check = HostCheck::new(
+                p.ttft_ms,
+                ttft.mean,
+                p.tpot_ms,
+                tpot.as_ref().map(|t| t.mean),
+                r.matmul_flops_per_s / 1e9,
+                r.memory_bytes_per_s / 1e9,
+            );
+            if let Some(m) = metrics {
+                if let Some(e) = check.ttft_error_ratio {
+                    m.set_host_error(crate::metrics::HostMetric::Ttft, e);
+                }
+                if let Some(e) = check.tpot_error_ratio {
+                    m.set_host_error(crate::metrics::HostMetric::Tpot, e);
+                }
+            }
+            report.host_check = Some(check);
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ProjectArgs {
+    /// Model card (`profiler models`).
+    #[arg(long)]
+    model: String,
+    /// Profiles: names, comma-separated, or `all`.
+    #[arg(long, default_value = "all")]
+    device: String,
+    /// One instance type only.
+    #[arg(long)]
+    instance: Option<String>,
+    /// Tensor-parallel degree (default: the instance's natural degree).
+    #[arg(long)]
+    tp: Option<u32>,
+    #[arg(long, default_value_t = 1)]
+    batch: u32,
+    #[arg(long, default_value_t = 128)]
+    input_len: u32,
+    #[arg(long, default_value_t = 128)]
+    output_len: u32,
+    /// bf16, fp16, fp8, int8, int4 or fp32.
+    #[arg(long, default_value = "bf16")]
+    weights_dtype: String,
+    /// on-demand, reserved or capacity-block.
+    #[arg(long, default_value = "on-demand")]
+    price: String,
+    /// table, json, csv or markdown.
+    #[arg(long, default_value = "table")]
+    format: String,
+}
+
+pub fn project(a: ProjectArgs) -> Result<()> {
+    let home = Home::locate()?;
+    let format = Format::parse(&a.format)?;
+    let card = card::find(&home.models_dir(), &a.model)?;
+    let mut req = ProjectRequest::new(
+        a.input_len,
+        a.output_len,
+        WeightsDtype::parse(&a.weights_dtype)?,
+    );
+    req.instance = a.instance;
+    req.tp = a.tp;
+    req.batch = a.batch;
+    req.price = PriceKind::parse(&a.price)?;
+    let rows = proj::project_detailed(&home.profiles_dir(), &card, &a.device, &req)?;
+    write_out(&export::projections(
+        format,
+        &card.name,
+        card.architecture.parameter_count(),
+        &rows,
+    ))
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    #[arg(long)]
+    model: String,
+    #[arg(long, default_value = "all")]
+    device: String,
+    #[arg(long, default_value_t = 128)]
+    input_len: u32,
+    #[arg(long, default_value_t = 128)]
+    output_len: u32,
+    /// Batch when no SLO is given.
+    #[arg(long, default_value_t = 1)]
+    batch: u32,
+    /// Time-to-first-token target, ms.
+    #[arg(long)]
+    slo_ttft_ms: Option<f64>,
+    /// Time-per-output-token target, ms.
+    #[arg(long)]
+    slo_tpot_ms: Option<f64>,
+    #[arg(long, default_value = "bf16")]
+    weights_dtype: String,
+    #[arg(long, default_value = "on-demand")]
+    price: String,
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// Write an SVG chart of cost per 1M tokens against TPOT.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+pub fn compare(a: CompareArgs) -> Result<()> {
+    let home = Home::locate()?;
+    let format = Format::parse(&a.format)?;
+    let card = card::find(&home.models_dir(), &a.model)?;
+    for (flag, v) in [
+        ("--slo-ttft-ms", a.slo_ttft_ms),
+        ("--slo-tpot-ms", a.slo_tpot_ms),
+    ] {
+        if v.is_some_and(|x| !(x > 0.0 && x.is_finite())) {
+            bail!("{flag} must be a positive number of milliseconds");
+        }
+    }
+    let mut req = CompareRequest::new(
+        a.input_len,
+        a.output_len,
+        WeightsDtype::parse(&a.weights_dtype)?,
+    );
+    req.batch = a.batch;
+    req.slo.ttft_ms = a.slo_ttft_ms;
+    req.slo.tpot_ms = a.slo_tpot_ms;
+    req.price = PriceKind::parse(&a.price)?;
+    let r = proj::compare(&home.profiles_dir(), &card, &a.device, &req)?;
+    if let Some(path) = &a.plot {
+        let svg = proj::plot_svg(&r)?;
+        std::fs::write(path, svg)
+            .with_context(|| format!("cannot write the chart to {}", path.display()))?;
+    }
+    write_out(&export::comparison(format, &r))
+}
+
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// The profile to fit.
+    #[arg(long)]
+    device: String,
+    /// Measured points (CSV); default: the profile's own calibration points.
+    #[arg(long)]
+    points: Option<PathBuf>,
+    /// Write the fitted parameters back into the profile file.
+    #[arg(long)]
+    write: bool,
+    #[arg(long, default_value = "table")]
+    format: String,
+}
+
+pub fn calibrate(a: CalibrateArgs) -> Result<()> {
+    let home = Home::locate()?;
+    let format = Format::parse(&a.format)?;
+    let r = proj::calibrate(
+        &home.profiles_dir(),
+        &home.models_dir(),
+        &a.device,
+        a.points.as_deref(),
+    )?;
+    write_out(&export::calibration(format, &r))?;
+    if a.write {
+        proj::write_profile(&r.profile_path, &r)?;
+        eprintln!(
+            "wrote the fitted parameters to {}",
+            r.profile_path.display()
+        );
+    }
+    Ok(())
+}
+
+pub fn devices() -> Result<()> {
+    let home = Home::locate()?;
+    let list = proj::catalog::devices(&home.profiles_dir())?;
+    write_out(proj::catalog::devices_text(&list).as_bytes())
+}
+
+pub fn models() -> Result<()> {
+    let home = Home::locate()?;
+    let list = proj::catalog::models(&home.models_dir())?;
+    write_out(proj::catalog::models_text(&list).as_bytes())
+}

@@ -1,0 +1,34 @@
+//! `profiler report --samples FILE`: rebuilds a run's report from its samples file.
+
+use crate::measure::samples::read_samples;
+use crate::report::{self, Format, Report};
+use anyhow::{Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Samples file written by `profiler run --samples`.
+    #[arg(long)]
+    samples: PathBuf,
+    #[arg(long, default_value = "table")]
+    format: Format,
+    /// Also write the report to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn run(a: ReportArgs) -> Result<()> {
+    let file = read_samples(&a.samples)?;
+    for w in &file.warnings {
+        eprintln!("warning: {w}");
+    }
+    let report = Report::from_samples_file(file, Vec::new());
+    let text = report::render(&report, a.format)?;
+    if let Some(out) = &a.out {
+        std::fs::write(out, &text)
+            .with_context(|| format!("cannot write the report to {}", out.display()))?;
+    }
+    print!("{text}");
+    Ok(())
+}

@@ -1,0 +1,502 @@
+//! Calibration: fits a profile's latency parameters to measured points by least squares on
+//! the log error (`ln(projected / measured)` for TTFT and TPOT of every point, equal
+//! weights), reports each point's error and the MAPE of TTFT and TPOT separately, and
+//! writes the fitted values back into the profile text, keeping the rest of the file.
+//!
+//! Efficiencies are fitted through a logistic map (kept in (0, 1)) and latencies through a
+//! square (kept ≥ 0, and able to reach 0 when the data do not support the term). The fit always starts from [`START`], not from the shipped values, so
+//! re-fitting reproduces the shipped parameters only if the data and the model agree.
+
+use super::latency::{estimate, Target};
+use super::lsq::levenberg_marquardt;
+use super::params::{LatencyParams, PARAM_NAMES};
+use super::points::{self, Point};
+use super::profile::{self, Profile};
+use super::types::CalibrationError;
+use crate::model::card::{self, ModelCard};
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Fixed starting point of every fit (physically plausible middles, not fitted values).
+pub const START: LatencyParams = LatencyParams {
+    bandwidth_efficiency: 0.5,
+    compute_efficiency: 0.5,
+    attention_efficiency: 0.1,
+    step_overhead_ms: 2.0,
+    prefill_overhead_ms: 10.0,
+    collective_latency_us: 10.0,
+};
+
+/// One point: measured, projected and the signed relative error (projected/measured − 1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PointError {
+    pub line: usize,
+    pub model: String,
+    pub instance: String,
+    pub tp: u32,
+    pub batch: u32,
+    pub input_len: u32,
+    pub output_len: u32,
+    pub measured_ttft_ms: f64,
+    pub projected_ttft_ms: f64,
+    pub ttft_error: f64,
+    pub measured_tpot_ms: f64,
+    pub projected_tpot_ms: f64,
+    pub tpot_error: f64,
+}
+
+/// A fitted parameter before and after the fit.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FittedParam {
+    pub name: String,
+    pub before: f64,
+    pub after: f64,
+}
+
+/// Result of `profiler calibrate`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CalibrationReport {
+    pub profile: String,
+    pub points_file: String,
+    pub params: Vec<FittedParam>,
+    /// Error of the profile's parameters as loaded.
+    pub before: CalibrationError,
+    /// Error after the fit.
+    pub after: CalibrationError,
+    pub points: Vec<PointError>,
+    /// Levenberg–Marquardt iterations and the final sum of squared log errors.
+    pub iterations: usize,
+    pub sum_squared_log_error: f64,
+    /// The fitted parameter set (fitted names changed, the others as loaded).
+    #[serde(skip)]
+    pub fitted: LatencyParams,
+    /// File the profile was read from, for `--write`.
+    #[serde(skip)]
+    pub profile_path: PathBuf,
+}
+
+/// A point with its model card resolved.
+struct Case<'a> {
+    point: &'a Point,
+    card: &'a ModelCard,
+}
+
+fn find_card<'a>(cards: &'a [ModelCard], name: &str) -> Option<&'a ModelCard> {
+    let n = name.to_ascii_lowercase();
+    cards.iter().find(|c| {
+        c.name.eq_ignore_ascii_case(&n) || c.aliases.iter().any(|a| a.eq_ignore_ascii_case(&n))
+    })
+}
+
+fn target(p: &Point) -> Target {
+    Target {
+        tp: p.tp,
+        batch: p.batch,
+        input_len: p.input_len,
+        output_len: p.output_len,
+        dtype: p.weights_dtype,
+        compiled_seq_len: p.compiled_seq_len,
+    }
+}
+
+/// Errors of `params` on every case.
+fn errors(profile: &Profile, params: &LatencyParams, cases: &[Case]) -> Vec<PointError> {
+    cases
+        .iter()
+        .map(|c| {
+            let p = c.point;
+            let e = estimate(&c.card.architecture, profile, params, &target(p));
+            PointError {
+                line: p.line,
+                model: p.model.clone(),
+                instance: p.instance.clone(),
+                tp: p.tp,
+                batch: p.batch,
+                input_len: p.input_len,
+                output_len: p.output_len,
+                measured_ttft_ms: p.ttft_ms,
+                projected_ttft_ms: e.ttft_ms,
+                ttft_error: e.ttft_ms / p.ttft_ms - 1.0,
+                measured_tpot_ms: p.tpot_ms,
+                projected_tpot_ms: e.tpot_ms,
+                tpot_error: e.tpot_ms / p.tpot_ms - 1.0,
+            }
+        })
+        .collect()
+}
+
+/// Errors of `profile`'s own parameters on the points that ran on one of its instances
+/// (for checks on points outside the fit).
+pub fn evaluate(
+    profile: &Profile,
+    cards: &[ModelCard],
+    all_points: &[Point],
+) -> Result<Vec<PointError>> {
+    let cases = cases(profile, cards, all_points, "points")?;
+    Ok(errors(profile, &profile.latency, &cases))
+}
+
+/// Mean absolute percentage errors (as fractions) of TTFT and TPOT.
+pub fn mape(errors: &[PointError]) -> CalibrationError {
+    let n = errors.len().max(1) as f64;
+    CalibrationError {
+        ttft: errors.iter().map(|e| e.ttft_error.abs()).sum::<f64>() / n,
+        tpot: errors.iter().map(|e| e.tpot_error.abs()).sum::<f64>() / n,
+        points: errors.len() as u32,
+    }
+}
+
+fn to_free(name: &str, v: f64) -> f64 {
+    if LatencyParams::is_efficiency(name) {
+        let e = v.clamp(1e-6, 1.0 - 1e-9);
+        (e / (1.0 - e)).ln()
+    } else {
+        v.max(0.0).sqrt()
+    }
+}
+
+fn from_free(name: &str, x: f64) -> f64 {
+    if LatencyParams::is_efficiency(name) {
+        1.0 / (1.0 + (-x).exp())
+    } else {
+        x * x
+    }
+}
+
+/// Fits `profile`'s fitted parameters (or every parameter when it lists none) on the points
+/// that ran on one of its instances; `cards` resolve the points' model names.
+pub fn calibrate_profile(
+    profile: &Profile,
+    cards: &[ModelCard],
+    all_points: &[Point],
+    points_file: &str,
+) -> Result<CalibrationReport> {
+    let cases = cases(profile, cards, all_points, points_file)?;
+    fit_cases(profile, &cases, points_file)
+}
+
+/// The points on `profile`'s instances, with their model cards.
+fn cases<'a>(
+    profile: &Profile,
+    cards: &'a [ModelCard],
+    all_points: &'a [Point],
+    points_file: &str,
+) -> Result<Vec<Case<'a>>> {
+    let mut cases = Vec::new();
+    for p in all_points {
+        if !profile
+            .instances
+            .iter()
+            .any(|i| i.name.eq_ignore_ascii_case(&p.instance))
+        {
+            continue;
+        }
+        let card = find_card(cards, &p.model).with_context(|| {
+            format!(
+                "{points_file}: line {}: model {:?} has no model card (known: {})",
+                p.line,
+                p.model,
+                cards
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+        cases.push(Case { point: p, card });
+    }
+    if cases.is_empty() {
+        bail!(
+            "{points_file}: no point ran on an instance of {} ({})",
+            profile.name,
+            profile
+                .instances
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(cases)
+}
+
+fn fit_cases(profile: &Profile, cases: &[Case], points_file: &str) -> Result<CalibrationReport> {
+    let names: Vec<String> = if profile.calibration.fitted.is_empty() {
+        PARAM_NAMES.iter().map(|s| s.to_string()).collect()
+    } else {
+        profile.calibration.fitted.clone()
+    };
+    let mut base = profile.latency;
+    for n in &names {
+        base.set(n, START.get(n).unwrap_or(1.0));
+    }
+    let params_of = |x: &[f64]| {
+        let mut p = base;
+        for (n, v) in names.iter().zip(x) {
+            p.set(n, from_free(n, *v));
+        }
+        p
+    };
+    let residuals = |x: &[f64]| -> Vec<f64> {
+        let p = params_of(x);
+        let mut r = Vec::with_capacity(cases.len() * 2);
+        for c in cases {
+            let e = estimate(&c.card.architecture, profile, &p, &target(c.point));
+            r.push((e.ttft_ms / c.point.ttft_ms).ln());
+            r.push((e.tpot_ms / c.point.tpot_ms).ln());
+        }
+        r
+    };
+    let x0: Vec<f64> = names
+        .iter()
+        .map(|n| to_free(n, base.get(n).unwrap_or(1.0)))
+        .collect();
+    let fit = levenberg_marquardt(residuals, &x0, 500);
+    let fitted = params_of(&fit.x);
+    let before = mape(&errors(profile, &profile.latency, cases));
+    let after_points = errors(profile, &fitted, cases);
+    Ok(CalibrationReport {
+        profile: profile.name.clone(),
+        points_file: points_file.to_string(),
+        params: names
+            .iter()
+            .map(|n| FittedParam {
+                name: n.clone(),
+                before: profile.latency.get(n).unwrap_or(f64::NAN),
+                after: fitted.get(n).unwrap_or(f64::NAN),
+            })
+            .collect(),
+        before,
+        after: mape(&after_points),
+        points: after_points,
+        iterations: fit.iterations,
+        sum_squared_log_error: fit.cost,
+        fitted,
+        profile_path: profile.path.clone(),
+    })
+}
+
+/// `profiler calibrate --device NAME [--points FILE]`: loads the profile from
+/// `profiles_dir`, the model cards from `models_dir`, and the points (default: the
+/// profile's own `calibration.points`), and fits.
+pub fn calibrate(
+    profiles_dir: &Path,
+    models_dir: &Path,
+    profile_name: &str,
+    points_path: Option<&Path>,
+) -> Result<CalibrationReport> {
+    let profile = profile::load(profiles_dir, profile_name)?;
+    let path = match (points_path, &profile.calibration.points) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(p)) => p.clone(),
+        (None, None) => bail!(
+            "{}: field `calibration.points` is missing and no --points file was given",
+            profile.path.display()
+        ),
+    };
+    let pts = points::load(&path)?;
+    let cards = card::load_all(models_dir)?;
+    calibrate_profile(&profile, &cards, &pts, &path.display().to_string())
+}
+
+/// Rounds to 4 significant digits for writing; below 1e-6 is written as 0.
+fn round_sig(v: f64) -> f64 {
+    if v.abs() < 1e-6 || !v.is_finite() {
+        return if v.is_finite() { 0.0 } else { v };
+    }
+    let d = 3 - v.abs().log10().floor() as i32;
+    let f = 10f64.powi(d);
+    (v * f).round() / f
+}
+
+/// TOML text of a number: an integer for counts, otherwise a float with a decimal point.
+fn format_number(v: f64, integer: bool) -> String {
+    if integer {
+        format!("{}", v.round() as i64)
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.1}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Replaces the number after `key = ` on the first line that starts with `key` inside
+/// `[section]`; for `{ value = … }` pairs the number after `value = `.
+fn replace_in_section(text: &str, section: &str, key: &str, v: f64) -> Result<String> {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut current = String::new();
+    let mut done = false;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.starts_with('[') {
+            current = t.trim_end().to_string();
+        }
+        let is_key = t
+            .strip_prefix(key)
+            .is_some_and(|r| r.trim_start().starts_with('='));
+        if !done && current == format!("[{section}]") && is_key {
+            let anchor = if line.contains("value") { "value" } else { key };
+            let start = line.find(anchor).map(|i| i + anchor.len()).unwrap_or(0);
+            let eq = line[start..].find('=').map(|i| start + i + 1);
+            if let Some(eq) = eq {
+                let rest = &line[eq..];
+                let num_start = rest.len() - rest.trim_start().len();
+                let num_len = rest[num_start..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || "+-.".contains(c)))
+                    .unwrap_or(rest.len() - num_start);
+                out.push_str(&line[..eq]);
+                out.push_str(&rest[..num_start]);
+                out.push_str(&format_number(round_sig(v), line.contains("point_count")));
+                out.push_str(&rest[num_start + num_len..]);
+                done = true;
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    if !done {
+        bail!("profile text has no `{key}` in [{section}] to update");
+    }
+    Ok(out)
+}
+
+/// Writes the report's fitted parameters and errors into the profile text, keeping every
+/// other line (comments included) as it was.
+pub fn write_back(text: &str, report: &CalibrationReport) -> Result<String> {
+    let mut t = text.to_string();
+    for p in &report.params {
+        t = replace_in_section(&t, "latency", &p.name, p.after)?;
+    }
+    t = replace_in_section(&t, "calibration", "ttft_mape", report.after.ttft)?;
+    t = replace_in_section(&t, "calibration", "tpot_mape", report.after.tpot)?;
+    t = replace_in_section(&t, "calibration", "point_count", report.after.points as f64)?;
+    Ok(t)
+}
+
+/// `--write`: updates the profile file (`report.profile_path` for the profile that was
+/// fitted) in place, after checking that the new text still loads.
+pub fn write_profile(profile_path: &Path, report: &CalibrationReport) -> Result<()> {
+    let text = std::fs::read_to_string(profile_path)
+        .with_context(|| format!("cannot read profile {}", profile_path.display()))?;
+    let new = write_back(&text, report)?;
+    Profile::parse(&new, profile_path)?;
+    std::fs::write(profile_path, new)
+        .with_context(|| format!("cannot write profile {}", profile_path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn write_back_replaces_only_the_numbers() {
+        let text =
+            "[latency]\n# keep me\nstep_overhead_ms = { value = 3.0, source = \"fit\" } # and me\n\
+                    [calibration]\nttft_mape = 0.5\n";
+        let t = replace_in_section(text, "latency", "step_overhead_ms", 2.345678).unwrap();
+        assert_eq!(
+            t,
+            "[latency]\n# keep me\nstep_overhead_ms = { value = 2.346, source = \"fit\" } # and me\n\
+             [calibration]\nttft_mape = 0.5\n"
+        );
+        let t = replace_in_section(&t, "calibration", "ttft_mape", 0.1234).unwrap();
+        assert!(t.ends_with("ttft_mape = 0.1234\n"), "{t}");
+        assert!(replace_in_section(&t, "latency", "ttft_mape", 1.0).is_err());
+    }
+
+    #[test]
+    fn rounding_keeps_four_digits() {
+        assert_eq!(round_sig(0.0123456), 0.01235);
+        assert_eq!(round_sig(1234.56), 1235.0);
+        assert_eq!(round_sig(29.0), 29.0);
+        assert_eq!(round_sig(3e-9), 0.0);
+        assert_eq!(format_number(29.0, false), "29.0");
+        assert_eq!(format_number(24.0, true), "24");
+    }
+
+    #[test]
+    fn write_profile_keeps_the_file_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let shipped = std::fs::read_to_string(root().join("profiles/inf2-profile.toml")).unwrap();
+        let text: String = shipped
+            .lines()
+            .map(|l| {
+                if l.starts_with("step_overhead_ms") {
+                    "step_overhead_ms = { value = 9.0, source = \"fit\" }".to_string()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n";
+        let path = dir.path().join("inf2-profile.toml");
+        std::fs::write(&path, &text).unwrap();
+        let p = Profile::load(&path).unwrap();
+        assert_eq!(p.latency.step_overhead_ms, 9.0);
+        let pts =
+            points::load(&root().join("profiles/calibration/neuron_published_points.csv")).unwrap();
+        let cards = card::load_all(&root().join("models")).unwrap();
+        let r = calibrate_profile(&p, &cards, &pts, "points.csv").unwrap();
+        assert_eq!(
+            r.params
+                .iter()
+                .find(|x| x.name == "step_overhead_ms")
+                .unwrap()
+                .before,
+            9.0
+        );
+        write_profile(&r.profile_path, &r).unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(new.lines().count(), text.lines().count());
+        assert!(new.starts_with("# AWS Inferentia2"));
+        let q = Profile::load(&path).unwrap();
+        assert!((q.latency.step_overhead_ms - r.fitted.step_overhead_ms).abs() < 0.01);
+        assert!(r.after.ttft < r.before.ttft);
+    }
+
+    /// Re-fits every fitted profile on the shipped points and fails if the shipped
+    /// parameters or the recorded errors drift by more than 1% (relative).
+    #[test]
+    fn shipped_fitted_profiles_do_not_drift() {
+        let profiles = root().join("profiles");
+        let mut checked = 0;
+        for p in profile::load_all(&profiles).unwrap() {
+            if p.calibration.status != profile::CalibrationStatus::Fitted {
+                continue;
+            }
+            let r = calibrate(&profiles, &root().join("models"), &p.name, None).unwrap();
+            for f in &r.params {
+                // 1% relative, or 1e-4 absolute for a term the fit drives to zero.
+                let tol = (0.01 * f.before.abs()).max(1e-4);
+                assert!(
+                    (f.after - f.before).abs() <= tol,
+                    "{}: {} shipped {} refit {}",
+                    p.name,
+                    f.name,
+                    f.before,
+                    f.after
+                );
+            }
+            let shipped = p.calibration.error.unwrap();
+            assert!(
+                (shipped.ttft - r.after.ttft).abs() < 0.01 * shipped.ttft.max(0.01),
+                "{}",
+                p.name
+            );
+            assert!(
+                (shipped.tpot - r.after.tpot).abs() < 0.01 * shipped.tpot.max(0.01),
+                "{}",
+                p.name
+            );
+            assert_eq!(shipped.points, r.after.points);
+            checked += 1;
+        }
+        assert!(checked >= 2, "expected inf2 and trn1 to be fitted");
+    }
+}

@@ -1,0 +1,338 @@
+//! `profiler compare`: every instance of the chosen profiles side by side, sorted by cost
+//! per 1M tokens; with SLOs, the largest batch meeting them per instance (or why none
+//! does); and a recommendation line.
+
+use super::dtype::WeightsDtype;
+use super::profile::{self, PriceKind, Profile};
+use super::project::{project_one, ProjectRequest, Projected};
+use crate::model::card::ModelCard;
+use anyhow::{bail, Result};
+use serde::Serialize;
+use std::path::Path;
+
+/// Latency objectives; `None` means unconstrained.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Slo {
+    pub ttft_ms: Option<f64>,
+    pub tpot_ms: Option<f64>,
+}
+
+impl Slo {
+    /// Whether any objective is set.
+    pub fn is_set(&self) -> bool {
+        self.ttft_ms.is_some() || self.tpot_ms.is_some()
+    }
+
+    fn met(&self, p: &Projected) -> bool {
+        self.ttft_ms.is_none_or(|x| p.projection.ttft_ms <= x)
+            && self.tpot_ms.is_none_or(|y| p.projection.tpot_ms <= y)
+    }
+}
+
+/// What to compare.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompareRequest {
+    pub input_len: u32,
+    pub output_len: u32,
+    pub dtype: WeightsDtype,
+    /// Batch used when no SLO is set.
+    pub batch: u32,
+    pub slo: Slo,
+    pub price: PriceKind,
+    /// Largest batch the SLO search tries.
+    pub max_batch: u32,
+}
+
+impl CompareRequest {
+    /// Batch 1, no SLO, on-demand prices, SLO search up to batch 256.
+    pub fn new(input_len: u32, output_len: u32, dtype: WeightsDtype) -> Self {
+        CompareRequest {
+            input_len,
+            output_len,
+            dtype,
+            batch: 1,
+            slo: Slo::default(),
+            price: PriceKind::OnDemand,
+            max_batch: 256,
+        }
+    }
+}
+
+/// One instance in the comparison.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompareRow {
+    /// The projection at the chosen batch (the SLO batch when one is found).
+    #[serde(flatten)]
+    pub projected: Projected,
+    /// Whether the row meets the SLOs (true when none is set and the model fits).
+    pub meets_slo: bool,
+    /// Why the row is not usable, when it is not.
+    pub reason: Option<String>,
+}
+
+/// Result of `profiler compare` (JSON schema version 1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompareReport {
+    pub schema_version: u32,
+    pub model: String,
+    pub model_parameters: u64,
+    pub input_len: u32,
+    pub output_len: u32,
+    pub weights_dtype: String,
+    pub price_kind: String,
+    pub slo: Slo,
+    /// Sorted: usable rows by cost per 1M tokens, then the rest.
+    pub rows: Vec<CompareRow>,
+    pub recommendation: String,
+}
+
+fn describe(p: &Projected) -> String {
+    format!(
+        "{} ({}, TP {}, batch {})",
+        p.projection.instance, p.projection.profile, p.projection.tp, p.projection.batch
+    )
+}
+
+/// Largest batch in `1..=hi` meeting `slo` (TTFT and TPOT grow with the batch, so the set of
+/// good batches is a prefix): binary search.
+fn slo_batch(hi: u32, eval: &impl Fn(u32) -> Projected, slo: &Slo) -> Option<Projected> {
+    let first = eval(1);
+    if !slo.met(&first) {
+        return None;
+    }
+    let (mut lo, mut hi, mut best) = (1u32, hi.max(1), first);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        let p = eval(mid);
+        if slo.met(&p) {
+            lo = mid;
+            best = p;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Some(best)
+}
+
+fn row(card: &ModelCard, profile: &Profile, inst_idx: usize, req: &CompareRequest) -> CompareRow {
+    let inst = &profile.instances[inst_idx];
+    let tp = profile.natural_tp(inst);
+    let preq = ProjectRequest {
+        instance: None,
+        tp: Some(tp),
+        batch: req.batch,
+        input_len: req.input_len,
+        output_len: req.output_len,
+        dtype: req.dtype,
+        price: req.price,
+    };
+    let eval = |b: u32| project_one(card, profile, inst, tp, b, &preq);
+    let base = eval(if req.slo.is_set() {
+        1
+    } else {
+        req.batch.max(1)
+    });
+    if !base.projection.fits {
+        let reason = base.projection.notes.first().cloned();
+        return CompareRow {
+            projected: base,
+            meets_slo: false,
+            reason,
+        };
+    }
+    if !req.slo.is_set() {
+        return CompareRow {
+            projected: base,
+            meets_slo: true,
+            reason: None,
+        };
+    }
+    let hi = base.max_batch_that_fits.min(req.max_batch).max(1);
+    match slo_batch(hi, &eval, &req.slo) {
+        Some(p) => CompareRow {
+            projected: p,
+            meets_slo: true,
+            reason: None,
+        },
+        None => {
+            let x = &base.projection;
+            let mut why = Vec::new();
+            if let Some(t) = req.slo.ttft_ms.filter(|t| x.ttft_ms > *t) {
+                why.push(format!("TTFT at batch 1 is {:.0} ms > {t} ms", x.ttft_ms));
+            }
+            if let Some(t) = req.slo.tpot_ms.filter(|t| x.tpot_ms > *t) {
+                why.push(format!("TPOT at batch 1 is {:.1} ms > {t} ms", x.tpot_ms));
+            }
+            CompareRow {
+                projected: base,
+                meets_slo: false,
+                reason: Some(why.join("; ")),
+            }
+        }
+    }
+}
+
+/// Usable rows first, by cost per 1M tokens (rows without a price after priced ones).
+fn sort_key(r: &CompareRow) -> (u8, f64) {
+    let c = r.projected.projection.cost_usd_per_million_tokens;
+    let class = match (r.meets_slo, c.is_finite()) {
+        (true, true) => 0,
+        (true, false) => 1,
+        (false, _) if r.projected.projection.fits => 2,
+        _ => 3,
+    };
+    (class, if c.is_finite() { c } else { f64::MAX })
+}
+
+/// Compares `card` on every instance of `profiles`.
+pub fn compare_profiles(
+    card: &ModelCard,
+    profiles: &[Profile],
+    req: &CompareRequest,
+) -> Result<CompareReport> {
+    if req.input_len == 0 || req.output_len == 0 || req.batch == 0 {
+        bail!("--input-len, --output-len and --batch must be positive");
+    }
+    for (name, v) in [
+        ("--slo-ttft-ms", req.slo.ttft_ms),
+        ("--slo-tpot-ms", req.slo.tpot_ms),
+    ] {
+        if v.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+            bail!("{name} must be a positive number of milliseconds");
+        }
+    }
+    let mut rows: Vec<CompareRow> = profiles
+        .iter()
+        .flat_map(|p| (0..p.instances.len()).map(move |i| (p, i)))
+        .map(|(p, i)| row(card, p, i, req))
+        .collect();
+    rows.sort_by(|a, b| {
+        let (ca, xa) = sort_key(a);
+        let (cb, xb) = sort_key(b);
+        ca.cmp(&cb).then(xa.total_cmp(&xb))
+    });
+    let recommendation = match rows.iter().find(|r| sort_key(r).0 == 0) {
+        Some(r) => {
+            let x = &r.projected.projection;
+            format!(
+                "Recommendation: {} at ${:.2} per 1M tokens (${:.2} per 1M output tokens), TTFT {:.0} ms, TPOT {:.1} ms{} (projected, not measured).",
+                describe(&r.projected),
+                x.cost_usd_per_million_tokens,
+                x.cost_usd_per_million_output_tokens,
+                x.ttft_ms,
+                x.tpot_ms,
+                if req.slo.is_set() { ", largest batch within the SLOs" } else { "" }
+            )
+        }
+        None if rows.iter().any(|r| r.meets_slo) => {
+            "No priced instance meets the request; the usable ones have no price of this kind.".into()
+        }
+        None if req.slo.is_set() => {
+            "No instance meets the SLOs: see each row's reason (a lower TP degree never helps; try a smaller model, int8/fp8 weights or looser SLOs).".into()
+        }
+        None => "No instance fits the model: see each row's memory.".into(),
+    };
+    Ok(CompareReport {
+        schema_version: 1,
+        model: card.name.clone(),
+        model_parameters: card.architecture.parameter_count(),
+        input_len: req.input_len,
+        output_len: req.output_len,
+        weights_dtype: req.dtype.name().to_string(),
+        price_kind: req.price.name().to_string(),
+        slo: req.slo,
+        rows,
+        recommendation,
+    })
+}
+
+/// `profiler compare`: loads the profiles named by `selection` (`all` or a comma list).
+pub fn compare(
+    profiles_dir: &Path,
+    card: &ModelCard,
+    selection: &str,
+    req: &CompareRequest,
+) -> Result<CompareReport> {
+    let profiles = profile::load_selection(profiles_dir, selection)?;
+    compare_profiles(card, &profiles, req)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::card;
+    use std::path::PathBuf;
+
+    fn root() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn run(model: &str, sel: &str, req: &CompareRequest) -> CompareReport {
+        let c = card::find(&root().join("models"), model).unwrap();
+        compare(&root().join("profiles"), &c, sel, req).unwrap()
+    }
+
+    #[test]
+    fn rows_sorted_by_cost_and_unfit_last() {
+        let r = run(
+            "llama-3.1-70b",
+            "all",
+            &CompareRequest::new(512, 256, WeightsDtype::Bf16),
+        );
+        let keys: Vec<(u8, f64)> = r.rows.iter().map(sort_key).collect();
+        assert!(keys.windows(2).all(|w| w[0] <= w[1]), "{keys:?}");
+        let small = r
+            .rows
+            .iter()
+            .find(|x| x.projected.projection.instance == "inf2.xlarge")
+            .unwrap();
+        assert!(!small.projected.projection.fits && small.reason.is_some());
+        assert!(
+            r.recommendation.starts_with("Recommendation: "),
+            "{}",
+            r.recommendation
+        );
+        assert_eq!(r.rows.len(), 21);
+    }
+
+    #[test]
+    fn slo_search_finds_the_largest_batch() {
+        let mut req = CompareRequest::new(256, 256, WeightsDtype::Bf16);
+        req.slo.tpot_ms = Some(40.0);
+        let r = run("llama-3.1-8b", "inf2-profile", &req);
+        let row = r
+            .rows
+            .iter()
+            .find(|x| x.projected.projection.instance == "inf2.48xlarge")
+            .unwrap();
+        assert!(row.meets_slo);
+        let b = row.projected.projection.batch;
+        assert!(b > 1 && row.projected.projection.tpot_ms <= 40.0);
+        // One more sequence breaks the SLO or the memory (or hits the search cap).
+        let c = card::find(&root().join("models"), "llama-3.1-8b").unwrap();
+        let p = profile::load(&root().join("profiles"), "inf2-profile").unwrap();
+        let inst = p.instance("inf2.48xlarge").unwrap();
+        let mut preq = ProjectRequest::new(256, 256, WeightsDtype::Bf16);
+        preq.tp = Some(24);
+        let next = project_one(&c, &p, inst, 24, b + 1, &preq);
+        assert!(next.projection.tpot_ms > 40.0 || !next.projection.fits || b == 256);
+    }
+
+    #[test]
+    fn impossible_slo_gives_reasons() {
+        let mut req = CompareRequest::new(128, 128, WeightsDtype::Bf16);
+        req.slo.ttft_ms = Some(0.001);
+        let r = run("llama-3.1-8b", "inf2-profile,trn1", &req);
+        assert!(r.rows.iter().all(|x| !x.meets_slo));
+        assert!(r
+            .rows
+            .iter()
+            .filter(|x| x.projected.projection.fits)
+            .all(|x| x.reason.as_deref().unwrap().contains("TTFT at batch 1")));
+        assert!(
+            r.recommendation.starts_with("No instance meets the SLOs"),
+            "{}",
+            r.recommendation
+        );
+    }
+}

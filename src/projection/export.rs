@@ -1,0 +1,527 @@
+//! Exporters: projections, comparisons and calibration reports to bytes as an aligned text
+//! table, JSON (`schema_version` 1), CSV or Markdown. Pure functions, no I/O.
+
+use super::calibrate::CalibrationReport;
+use super::compare::CompareReport;
+use super::project::Projected;
+use anyhow::{bail, Result};
+use serde_json::json;
+
+/// Output format (`--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+    Markdown,
+}
+
+impl Format {
+    /// Parses `table|json|csv|markdown` (also `md`).
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "table" | "text" => Self::Table,
+            "json" => Self::Json,
+            "csv" => Self::Csv,
+            "markdown" | "md" => Self::Markdown,
+            _ => bail!("--format {s:?} is not known: expected table, json, csv or markdown"),
+        })
+    }
+}
+
+/// A rectangular table rendered in any text format.
+struct Grid {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+    /// Columns aligned left in the text table (the others right).
+    left: usize,
+}
+
+impl Grid {
+    fn text(&self) -> String {
+        let n = self.header.len();
+        let mut w = vec![0; n];
+        for r in std::iter::once(&self.header).chain(&self.rows) {
+            for (i, c) in r.iter().enumerate().take(n) {
+                w[i] = w[i].max(c.chars().count());
+            }
+        }
+        let line = |r: &Vec<String>| {
+            let cells: Vec<String> = (0..n)
+                .map(|i| {
+                    let c = r.get(i).map_or("", |s| s.as_str());
+                    if i < self.left {
+                        format!("{c:<w$}", w = w[i])
+                    } else {
+                        format!("{c:>w$}", w = w[i])
+                    }
+                })
+                .collect();
+            cells.join("  ").trim_end().to_string() + "\n"
+        };
+        let mut s = line(&self.header);
+        s.push_str(
+            &(w.iter()
+                .map(|x| "-".repeat(*x))
+                .collect::<Vec<_>>()
+                .join("  ")
+                + "\n"),
+        );
+        for r in &self.rows {
+            s.push_str(&line(r));
+        }
+        s
+    }
+
+    fn csv(&self) -> String {
+        let esc = |c: &str| {
+            if c.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", c.replace('"', "\"\""))
+            } else {
+                c.to_string()
+            }
+        };
+        std::iter::once(&self.header)
+            .chain(&self.rows)
+            .map(|r| r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(",") + "\n")
+            .collect()
+    }
+
+    fn markdown(&self) -> String {
+        let esc = |c: &str| c.replace('|', "\\|").replace('\n', " ");
+        let mut s = format!(
+            "| {} |\n",
+            self.header
+                .iter()
+                .map(|c| esc(c))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        s.push_str(&format!(
+            "|{}|\n",
+            (0..self.header.len())
+                .map(|i| if i < self.left { " --- " } else { " ---: " })
+                .collect::<Vec<_>>()
+                .join("|")
+        ));
+        for r in &self.rows {
+            s.push_str(&format!(
+                "| {} |\n",
+                r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
+            ));
+        }
+        s
+    }
+}
+
+/// A number for humans: `-` when unknown, 3 significant digits or at least integer precision.
+fn num(v: f64) -> String {
+    if !v.is_finite() {
+        return "-".into();
+    }
+    let a = v.abs();
+    if a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else if a == 0.0 {
+        "0".into()
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+fn usd(v: f64) -> String {
+    if v.is_finite() {
+        format!("${}", num(v))
+    } else {
+        "-".into()
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.1}%", v * 100.0)
+}
+
+fn gib(b: u64) -> String {
+    num(b as f64 / 1073741824.0)
+}
+
+fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
+    let mut out = serde_json::to_vec_pretty(v).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+const PROJECTION_HEADER: [&str; 16] = [
+    "profile",
+    "instance",
+    "tp",
+    "batch",
+    "fits",
+    "memory GiB (need/have)",
+    "TTFT ms",
+    "TPOT ms",
+    "e2e ms",
+    "output tok/s",
+    "total tok/s",
+    "$/1M output tok",
+    "$/1M tok",
+    "kWh/1M tok",
+    "max batch",
+    "calibration MAPE TTFT/TPOT",
+];
+
+fn projection_cells(p: &Projected) -> Vec<String> {
+    let x = &p.projection;
+    vec![
+        x.profile.clone(),
+        x.instance.clone(),
+        x.tp.to_string(),
+        x.batch.to_string(),
+        if x.fits { "yes" } else { "no" }.into(),
+        format!(
+            "{}/{}",
+            gib(x.memory_required_bytes),
+            gib(x.memory_available_bytes)
+        ),
+        num(x.ttft_ms),
+        num(x.tpot_ms),
+        num(x.e2e_ms),
+        num(x.output_tokens_per_s),
+        num(p.total_tokens_per_s),
+        usd(x.cost_usd_per_million_output_tokens),
+        usd(x.cost_usd_per_million_tokens),
+        x.energy_kwh_per_million_tokens.map_or("-".into(), num),
+        p.max_batch_that_fits.to_string(),
+        x.calibration_mape.map_or("uncalibrated".into(), |c| {
+            format!("{} / {} ({} pts)", pct(c.ttft), pct(c.tpot), c.points)
+        }),
+    ]
+}
+
+fn projection_grid(rows: &[Projected]) -> Grid {
+    Grid {
+        header: PROJECTION_HEADER.iter().map(|s| s.to_string()).collect(),
+        rows: rows.iter().map(projection_cells).collect(),
+        left: 2,
+    }
+}
+
+fn notes_block(rows: &[Projected]) -> String {
+    let mut s = String::new();
+    for p in rows {
+        for n in &p.projection.notes {
+            s.push_str(&format!(
+                "{} {}: {n}\n",
+                p.projection.profile, p.projection.instance
+            ));
+        }
+    }
+    s
+}
+
+/// Renders `profiler project` output for `model`.
+pub fn projections(format: Format, model: &str, parameters: u64, rows: &[Projected]) -> Vec<u8> {
+    match format {
+        Format::Json => json_bytes(&json!({
+            "schema_version": 1,
+            "model": model,
+            "model_parameters": parameters,
+            "projections": rows,
+        })),
+        Format::Table => {
+            let mut s = format!(
+                "Projected (not measured): {model} ({:.2} B parameters)\n\n",
+                parameters as f64 / 1e9
+            );
+            s.push_str(&projection_grid(rows).text());
+            let n = notes_block(rows);
+            if !n.is_empty() {
+                s.push_str("\nNotes:\n");
+                s.push_str(&n);
+            }
+            s.into_bytes()
+        }
+        Format::Csv => {
+            let mut g = projection_grid(rows);
+            g.header.push("notes".into());
+            g.header.push("sources".into());
+            for (r, p) in g.rows.iter_mut().zip(rows) {
+                r.push(p.projection.notes.join(" | "));
+                r.push(p.projection.sources.join(" | "));
+            }
+            g.csv().into_bytes()
+        }
+        Format::Markdown => {
+            let mut s = format!("### Projected (not measured): {model}\n\n");
+            s.push_str(&projection_grid(rows).markdown());
+            let n = notes_block(rows);
+            if !n.is_empty() {
+                s.push('\n');
+                for l in n.lines() {
+                    s.push_str(&format!("- {l}\n"));
+                }
+            }
+            s.into_bytes()
+        }
+    }
+}
+
+fn compare_grid(r: &CompareReport) -> Grid {
+    let mut g = projection_grid(
+        &r.rows
+            .iter()
+            .map(|x| x.projected.clone())
+            .collect::<Vec<_>>(),
+    );
+    g.header.push("meets SLO".into());
+    g.header.push("reason".into());
+    for (cells, row) in g.rows.iter_mut().zip(&r.rows) {
+        cells.push(if row.meets_slo { "yes" } else { "no" }.into());
+        cells.push(row.reason.clone().unwrap_or_default());
+    }
+    g
+}
+
+fn slo_text(r: &CompareReport) -> String {
+    let t = r.slo.ttft_ms.map_or("none".into(), |v| format!("{v} ms"));
+    let p = r.slo.tpot_ms.map_or("none".into(), |v| format!("{v} ms"));
+    format!("SLO: TTFT {t}, TPOT {p}")
+}
+
+/// Renders `profiler compare` output.
+pub fn comparison(format: Format, r: &CompareReport) -> Vec<u8> {
+    match format {
+        Format::Json => json_bytes(&serde_json::to_value(r).unwrap_or_default()),
+        Format::Table => {
+            let mut s = format!(
+                "Compared (projected, not measured): {} ({:.2} B parameters), input {}, output {}, {} weights, {} prices. {}\n\n",
+                r.model,
+                r.model_parameters as f64 / 1e9,
+                r.input_len,
+                r.output_len,
+                r.weights_dtype,
+                r.price_kind,
+                slo_text(r)
+            );
+            s.push_str(&compare_grid(r).text());
+            s.push('\n');
+            s.push_str(&r.recommendation);
+            s.push('\n');
+            s.into_bytes()
+        }
+        Format::Csv => compare_grid(r).csv().into_bytes(),
+        Format::Markdown => {
+            let mut s = format!(
+                "### Compared (projected, not measured): {}, input {}, output {}, {}\n\n{}\n\n",
+                r.model,
+                r.input_len,
+                r.output_len,
+                r.weights_dtype,
+                slo_text(r)
+            );
+            s.push_str(&compare_grid(r).markdown());
+            s.push_str(&format!("\n**{}**\n", r.recommendation));
+            s.into_bytes()
+        }
+    }
+}
+
+fn calibration_grid(r: &CalibrationReport) -> Grid {
+    Grid {
+        header: [
+            "line",
+            "model",
+            "instance",
+            "tp",
+            "batch",
+            "input",
+            "output",
+            "TTFT measured ms",
+            "TTFT projected ms",
+            "TTFT error",
+            "TPOT measured ms",
+            "TPOT projected ms",
+            "TPOT error",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        rows: r
+            .points
+            .iter()
+            .map(|p| {
+                vec![
+                    p.line.to_string(),
+                    p.model.clone(),
+                    p.instance.clone(),
+                    p.tp.to_string(),
+                    p.batch.to_string(),
+                    p.input_len.to_string(),
+                    p.output_len.to_string(),
+                    num(p.measured_ttft_ms),
+                    num(p.projected_ttft_ms),
+                    format!("{:+.1}%", p.ttft_error * 100.0),
+                    num(p.measured_tpot_ms),
+                    num(p.projected_tpot_ms),
+                    format!("{:+.1}%", p.tpot_error * 100.0),
+                ]
+            })
+            .collect(),
+        left: 3,
+    }
+}
+
+fn params_grid(r: &CalibrationReport) -> Grid {
+    Grid {
+        header: vec!["parameter".into(), "before".into(), "fitted".into()],
+        rows: r
+            .params
+            .iter()
+            .map(|p| {
+                vec![
+                    p.name.clone(),
+                    format!("{:.4}", p.before),
+                    format!("{:.4}", p.after),
+                ]
+            })
+            .collect(),
+        left: 1,
+    }
+}
+
+fn mape_line(r: &CalibrationReport) -> String {
+    format!(
+        "MAPE on {} points: TTFT {} (before {}), TPOT {} (before {})",
+        r.after.points,
+        pct(r.after.ttft),
+        pct(r.before.ttft),
+        pct(r.after.tpot),
+        pct(r.before.tpot)
+    )
+}
+
+/// Renders `profiler calibrate` output.
+pub fn calibration(format: Format, r: &CalibrationReport) -> Vec<u8> {
+    match format {
+        Format::Json => json_bytes(&json!({ "schema_version": 1, "calibration": r })),
+        Format::Table => {
+            let mut s = format!("Calibration of {} on {}\n\n", r.profile, r.points_file);
+            s.push_str(&calibration_grid(r).text());
+            s.push('\n');
+            s.push_str(&params_grid(r).text());
+            s.push('\n');
+            s.push_str(&mape_line(r));
+            s.push('\n');
+            s.into_bytes()
+        }
+        Format::Csv => calibration_grid(r).csv().into_bytes(),
+        Format::Markdown => {
+            let mut s = format!("### Calibration of {} on {}\n\n", r.profile, r.points_file);
+            s.push_str(&calibration_grid(r).markdown());
+            s.push('\n');
+            s.push_str(&params_grid(r).markdown());
+            s.push_str(&format!("\n{}\n", mape_line(r)));
+            s.into_bytes()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::card;
+    use crate::projection::dtype::WeightsDtype;
+    use crate::projection::project::{project_detailed, ProjectRequest};
+    use std::path::PathBuf;
+
+    fn rows() -> Vec<Projected> {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let c = card::find(&root.join("models"), "llama-3.1-8b").unwrap();
+        let req = ProjectRequest::new(128, 128, WeightsDtype::Bf16);
+        project_detailed(
+            &root.join("profiles"),
+            &c,
+            "inf2-profile,trn2-profile",
+            &req,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn json_follows_the_contract() {
+        let out = projections(Format::Json, "llama-3.1-8b", 8_030_261_248, &rows());
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["schema_version"], 1);
+        assert_eq!(v["model"], "llama-3.1-8b");
+        let p = &v["projections"][0];
+        for key in [
+            "profile",
+            "instance",
+            "tp",
+            "batch",
+            "input_len",
+            "output_len",
+            "weights_dtype",
+            "fits",
+            "ttft_ms",
+            "tpot_ms",
+            "e2e_ms",
+            "output_tokens_per_s",
+            "cost_usd_per_million_output_tokens",
+            "cost_usd_per_million_tokens",
+            "energy_kwh_per_million_tokens",
+            "calibration_mape",
+            "sources",
+        ] {
+            assert!(p.get(key).is_some(), "missing {key}");
+        }
+        assert!(p["energy_kwh_per_million_tokens"].is_null());
+        // trn2 has no price: cost is null, not NaN.
+        let trn2 = v["projections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["profile"] == "trn2-profile")
+            .unwrap();
+        assert!(trn2["cost_usd_per_million_tokens"].is_null());
+    }
+
+    #[test]
+    fn table_is_aligned_and_csv_quotes() {
+        let t = String::from_utf8(projections(Format::Table, "m", 1, &rows())).unwrap();
+        let lines: Vec<&str> = t.lines().skip(2).take(3).collect();
+        assert!(
+            lines[0].starts_with("profile") && lines[1].starts_with("---"),
+            "{t}"
+        );
+        let c = String::from_utf8(projections(Format::Csv, "m", 1, &rows())).unwrap();
+        assert!(c.lines().next().unwrap().ends_with("notes,sources"));
+        assert_eq!(
+            Grid {
+                header: vec!["a".into()],
+                rows: vec![vec!["x,\"y\"".into()]],
+                left: 1
+            }
+            .csv(),
+            "a\n\"x,\"\"y\"\"\"\n"
+        );
+        let m = String::from_utf8(projections(Format::Markdown, "m", 1, &rows())).unwrap();
+        assert!(m.contains("| profile | instance |"), "{m}");
+    }
+
+    #[test]
+    fn numbers_for_humans() {
+        assert_eq!(num(1234.5), "1234");
+        assert_eq!(num(12.345), "12.3");
+        assert_eq!(num(0.01234), "0.012");
+        assert_eq!(num(f64::NAN), "-");
+        assert!(Format::parse("xml")
+            .unwrap_err()
+            .to_string()
+            .contains("markdown"));
+    }
+}

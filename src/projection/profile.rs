@@ -1,0 +1,900 @@
+//! Device profiles: loading `profiles/NAME.toml` by name, validating it, and the profile of
+//! the local machine built from two micro-benchmark numbers.
+
+use super::dtype::ComputeRate;
+use super::params::{LatencyParams, PARAM_NAMES};
+use super::profile_file::{self, Num, PriceFile, ProfileFile, Qty};
+use super::types::CalibrationError;
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Family of device; decides defaults such as what a TP unit is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    Neuron,
+    Gpu,
+    Host,
+}
+
+/// One accelerator chip, in SI units (FLOP/s, bytes, bytes/s, W).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Chip {
+    pub name: String,
+    pub cores: u32,
+    pub bf16_flops: f64,
+    pub fp8_flops: Option<f64>,
+    pub int8_ops: Option<f64>,
+    pub fp32_flops: Option<f64>,
+    pub memory_bytes: f64,
+    pub memory_bandwidth: f64,
+    pub interconnect_bandwidth: Option<f64>,
+    pub tdp_watts: Option<f64>,
+}
+
+impl Chip {
+    /// Peak dense FLOP/s of the whole chip at `rate`; fp8 and fp32 fall back to the bf16
+    /// figure when the profile gives none.
+    pub fn peak_flops(&self, rate: ComputeRate) -> f64 {
+        match rate {
+            ComputeRate::Bf16 => self.bf16_flops,
+            ComputeRate::Fp8 => self.fp8_flops.unwrap_or(self.bf16_flops),
+            ComputeRate::Fp32 => self.fp32_flops.unwrap_or(self.bf16_flops),
+        }
+    }
+}
+
+/// Neuron-style static shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct StaticShapes {
+    /// Smallest sequence bucket; buckets double up to the compiled length.
+    pub bucket_min: u32,
+    /// The compiled sequence length is input + output rounded up to this.
+    pub seq_len_multiple: u32,
+}
+
+/// How the software stack runs a model on the chip.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Runtime {
+    /// What one TP rank is (`NeuronCore`, `GPU`).
+    pub tp_unit: String,
+    pub tp_units_per_chip: u32,
+    /// Allowed tensor-parallel degrees, ascending.
+    pub tp_degrees: Vec<u32>,
+    pub usable_memory_fraction: f64,
+    /// Whether a prefill kernel skips the masked half of the attention square.
+    pub causal_prefill_attention: bool,
+    pub static_shapes: Option<StaticShapes>,
+}
+
+/// Whether a profile's latency parameters were fitted or assumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CalibrationStatus {
+    Fitted,
+    Assumed,
+}
+
+/// What the latency parameters rest on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Calibration {
+    pub status: CalibrationStatus,
+    pub note: String,
+    /// Points file (resolved against the profile's folder) for fitted profiles.
+    pub points: Option<PathBuf>,
+    /// Names of the parameters the fit adjusts.
+    pub fitted: Vec<String>,
+    /// Error on the points, as last written by `calibrate --write`.
+    pub error: Option<CalibrationError>,
+}
+
+/// An hourly price.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Price {
+    pub usd_per_hour: f64,
+    pub region: String,
+    pub date: String,
+    /// Address of the source (resolved from the `[sources]` key).
+    pub source: String,
+    pub note: Option<String>,
+}
+
+/// Which price a projection uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PriceKind {
+    #[default]
+    OnDemand,
+    Reserved,
+    CapacityBlock,
+}
+
+impl PriceKind {
+    /// Parses `on-demand|reserved|capacity-block`.
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "on-demand" | "ondemand" => Self::OnDemand,
+            "reserved" => Self::Reserved,
+            "capacity-block" => Self::CapacityBlock,
+            _ => bail!(
+                "price kind {s:?} is not known: expected on-demand, reserved or capacity-block"
+            ),
+        })
+    }
+
+    /// The name used in files and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::OnDemand => "on-demand",
+            Self::Reserved => "reserved",
+            Self::CapacityBlock => "capacity-block",
+        }
+    }
+}
+
+/// One instance type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Instance {
+    pub name: String,
+    pub accelerators: u32,
+    pub vcpus: u32,
+    pub host_memory_bytes: f64,
+    pub on_demand: Option<Price>,
+    pub reserved: Option<Price>,
+    pub capacity_block: Option<Price>,
+    pub note: Option<String>,
+}
+
+impl Instance {
+    /// The price of `kind`, if the profile has one.
+    pub fn price(&self, kind: PriceKind) -> Option<&Price> {
+        match kind {
+            PriceKind::OnDemand => self.on_demand.as_ref(),
+            PriceKind::Reserved => self.reserved.as_ref(),
+            PriceKind::CapacityBlock => self.capacity_block.as_ref(),
+        }
+    }
+}
+
+/// A validated device profile.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    pub kind: DeviceKind,
+    pub chip: Chip,
+    pub runtime: Runtime,
+    pub latency: LatencyParams,
+    pub calibration: Calibration,
+    pub instances: Vec<Instance>,
+    /// Address (with date) behind each number, keyed by its dotted field path.
+    pub field_sources: BTreeMap<String, String>,
+    /// File the profile was read from (empty for the host profile).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+impl Profile {
+    /// TP units of one instance.
+    pub fn units(&self, inst: &Instance) -> u32 {
+        inst.accelerators * self.runtime.tp_units_per_chip
+    }
+
+    /// Natural TP degree of an instance: the largest allowed degree using at most all of its
+    /// units (all NeuronCores or all GPUs where allowed).
+    pub fn natural_tp(&self, inst: &Instance) -> u32 {
+        let units = self.units(inst);
+        self.runtime
+            .tp_degrees
+            .iter()
+            .copied()
+            .filter(|&d| d <= units)
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// Checks a requested TP degree against the profile and the instance.
+    pub fn check_tp(&self, inst: &Instance, tp: u32) -> Result<()> {
+        let units = self.units(inst);
+        if !self.runtime.tp_degrees.contains(&tp) {
+            bail!(
+                "--tp {tp} is not allowed on {}: {} allows TP degrees {:?}",
+                inst.name,
+                self.name,
+                self.runtime.tp_degrees
+            );
+        }
+        if tp > units {
+            bail!(
+                "--tp {tp} is more than the {units} {}s of {}",
+                self.runtime.tp_unit,
+                inst.name
+            );
+        }
+        Ok(())
+    }
+
+    /// The instance called `name`; the error lists the profile's instances.
+    pub fn instance(&self, name: &str) -> Result<&Instance> {
+        self.instances
+            .iter()
+            .find(|i| i.name.eq_ignore_ascii_case(name))
+            .with_context(|| {
+                format!(
+                    "instance {name:?} is not in {}: expected one of {}",
+                    self.name,
+                    self.instances
+                        .iter()
+                        .map(|i| i.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+    }
+
+    /// Parses and validates a profile from its text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let what = path.display().to_string();
+        let raw = profile_file::parse(text, &what)?;
+        Validator::new(&what, &raw)?.profile(raw, path)
+    }
+
+    /// Reads and validates one profile file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read profile {}", path.display()))?;
+        Self::parse(&text, path)
+    }
+}
+
+/// Names of the profiles in `dir` (file stems of `*.toml`), sorted.
+pub fn names(dir: &Path) -> Result<Vec<String>> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read profile folder {}", dir.display()))?;
+    let mut out = Vec::new();
+    for e in entries {
+        let p = e?.path();
+        if p.extension().and_then(|x| x.to_str()) == Some("toml") {
+            if let Some(s) = p.file_stem().and_then(|s| s.to_str()) {
+                out.push(s.to_string());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Loads the profile called `name` from `dir` (`inf2` also finds `inf2-profile`); an
+/// unknown name is an error listing the known ones.
+pub fn load(dir: &Path, name: &str) -> Result<Profile> {
+    let known = names(dir)?;
+    let stem = [name.to_string(), format!("{name}-profile")]
+        .into_iter()
+        .find(|n| known.contains(n));
+    match stem {
+        Some(s) => Profile::load(&dir.join(format!("{s}.toml"))),
+        None => bail!(
+            "unknown profile {name:?} in {}: known profiles are {}",
+            dir.display(),
+            known.join(", ")
+        ),
+    }
+}
+
+/// Loads every profile in `dir`, sorted by name.
+pub fn load_all(dir: &Path) -> Result<Vec<Profile>> {
+    names(dir)?
+        .iter()
+        .map(|n| Profile::load(&dir.join(format!("{n}.toml"))))
+        .collect()
+}
+
+/// Resolves a `--device` list: `all`, or comma-separated profile names.
+pub fn load_selection(dir: &Path, selection: &str) -> Result<Vec<Profile>> {
+    if selection.trim().eq_ignore_ascii_case("all") || selection.trim().is_empty() {
+        return load_all(dir);
+    }
+    selection.split(',').map(|n| load(dir, n.trim())).collect()
+}
+
+/// Profile of the local machine from two micro-benchmark results: achieved matmul FLOP/s
+/// and achieved memory bandwidth (bytes/s). Efficiencies are 1 because the benchmarks
+/// already measure achieved rates; fixed overheads and collectives are 0 (one device).
+pub fn host_profile(
+    matmul_flops_per_s: f64,
+    mem_bytes_per_s: f64,
+    memory_bytes: u64,
+    name: &str,
+) -> Profile {
+    let src = format!("measured on this machine at start-up ({name})");
+    let mut field_sources = BTreeMap::new();
+    for f in ["chip.bf16_tflops", "chip.memory_bandwidth", "chip.memory"] {
+        field_sources.insert(f.to_string(), src.clone());
+    }
+    Profile {
+        name: "host".into(),
+        description: format!("This machine ({name}), from start-up micro-benchmarks"),
+        kind: DeviceKind::Host,
+        chip: Chip {
+            name: name.to_string(),
+            cores: 1,
+            bf16_flops: matmul_flops_per_s.max(1.0),
+            fp8_flops: None,
+            int8_ops: None,
+            fp32_flops: None,
+            memory_bytes: memory_bytes.max(1) as f64,
+            memory_bandwidth: mem_bytes_per_s.max(1.0),
+            interconnect_bandwidth: None,
+            tdp_watts: None,
+        },
+        runtime: Runtime {
+            tp_unit: "device".into(),
+            tp_units_per_chip: 1,
+            tp_degrees: vec![1],
+            usable_memory_fraction: 1.0,
+            causal_prefill_attention: false,
+            static_shapes: None,
+        },
+        latency: LatencyParams {
+            bandwidth_efficiency: 1.0,
+            compute_efficiency: 1.0,
+            attention_efficiency: 1.0,
+            step_overhead_ms: 0.0,
+            prefill_overhead_ms: 0.0,
+            collective_latency_us: 0.0,
+        },
+        calibration: Calibration {
+            status: CalibrationStatus::Assumed,
+            note: "host: achieved rates measured by micro-benchmarks, no fitted overheads".into(),
+            points: None,
+            fitted: Vec::new(),
+            error: None,
+        },
+        instances: vec![Instance {
+            name: "host".into(),
+            accelerators: 1,
+            vcpus: 1,
+            host_memory_bytes: memory_bytes as f64,
+            on_demand: None,
+            reserved: None,
+            capacity_block: None,
+            note: None,
+        }],
+        field_sources,
+        path: PathBuf::new(),
+    }
+}
+
+/// Validation state: the file name for messages and the `[sources]` table.
+struct Validator<'a> {
+    what: &'a str,
+    sources: BTreeMap<String, String>,
+    field_sources: BTreeMap<String, String>,
+}
+
+const GB: f64 = 1e9;
+const GIB: f64 = 1073741824.0;
+
+impl<'a> Validator<'a> {
+    fn new(what: &'a str, raw: &ProfileFile) -> Result<Self> {
+        for (k, v) in &raw.sources {
+            if v.trim().is_empty() {
+                bail!("{what}: field `sources.{k}` must not be empty");
+            }
+        }
+        Ok(Validator {
+            what,
+            sources: raw.sources.clone(),
+            field_sources: BTreeMap::new(),
+        })
+    }
+
+    fn source(&mut self, field: &str, key: &str) -> Result<String> {
+        match self.sources.get(key) {
+            Some(addr) => {
+                self.field_sources.insert(field.to_string(), addr.clone());
+                Ok(addr.clone())
+            }
+            None => bail!(
+                "{}: field `{field}.source` names unknown source {key:?} (the [sources] table has {})",
+                self.what,
+                self.sources.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+
+    fn positive(&mut self, field: &str, n: &Num) -> Result<f64> {
+        self.source(field, &n.source)?;
+        if !(n.value.is_finite() && n.value > 0.0) {
+            bail!(
+                "{}: field `{field}` must be a positive number, got {}",
+                self.what,
+                n.value
+            );
+        }
+        Ok(n.value)
+    }
+
+    fn non_negative(&mut self, field: &str, n: &Num) -> Result<f64> {
+        self.source(field, &n.source)?;
+        if !(n.value.is_finite() && n.value >= 0.0) {
+            bail!(
+                "{}: field `{field}` must be zero or positive, got {}",
+                self.what,
+                n.value
+            );
+        }
+        Ok(n.value)
+    }
+
+    fn fraction(&mut self, field: &str, n: &Num) -> Result<f64> {
+        let v = self.positive(field, n)?;
+        if v > 1.0 {
+            bail!("{}: field `{field}` must be in (0, 1], got {v}", self.what);
+        }
+        Ok(v)
+    }
+
+    fn count(&mut self, field: &str, n: &Num) -> Result<u32> {
+        let v = self.positive(field, n)?;
+        if v.fract() != 0.0 || v > u32::MAX as f64 {
+            bail!(
+                "{}: field `{field}` must be a positive integer, got {v}",
+                self.what
+            );
+        }
+        Ok(v as u32)
+    }
+
+    fn bytes(&mut self, field: &str, q: &Qty) -> Result<f64> {
+        let v = self.positive(
+            field,
+            &Num {
+                value: q.value,
+                source: q.source.clone(),
+            },
+        )?;
+        let f = match q.unit.as_str() {
+            "GB" => GB,
+            "GiB" => GIB,
+            "TB" => 1e12,
+            u => bail!(
+                "{}: field `{field}.unit` is {u:?}, expected one of GB, GiB, TB",
+                self.what
+            ),
+        };
+        Ok(v * f)
+    }
+
+    fn rate(&mut self, field: &str, q: &Qty) -> Result<f64> {
+        let v = self.positive(
+            field,
+            &Num {
+                value: q.value,
+                source: q.source.clone(),
+            },
+        )?;
+        let f = match q.unit.as_str() {
+            "GB/s" => GB,
+            "GiB/s" => GIB,
+            "TB/s" => 1e12,
+            u => bail!(
+                "{}: field `{field}.unit` is {u:?}, expected one of GB/s, GiB/s, TB/s",
+                self.what
+            ),
+        };
+        Ok(v * f)
+    }
+
+    fn price(&mut self, field: &str, p: &Option<PriceFile>) -> Result<Option<Price>> {
+        let Some(p) = p else { return Ok(None) };
+        let source = self.source(field, &p.source)?;
+        if !(p.usd_per_hour.is_finite() && p.usd_per_hour > 0.0) {
+            bail!(
+                "{}: field `{field}.usd_per_hour` must be a positive price, got {}",
+                self.what,
+                p.usd_per_hour
+            );
+        }
+        let date_ok = p.date.len() >= 7
+            && p.date.chars().all(|c| c.is_ascii_digit() || c == '-')
+            && p.date.as_bytes()[4] == b'-';
+        if !date_ok {
+            bail!(
+                "{}: field `{field}.date` is {:?}, expected YYYY-MM-DD or YYYY-MM",
+                self.what,
+                p.date
+            );
+        }
+        if p.region.trim().is_empty() {
+            bail!("{}: field `{field}.region` must not be empty", self.what);
+        }
+        Ok(Some(Price {
+            usd_per_hour: p.usd_per_hour,
+            region: p.region.clone(),
+            date: p.date.clone(),
+            source,
+            note: p.note.clone(),
+        }))
+    }
+
+    fn profile(mut self, raw: ProfileFile, path: &Path) -> Result<Profile> {
+        let what = self.what;
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        if raw.name != stem {
+            bail!(
+                "{what}: field `name` is {:?}, expected {stem:?} (the file name)",
+                raw.name
+            );
+        }
+        let kind = match raw.kind.as_str() {
+            "neuron" => DeviceKind::Neuron,
+            "gpu" => DeviceKind::Gpu,
+            k => bail!("{what}: field `kind` is {k:?}, expected \"neuron\" or \"gpu\""),
+        };
+        let c = &raw.chip;
+        let opt = |v: &mut Self, f: &str, n: &Option<Num>| -> Result<Option<f64>> {
+            n.as_ref().map(|n| v.positive(f, n)).transpose()
+        };
+        let chip = Chip {
+            name: c.name.clone(),
+            cores: self.count("chip.cores", &c.cores)?,
+            bf16_flops: self.positive("chip.bf16_tflops", &c.bf16_tflops)? * 1e12,
+            fp8_flops: opt(&mut self, "chip.fp8_tflops", &c.fp8_tflops)?.map(|v| v * 1e12),
+            int8_ops: opt(&mut self, "chip.int8_tops", &c.int8_tops)?.map(|v| v * 1e12),
+            fp32_flops: opt(&mut self, "chip.fp32_tflops", &c.fp32_tflops)?.map(|v| v * 1e12),
+            memory_bytes: self.bytes("chip.memory", &c.memory)?,
+            memory_bandwidth: self.rate("chip.memory_bandwidth", &c.memory_bandwidth)?,
+            interconnect_bandwidth: c
+                .interconnect_bandwidth
+                .as_ref()
+                .map(|q| self.rate("chip.interconnect_bandwidth", q))
+                .transpose()?,
+            tdp_watts: opt(&mut self, "chip.tdp_watts", &c.tdp_watts)?,
+        };
+        let runtime = self.runtime(&raw)?;
+        let latency = self.latency(&raw)?;
+        let calibration = self.calibration(&raw, path)?;
+        let mut instances = Vec::new();
+        for (i, inst) in raw.instances.iter().enumerate() {
+            let f = format!("instances[{i}]");
+            let accelerators = self.count(&format!("{f}.accelerators"), &inst.accelerators)?;
+            let units = accelerators * runtime.tp_units_per_chip;
+            let max_tp = runtime.tp_degrees.last().copied().unwrap_or(1);
+            if units > max_tp {
+                bail!(
+                    "{what}: field `{f}.accelerators`: {} has {accelerators} accelerators ({units} {}s), more than the largest TP degree {max_tp} allowed by `runtime.tp_degrees`",
+                    inst.name,
+                    runtime.tp_unit
+                );
+            }
+            instances.push(Instance {
+                name: inst.name.clone(),
+                accelerators,
+                vcpus: self.count(&format!("{f}.vcpus"), &inst.vcpus)?,
+                host_memory_bytes: self.bytes(&format!("{f}.host_memory"), &inst.host_memory)?,
+                on_demand: self.price(&format!("{f}.on_demand"), &inst.on_demand)?,
+                reserved: self.price(&format!("{f}.reserved"), &inst.reserved)?,
+                capacity_block: self.price(&format!("{f}.capacity_block"), &inst.capacity_block)?,
+                note: inst.note.clone(),
+            });
+        }
+        if instances.is_empty() {
+            bail!("{what}: field `instances` must list at least one instance");
+        }
+        Ok(Profile {
+            name: raw.name,
+            description: raw.description,
+            kind,
+            chip,
+            runtime,
+            latency,
+            calibration,
+            instances,
+            field_sources: self.field_sources,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn runtime(&mut self, raw: &ProfileFile) -> Result<Runtime> {
+        let what = self.what;
+        let r = &raw.runtime;
+        self.source("runtime.tp_degrees", &r.tp_degrees.source)?;
+        let mut degrees = Vec::new();
+        for &d in &r.tp_degrees.value {
+            if d <= 0 || d > u32::MAX as i64 {
+                bail!("{what}: field `runtime.tp_degrees` must hold positive integers, got {d}");
+            }
+            degrees.push(d as u32);
+        }
+        if degrees.is_empty() || degrees.windows(2).any(|w| w[0] >= w[1]) {
+            bail!("{what}: field `runtime.tp_degrees` must be a non-empty ascending list, got {degrees:?}");
+        }
+        let causal = match r.prefill_attention.as_str() {
+            "causal" => true,
+            "full" => false,
+            o => bail!("{what}: field `runtime.prefill_attention` is {o:?}, expected \"full\" or \"causal\""),
+        };
+        let static_shapes = match &r.static_shapes {
+            Some(s) => Some(StaticShapes {
+                bucket_min: self.count("runtime.static_shapes.bucket_min", &s.bucket_min)?,
+                seq_len_multiple: self.count(
+                    "runtime.static_shapes.seq_len_multiple",
+                    &s.seq_len_multiple,
+                )?,
+            }),
+            None => None,
+        };
+        Ok(Runtime {
+            tp_unit: r.tp_unit.clone(),
+            tp_units_per_chip: self.count("runtime.tp_units_per_chip", &r.tp_units_per_chip)?,
+            tp_degrees: degrees,
+            usable_memory_fraction: self
+                .fraction("runtime.usable_memory_fraction", &r.usable_memory_fraction)?,
+            causal_prefill_attention: causal,
+            static_shapes,
+        })
+    }
+
+    fn latency(&mut self, raw: &ProfileFile) -> Result<LatencyParams> {
+        let l = &raw.latency;
+        Ok(LatencyParams {
+            bandwidth_efficiency: self
+                .fraction("latency.bandwidth_efficiency", &l.bandwidth_efficiency)?,
+            compute_efficiency: self
+                .fraction("latency.compute_efficiency", &l.compute_efficiency)?,
+            attention_efficiency: self
+                .fraction("latency.attention_efficiency", &l.attention_efficiency)?,
+            step_overhead_ms: self.non_negative("latency.step_overhead_ms", &l.step_overhead_ms)?,
+            prefill_overhead_ms: self
+                .non_negative("latency.prefill_overhead_ms", &l.prefill_overhead_ms)?,
+            collective_latency_us: self
+                .non_negative("latency.collective_latency_us", &l.collective_latency_us)?,
+        })
+    }
+
+    fn calibration(&mut self, raw: &ProfileFile, path: &Path) -> Result<Calibration> {
+        let what = self.what;
+        let c = &raw.calibration;
+        let status = match c.status.as_str() {
+            "fitted" => CalibrationStatus::Fitted,
+            "assumed" => CalibrationStatus::Assumed,
+            s => bail!(
+                "{what}: field `calibration.status` is {s:?}, expected \"fitted\" or \"assumed\""
+            ),
+        };
+        if c.note.trim().is_empty() {
+            bail!("{what}: field `calibration.note` must say what the parameters rest on");
+        }
+        let fitted = c.fitted.clone().unwrap_or_default();
+        for f in &fitted {
+            if !PARAM_NAMES.contains(&f.as_str()) {
+                bail!(
+                    "{what}: field `calibration.fitted` names {f:?}, expected some of {}",
+                    PARAM_NAMES.join(", ")
+                );
+            }
+        }
+        let folder = path.parent().unwrap_or(Path::new("."));
+        let points = c.points.as_ref().map(|p| folder.join(p));
+        let error = match (c.ttft_mape, c.tpot_mape, c.point_count) {
+            (Some(t), Some(p), Some(n)) => {
+                if !(t.is_finite() && t >= 0.0 && p.is_finite() && p >= 0.0 && n > 0) {
+                    bail!("{what}: fields `calibration.ttft_mape`, `tpot_mape` must be ≥ 0 and `point_count` > 0");
+                }
+                Some(CalibrationError {
+                    ttft: t,
+                    tpot: p,
+                    points: n as u32,
+                })
+            }
+            (None, None, None) => None,
+            _ => bail!(
+                "{what}: fields `calibration.ttft_mape`, `tpot_mape` and `point_count` go together"
+            ),
+        };
+        if status == CalibrationStatus::Fitted {
+            if points.is_none() {
+                bail!("{what}: field `calibration.points` is missing (needed when status is \"fitted\")");
+            }
+            if fitted.is_empty() {
+                bail!("{what}: field `calibration.fitted` is missing (needed when status is \"fitted\")");
+            }
+            if error.is_none() {
+                bail!("{what}: field `calibration.ttft_mape` is missing (needed when status is \"fitted\")");
+            }
+        }
+        Ok(Calibration {
+            status,
+            note: c.note.clone(),
+            points,
+            fitted,
+            error,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A minimal valid profile, for tests here and elsewhere.
+    pub(crate) const GOOD: &str = r#"
+name = "test-profile"
+description = "test"
+kind = "neuron"
+[sources]
+doc = "https://example.org/chip (2025-01-01)"
+fit = "fitted"
+[chip]
+name = "Chip"
+cores = { value = 2, source = "doc" }
+bf16_tflops = { value = 190, source = "doc" }
+memory = { value = 32, unit = "GiB", source = "doc" }
+memory_bandwidth = { value = 820, unit = "GiB/s", source = "doc" }
+interconnect_bandwidth = { value = 192, unit = "GB/s", source = "doc" }
+[runtime]
+tp_unit = "NeuronCore"
+tp_units_per_chip = { value = 2, source = "doc" }
+tp_degrees = { value = [2, 4, 8, 12, 24], source = "doc" }
+usable_memory_fraction = { value = 0.9, source = "doc" }
+prefill_attention = "full"
+[runtime.static_shapes]
+bucket_min = { value = 128, source = "doc" }
+seq_len_multiple = { value = 128, source = "doc" }
+[latency]
+bandwidth_efficiency = { value = 0.5, source = "fit" }
+compute_efficiency = { value = 0.4, source = "fit" }
+attention_efficiency = { value = 0.1, source = "fit" }
+step_overhead_ms = { value = 3.0, source = "fit" }
+prefill_overhead_ms = { value = 10.0, source = "fit" }
+collective_latency_us = { value = 20.0, source = "fit" }
+[calibration]
+status = "assumed"
+note = "test values"
+[[instances]]
+name = "x.small"
+accelerators = { value = 1, source = "doc" }
+vcpus = { value = 4, source = "doc" }
+host_memory = { value = 16, unit = "GiB", source = "doc" }
+on_demand = { usd_per_hour = 0.75, region = "us-east-1", date = "2024-04-30", source = "doc" }
+[[instances]]
+name = "x.large"
+accelerators = { value = 12, source = "doc" }
+vcpus = { value = 192, source = "doc" }
+host_memory = { value = 768, unit = "GiB", source = "doc" }
+on_demand = { usd_per_hour = 12.981, region = "us-east-1", date = "2024-04-30", source = "doc" }
+"#;
+
+    fn parse(text: &str) -> Result<Profile> {
+        Profile::parse(text, Path::new("profiles/test-profile.toml"))
+    }
+
+    fn err(text: &str) -> String {
+        let e = parse(text).unwrap_err().to_string();
+        assert!(!e.contains('\n'), "not one line: {e}");
+        assert!(e.starts_with("profiles/test-profile.toml"), "{e}");
+        e
+    }
+
+    #[test]
+    fn good_profile_loads_in_si_units() {
+        let p = parse(GOOD).unwrap();
+        assert_eq!(p.chip.memory_bytes, 32.0 * GIB);
+        assert_eq!(p.chip.bf16_flops, 190e12);
+        assert_eq!(p.natural_tp(&p.instances[1]), 24);
+        assert_eq!(p.natural_tp(&p.instances[0]), 2);
+        assert_eq!(
+            p.field_sources["chip.bf16_tflops"],
+            "https://example.org/chip (2025-01-01)"
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let e = err(&GOOD.replace(
+            "prefill_attention = \"full\"",
+            "prefill_attention = \"full\"\nbogus = 1",
+        ));
+        assert!(e.contains("bogus") && e.contains("line"), "{e}");
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let e = err(&GOOD.replace("bf16_tflops = { value = 190, source = \"doc\" }\n", ""));
+        assert!(e.contains("bf16_tflops"), "{e}");
+    }
+
+    #[test]
+    fn zero_and_negative_prices_are_rejected() {
+        let e = err(&GOOD.replace("usd_per_hour = 0.75", "usd_per_hour = 0.0"));
+        assert!(e.contains("instances[0].on_demand.usd_per_hour"), "{e}");
+        let e = err(&GOOD.replace("usd_per_hour = 12.981", "usd_per_hour = -1.0"));
+        assert!(e.contains("instances[1].on_demand.usd_per_hour"), "{e}");
+    }
+
+    #[test]
+    fn negative_rate_is_rejected() {
+        let e = err(&GOOD.replace("value = 820,", "value = -820,"));
+        assert!(e.contains("chip.memory_bandwidth"), "{e}");
+        let e = err(&GOOD.replace(
+            "value = 0.5, source = \"fit\"",
+            "value = 1.5, source = \"fit\"",
+        ));
+        assert!(e.contains("latency.bandwidth_efficiency"), "{e}");
+    }
+
+    #[test]
+    fn more_accelerators_than_tp_allows() {
+        let e = err(&GOOD.replace("value = 12, source", "value = 16, source"));
+        assert!(
+            e.contains("instances[1].accelerators") && e.contains("24"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_source_key_is_named() {
+        let e = err(&GOOD.replace(
+            "cores = { value = 2, source = \"doc\" }",
+            "cores = { value = 2, source = \"nope\" }",
+        ));
+        assert!(e.contains("chip.cores.source") && e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn name_must_match_file() {
+        let e = err(&GOOD.replace("name = \"test-profile\"", "name = \"other\""));
+        assert!(e.contains("`name`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_profile_lists_known_ones() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/profiles");
+        let e = load(Path::new(dir), "tpu-profile").unwrap_err().to_string();
+        assert!(
+            e.contains("tpu-profile") && e.contains("inf2-profile"),
+            "{e}"
+        );
+        assert!(e.contains("h100-profile"), "{e}");
+        assert!(load(Path::new(dir), "inf2").is_ok());
+    }
+
+    #[test]
+    fn shipped_profiles_all_load() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/profiles");
+        let all = load_all(Path::new(dir)).unwrap();
+        let names: Vec<&str> = all.iter().map(|p| p.name.as_str()).collect();
+        for want in [
+            "inf2-profile",
+            "trn1-profile",
+            "trn2-profile",
+            "a10g-profile",
+            "l4-profile",
+            "l40s-profile",
+            "a100-profile",
+            "h100-profile",
+            "h200-profile",
+        ] {
+            assert!(names.contains(&want), "{want} missing from {names:?}");
+        }
+    }
+
+    #[test]
+    fn tp_requests_are_checked() {
+        let p = parse(GOOD).unwrap();
+        assert!(p.check_tp(&p.instances[1], 8).is_ok());
+        assert!(p.check_tp(&p.instances[1], 6).is_err());
+        assert!(p.check_tp(&p.instances[0], 4).is_err());
+    }
+
+    #[test]
+    fn host_profile_has_one_device() {
+        let h = host_profile(1e11, 2e10, 16 << 30, "test cpu");
+        assert_eq!(h.instances.len(), 1);
+        assert_eq!(h.natural_tp(&h.instances[0]), 1);
+        assert_eq!(h.chip.memory_bandwidth, 2e10);
+    }
+}

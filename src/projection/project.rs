@@ -1,0 +1,476 @@
+//! `profiler project`: a model card projected onto every instance of the chosen profiles
+//! (or one instance), with throughput, cost per 1M tokens and energy.
+//!
+//! Cost per 1M output tokens is the formula of the Neuron performance pages:
+//! `hourly price / 3600 / output tokens per second × 1e6` (aws-neuron-sdk
+//! `general/benchmarks/inf2/inf2-performance.rst`, commit 78169c6c, 2024-04-30); the whole
+//! instance is billed even when the TP group uses part of it. Energy (this project's
+//! definition) is an upper bound: the TDP of the chips of the TP group for the time the
+//! tokens take.
+
+use super::dtype::WeightsDtype;
+use super::latency::{estimate, Estimate, Target};
+use super::profile::{self, CalibrationStatus, DeviceKind, Instance, PriceKind, Profile};
+use super::types::Projection;
+use crate::model::card::ModelCard;
+use anyhow::{bail, Result};
+use serde::Serialize;
+use std::path::Path;
+
+/// What to project.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectRequest {
+    /// One instance only (searched in every chosen profile).
+    pub instance: Option<String>,
+    /// TP degree; the instance's natural degree when `None`.
+    pub tp: Option<u32>,
+    pub batch: u32,
+    pub input_len: u32,
+    pub output_len: u32,
+    pub dtype: WeightsDtype,
+    pub price: PriceKind,
+}
+
+impl ProjectRequest {
+    /// Batch 1, on-demand prices, every instance at its natural TP degree.
+    pub fn new(input_len: u32, output_len: u32, dtype: WeightsDtype) -> Self {
+        ProjectRequest {
+            instance: None,
+            tp: None,
+            batch: 1,
+            input_len,
+            output_len,
+            dtype,
+            price: PriceKind::OnDemand,
+        }
+    }
+}
+
+/// A projection plus the numbers its JSON contract does not carry.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Projected {
+    #[serde(flatten)]
+    pub projection: Projection,
+    /// `batch × (input + output) / e2e`.
+    pub total_tokens_per_s: f64,
+    /// Largest batch whose KV cache fits beside the weights at these lengths.
+    pub max_batch_that_fits: u32,
+    /// Prompt length after padding to its bucket.
+    pub padded_input_len: u32,
+    /// KV-cache length reserved per sequence (the compiled sequence length on Neuron).
+    pub kv_cache_len: u32,
+    pub price_kind: String,
+    /// `None` where the profile has no price of that kind for the instance.
+    pub price_usd_per_hour: Option<f64>,
+    pub calibration_status: String,
+}
+
+/// `price / 3600 / tokens_per_s × 1e6`: USD per 1M tokens at a sustained rate.
+pub fn cost_per_million(price_usd_per_hour: f64, tokens_per_s: f64) -> f64 {
+    price_usd_per_hour / 3600.0 / tokens_per_s * 1e6
+}
+
+/// kWh per 1M tokens of `chips` chips at `tdp_watts` each, at a sustained rate.
+pub fn energy_kwh_per_million(tdp_watts: f64, chips: f64, tokens_per_s: f64) -> f64 {
+    tdp_watts * chips * (1e6 / tokens_per_s) / 3.6e6
+}
+
+/// Projects `card` on one instance of `profile` at TP `tp` and batch `batch`.
+pub fn project_one(
+    card: &ModelCard,
+    profile: &Profile,
+    inst: &Instance,
+    tp: u32,
+    batch: u32,
+    req: &ProjectRequest,
+) -> Projected {
+    let target = Target {
+        tp,
+        batch: batch.max(1),
+        input_len: req.input_len.max(1),
+        output_len: req.output_len.max(1),
+        dtype: req.dtype,
+        compiled_seq_len: None,
+    };
+    let e = estimate(&card.architecture, profile, &profile.latency, &target);
+    build(card, profile, inst, &target, &e, req.price)
+}
+
+fn build(
+    card: &ModelCard,
+    profile: &Profile,
+    inst: &Instance,
+    t: &Target,
+    e: &Estimate,
+    kind: PriceKind,
+) -> Projected {
+    let b = t.batch as f64;
+    let e2e_s = e.e2e_ms / 1e3;
+    let out_tps = b * t.output_len as f64 / e2e_s;
+    let total_tps = b * (t.input_len + t.output_len) as f64 / e2e_s;
+    let price = inst.price(kind);
+    let cost = |tps: f64| price.map_or(f64::NAN, |p| cost_per_million(p.usd_per_hour, tps));
+    let chips = (t.tp as f64 / profile.runtime.tp_units_per_chip as f64).ceil();
+    let energy = profile
+        .chip
+        .tdp_watts
+        .map(|w| energy_kwh_per_million(w, chips, total_tps));
+
+    let mut sources = Vec::new();
+    let mut add = |s: &str| {
+        if !s.is_empty() && !sources.iter().any(|x: &String| x == s) {
+            sources.push(s.to_string());
+        }
+    };
+    add(&card.source);
+    for (field, src) in &profile.field_sources {
+        if field.starts_with("chip.")
+            || field.starts_with("runtime.")
+            || field.starts_with("latency.")
+        {
+            add(src);
+        }
+    }
+    if let Some(p) = price {
+        add(&p.source);
+    }
+    if let Some(p) = &profile.calibration.points {
+        let shown = p
+            .strip_prefix(
+                profile
+                    .path
+                    .parent()
+                    .unwrap_or(Path::new(""))
+                    .parent()
+                    .unwrap_or(Path::new("")),
+            )
+            .unwrap_or(p);
+        add(&format!("calibration points: {}", shown.display()));
+    }
+
+    let mut notes = Vec::new();
+    if !e.fits {
+        notes.push(format!(
+            "does not fit: needs {:.1} GiB per {} (weights + KV cache for batch {} × {} tokens), {:.1} GiB usable; latency shown as if it fitted",
+            e.memory_per_unit_bytes / GIB,
+            profile.runtime.tp_unit,
+            t.batch,
+            e.kv_len,
+            e.usable_memory_per_unit_bytes / GIB
+        ));
+    }
+    if e.padded_input_len != t.input_len {
+        notes.push(format!(
+            "prompt padded from {} to its {}-token bucket",
+            t.input_len, e.padded_input_len
+        ));
+    }
+    if profile.runtime.static_shapes.is_some() {
+        notes.push(format!(
+            "compiled sequence length {} sizes the KV cache",
+            e.kv_len
+        ));
+    }
+    if (t.input_len + t.output_len) as usize > card.architecture.max_position_embeddings {
+        notes.push(format!(
+            "input + output exceeds the model's {} positions",
+            card.architecture.max_position_embeddings
+        ));
+    }
+    let host = profile.kind == DeviceKind::Host;
+    if price.is_none() && !host {
+        notes.push(format!(
+            "no {} price for {}: cost not projected",
+            kind.name(),
+            inst.name
+        ));
+    }
+    let units = profile.units(inst);
+    if t.tp < units {
+        notes.push(format!(
+            "TP {} uses {} of the {} {}s; the whole instance is billed",
+            t.tp, t.tp, units, profile.runtime.tp_unit
+        ));
+    }
+    if matches!(t.dtype, WeightsDtype::Int8 | WeightsDtype::Int4) {
+        notes.push("int weights are weight-only quantization: matmuls run at the bf16 rate".into());
+    }
+    if host {
+        notes.push("host profile: rates measured by start-up micro-benchmarks".into());
+    } else if profile.calibration.status == CalibrationStatus::Assumed {
+        notes.push(format!(
+            "uncalibrated profile: efficiencies assumed, see [calibration] in {}.toml",
+            profile.name
+        ));
+    }
+
+    Projected {
+        projection: Projection {
+            profile: profile.name.clone(),
+            instance: inst.name.clone(),
+            tp: t.tp,
+            batch: t.batch,
+            input_len: t.input_len,
+            output_len: t.output_len,
+            weights_dtype: t.dtype.name().to_string(),
+            fits: e.fits,
+            memory_required_bytes: (e.memory_per_unit_bytes * t.tp as f64) as u64,
+            memory_available_bytes: (e.usable_memory_per_unit_bytes * t.tp as f64) as u64,
+            ttft_ms: e.ttft_ms,
+            tpot_ms: e.tpot_ms,
+            e2e_ms: e.e2e_ms,
+            output_tokens_per_s: out_tps,
+            cost_usd_per_million_output_tokens: cost(out_tps),
+            cost_usd_per_million_tokens: cost(total_tps),
+            energy_kwh_per_million_tokens: energy,
+            calibration_mape: profile.calibration.error,
+            sources,
+            notes,
+        },
+        total_tokens_per_s: total_tps,
+        max_batch_that_fits: e.max_batch,
+        padded_input_len: e.padded_input_len,
+        kv_cache_len: e.kv_len,
+        price_kind: kind.name().to_string(),
+        price_usd_per_hour: price.map(|p| p.usd_per_hour),
+        calibration_status: match profile.calibration.status {
+            CalibrationStatus::Fitted => "fitted".into(),
+            CalibrationStatus::Assumed => "assumed".into(),
+        },
+    }
+}
+
+const GIB: f64 = 1073741824.0;
+
+/// Projects `card` on the local machine (a [`super::profile::host_profile`]) for the
+/// workload a run measured, so the run can show projected against measured.
+pub fn project_host(
+    card: &ModelCard,
+    host: &Profile,
+    batch: u32,
+    input_len: u32,
+    output_len: u32,
+    dtype: WeightsDtype,
+) -> Projected {
+    let req = ProjectRequest::new(input_len.max(1), output_len.max(1), dtype);
+    match host.instances.first() {
+        Some(inst) => project_one(card, host, inst, 1, batch, &req),
+        None => unreachable_host(card, host, batch, &req),
+    }
+}
+
+/// A host profile always has its one instance; this keeps [`project_host`] panic-free if a
+/// caller empties it.
+fn unreachable_host(
+    card: &ModelCard,
+    host: &Profile,
+    batch: u32,
+    req: &ProjectRequest,
+) -> Projected {
+    let inst = Instance {
+        name: "host".into(),
+        accelerators: 1,
+        vcpus: 1,
+        host_memory_bytes: 0.0,
+        on_demand: None,
+        reserved: None,
+        capacity_block: None,
+        note: None,
+    };
+    project_one(card, host, &inst, 1, batch, req)
+}
+
+/// Projects `card` on the given profiles: one instance when the request names one, else
+/// every instance at its natural TP degree (or at `req.tp` where the instance allows it).
+pub fn project_profiles(
+    card: &ModelCard,
+    profiles: &[Profile],
+    req: &ProjectRequest,
+) -> Result<Vec<Projected>> {
+    if req.batch == 0 || req.input_len == 0 || req.output_len == 0 {
+        bail!("--batch, --input-len and --output-len must be positive");
+    }
+    let mut out = Vec::new();
+    if let Some(name) = &req.instance {
+        let found = profiles.iter().find_map(|p| {
+            p.instances
+                .iter()
+                .find(|i| i.name.eq_ignore_ascii_case(name))
+                .map(|i| (p, i))
+        });
+        let Some((p, inst)) = found else {
+            let all: Vec<&str> = profiles
+                .iter()
+                .flat_map(|p| p.instances.iter().map(|i| i.name.as_str()))
+                .collect();
+            bail!(
+                "--instance {name:?} is not in the chosen profiles: expected one of {}",
+                all.join(", ")
+            );
+        };
+        let tp = match req.tp {
+            Some(tp) => {
+                p.check_tp(inst, tp)?;
+                tp
+            }
+            None => p.natural_tp(inst),
+        };
+        out.push(project_one(card, p, inst, tp, req.batch, req));
+        return Ok(out);
+    }
+    for p in profiles {
+        for inst in &p.instances {
+            let tp = match req.tp {
+                Some(tp) if p.check_tp(inst, tp).is_ok() => tp,
+                Some(_) => continue,
+                None => p.natural_tp(inst),
+            };
+            out.push(project_one(card, p, inst, tp, req.batch, req));
+        }
+    }
+    if out.is_empty() {
+        bail!(
+            "--tp {} is not allowed on any instance of the chosen profiles",
+            req.tp.unwrap_or(0)
+        );
+    }
+    Ok(out)
+}
+
+/// `profiler project`: loads the profiles named by `selection` (`all` or a comma list)
+/// from `profiles_dir` and projects `card` on them.
+pub fn project_detailed(
+    profiles_dir: &Path,
+    card: &ModelCard,
+    selection: &str,
+    req: &ProjectRequest,
+) -> Result<Vec<Projected>> {
+    let profiles = profile::load_selection(profiles_dir, selection)?;
+    project_profiles(card, &profiles, req)
+}
+
+/// Like [`project_detailed`], returning the contract records only.
+pub fn project(
+    profiles_dir: &Path,
+    card: &ModelCard,
+    selection: &str,
+    req: &ProjectRequest,
+) -> Result<Vec<Projection>> {
+    Ok(project_detailed(profiles_dir, card, selection, req)?
+        .into_iter()
+        .map(|p| p.projection)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::card;
+    use std::path::PathBuf;
+
+    fn root() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn card(name: &str) -> ModelCard {
+        card::find(&root().join("models"), name).unwrap()
+    }
+
+    fn req(input: u32, output: u32) -> ProjectRequest {
+        ProjectRequest::new(input, output, WeightsDtype::Bf16)
+    }
+
+    #[test]
+    fn cost_formula_matches_the_neuron_docs_worked_example() {
+        // Llama-2-7b on inf2.48xlarge at 156.1 output tokens/s and $12.981/h: the Neuron
+        // tables give $23.10 per 1M output tokens.
+        let c = cost_per_million(12.981, 156.1);
+        assert!((c - 23.10).abs() < 0.005, "{c}");
+        // 1 kW for an hour at 1M tokens per hour is 1 kWh per 1M tokens.
+        let e = energy_kwh_per_million(500.0, 2.0, 1e6 / 3600.0);
+        assert!((e - 1.0).abs() < 1e-12, "{e}");
+    }
+
+    #[test]
+    fn parameter_counts_of_llama_3_1() {
+        let p8 = card("llama-3.1-8b").architecture.parameter_count() as f64;
+        let p70 = card("llama-3.1-70b").architecture.parameter_count() as f64;
+        assert!((p8 / 8.03e9 - 1.0).abs() < 0.005, "{p8}");
+        assert!((p70 / 70.6e9 - 1.0).abs() < 0.005, "{p70}");
+    }
+
+    #[test]
+    fn llama_70b_bf16_fits_inf2_48xlarge_not_xlarge() {
+        let profiles = vec![profile::load(&root().join("profiles"), "inf2-profile").unwrap()];
+        let rows = project_profiles(&card("llama-3.1-70b"), &profiles, &req(128, 128)).unwrap();
+        let get = |n: &str| rows.iter().find(|r| r.projection.instance == n).unwrap();
+        let small = get("inf2.xlarge");
+        assert!(!small.projection.fits);
+        assert!(small.projection.memory_required_bytes > 140_000_000_000);
+        assert!(small.projection.notes[0].starts_with("does not fit"));
+        let big = get("inf2.48xlarge");
+        assert!(big.projection.fits);
+        assert_eq!(big.projection.tp, 24);
+        assert!(big.max_batch_that_fits >= 1);
+    }
+
+    #[test]
+    fn projection_is_consistent() {
+        let profiles = vec![profile::load(&root().join("profiles"), "inf2-profile").unwrap()];
+        let mut r = req(100, 200);
+        r.instance = Some("inf2.48xlarge".into());
+        r.batch = 4;
+        let p = &project_profiles(&card("llama-3.1-8b"), &profiles, &r).unwrap()[0];
+        let x = &p.projection;
+        assert!((x.e2e_ms - (x.ttft_ms + 199.0 * x.tpot_ms)).abs() < 1e-6);
+        assert!((x.output_tokens_per_s - 4.0 * 200.0 / (x.e2e_ms / 1e3)).abs() < 1e-6);
+        let want = 12.981 / 3600.0 / x.output_tokens_per_s * 1e6;
+        assert!((x.cost_usd_per_million_output_tokens - want).abs() < 1e-9);
+        assert_eq!(p.padded_input_len, 128);
+        assert!(x.calibration_mape.is_some());
+        assert!(x.energy_kwh_per_million_tokens.is_none());
+        assert!(x.sources.iter().any(|s| s.contains("inf2_instance_prices")));
+    }
+
+    #[test]
+    fn gpu_projection_has_energy_and_natural_tp() {
+        let profiles = vec![profile::load(&root().join("profiles"), "h100-profile").unwrap()];
+        let p = &project_profiles(&card("llama-3.1-8b"), &profiles, &req(128, 128)).unwrap()[0];
+        assert_eq!(p.projection.tp, 8);
+        assert!(p.projection.energy_kwh_per_million_tokens.unwrap() > 0.0);
+        assert!(p.projection.calibration_mape.is_none());
+    }
+
+    #[test]
+    fn host_profile_projects_without_price() {
+        let h = profile::host_profile(2e11, 2e10, 64 << 30, "test cpu");
+        let r = req(16, 8);
+        let p = project_host(
+            &card("llama-3.2-1b"),
+            &h,
+            1,
+            r.input_len,
+            r.output_len,
+            r.dtype,
+        );
+        let x = &p.projection;
+        assert!(x.fits && x.cost_usd_per_million_tokens.is_nan());
+        // Decode is bandwidth-bound: ~2.5 GB of bf16 weights at 20 GB/s is ~0.12 s.
+        assert!(x.tpot_ms > 100.0 && x.tpot_ms < 150.0, "{}", x.tpot_ms);
+        assert!(x.notes.iter().any(|n| n.starts_with("host profile")));
+    }
+
+    #[test]
+    fn bad_requests_are_errors() {
+        let profiles = vec![profile::load(&root().join("profiles"), "inf2-profile").unwrap()];
+        let mut r = req(128, 128);
+        r.instance = Some("p5.48xlarge".into());
+        let e = project_profiles(&card("llama-3.1-8b"), &profiles, &r)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("inf2.48xlarge"), "{e}");
+        r.instance = Some("inf2.48xlarge".into());
+        r.tp = Some(32);
+        assert!(project_profiles(&card("llama-3.1-8b"), &profiles, &r).is_err());
+    }
+}

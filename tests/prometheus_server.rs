@@ -1,0 +1,358 @@
+//! Real-server tests of the metrics: a real Prometheus (Debian package `prometheus`)
+//! scrapes the metrics endpoint, and a real Pushgateway (`prometheus-pushgateway`)
+//! receives the pushes and is itself scraped by Prometheus; both are asked through
+//! Prometheus' HTTP API whether the samples arrived. Each server runs on loopback on a
+//! free port with its files in a temporary directory, and is killed whatever happens.
+//!
+//! Here a thread stands in for inference, observing requests and tokens through the
+//! library; the end-to-end version replaces it with `profiler run --duration 40s
+//! --metrics-addr 127.0.0.1:PORT` (or `--pushgateway URL`) of the default model.
+//! A test whose server binary is absent prints a note and passes (`scripts/test`
+//! installs them).
+
+use profiler::metrics::{BuildInfo, HostMetric, Metrics, Projection};
+use profiler::push::Pusher;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PROMETHEUS: &str = "prometheus";
+const PUSHGATEWAY: &str = "prometheus-pushgateway";
+/// Longest wait for a server to come up or for samples to arrive.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A server process, killed when dropped; its output goes to `log` for diagnostics.
+struct Server {
+    child: Child,
+    log: PathBuf,
+    addr: String,
+}
+
+impl Server {
+    fn start(program: &str, args: &[String], addr: String, dir: &Path) -> Server {
+        let log = dir.join(format!("{program}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log file"))
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        let server = Server { child, log, addr };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let ready =
+            wait_for(|| matches!(get(&self.addr, "/-/ready"), Some((200, _))).then_some(()));
+        assert!(
+            ready.is_some(),
+            "{} never became ready; log:\n{}",
+            self.addr,
+            self.log_text()
+        );
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Asks Prometheus for an instant vector; `Some(values)` once the query succeeds.
+    fn query(&self, promql: &str) -> Option<Vec<f64>> {
+        let (status, body) = get(
+            &self.addr,
+            &format!("/api/v1/query?query={}", percent_encode(promql)),
+        )?;
+        // A query Prometheus cannot parse will never succeed: fail at once.
+        assert_ne!(status, 400, "Prometheus refused {promql}: {body}");
+        if status != 200 {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let result = v["data"]["result"].as_array()?;
+        Some(
+            result
+                .iter()
+                .filter_map(|r| r["value"][1].as_str()?.parse().ok())
+                .collect(),
+        )
+    }
+
+    /// Waits until `promql` returns at least one sample, giving the values or the log.
+    fn wait_for_samples(&self, promql: &str) -> Vec<f64> {
+        wait_for(|| self.query(promql).filter(|v| !v.is_empty())).unwrap_or_else(|| {
+            panic!(
+                "Prometheus never returned samples for {promql}; log:\n{}",
+                self.log_text()
+            )
+        })
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts Prometheus scraping `target` every second.
+fn prometheus(dir: &Path, target: &str, honor_labels: bool) -> Server {
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: profiler\n    honor_labels: {honor_labels}\n    static_configs:\n      - targets: ['{target}']\n"
+        ),
+    )
+    .expect("config");
+    let addr = format!("127.0.0.1:{}", free_port());
+    let args = [
+        format!("--config.file={}", config.display()),
+        format!("--storage.tsdb.path={}", dir.join("data").display()),
+        format!("--web.listen-address={addr}"),
+        "--log.level=warn".to_string(),
+    ];
+    Server::start(PROMETHEUS, &args, addr, dir)
+}
+
+/// A free loopback port (taken and released at once).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Polls `f` twice a second until it gives a value or [`PATIENCE`] runs out.
+fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `GET path` over HTTP/1.0 (so the answer is never chunked); `None` if unreachable.
+fn get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    let (head, body) = answer.split_once("\r\n\r\n")?;
+    Some((head.get(9..12)?.parse().ok()?, body.to_string()))
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The program `name` found on `PATH`.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+fn absent(program: &str) -> bool {
+    let missing = on_path(program).is_none();
+    if missing {
+        eprintln!("skipped: {program} is absent (scripts/test installs Debian's prometheus and prometheus-pushgateway)");
+    }
+    missing
+}
+
+fn metrics(registry: &prometheus::Registry) -> Arc<Metrics> {
+    let build = BuildInfo {
+        version: env!("CARGO_PKG_VERSION").into(),
+        tch: "0.24.0".into(),
+        torch: "test".into(),
+        dtype: "f32".into(),
+        device_name: "cpu".into(),
+    };
+    Arc::new(Metrics::new(registry, "test/tiny", "cpu", build).expect("metrics"))
+}
+
+/// Stands in for inference: a decode step every few milliseconds and a finished
+/// request every 8 tokens, until stopped. Gives the number of finished requests.
+struct FakeRun {
+    running: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl FakeRun {
+    fn start(m: Arc<Metrics>) -> FakeRun {
+        let running = Arc::new(AtomicBool::new(true));
+        let thread = {
+            let running = running.clone();
+            std::thread::spawn(move || {
+                let mut requests = 0u64;
+                while running.load(Ordering::Relaxed) {
+                    for _ in 0..8 {
+                        m.observe_tokens(1);
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    m.observe_request(0.012, Some(0.005), 0.05, 32, 8);
+                    requests += 1;
+                }
+                requests
+            })
+        };
+        FakeRun {
+            running,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) -> u64 {
+        self.running.store(false, Ordering::Relaxed);
+        self.thread
+            .take()
+            .map(|t| t.join().expect("run thread"))
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for FakeRun {
+    fn drop(&mut self) {
+        self.running.store(false, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn prometheus_scrapes_the_endpoint_during_a_run() {
+    if absent(PROMETHEUS) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let registry = prometheus::Registry::new();
+    let m = metrics(&registry);
+    let listener = profiler::server::bind("127.0.0.1:0").expect("bind");
+    let endpoint = profiler::server::serve(listener, registry).expect("serve");
+    m.set_projection(&Projection {
+        profile: "inf2",
+        instance: "inf2.xlarge",
+        tp: 2,
+        batch: 1,
+        ttft_s: 0.2,
+        tpot_s: 0.03,
+        cost_usd_per_million_tokens: 4.2,
+    });
+    m.set_host_error(HostMetric::Ttft, -0.04);
+    m.set_host_error(HostMetric::Tpot, 0.02);
+    let run = FakeRun::start(m);
+    let prom = prometheus(dir.path(), &endpoint.local_addr().to_string(), false);
+
+    let rate = prom.wait_for_samples(
+        r#"rate(profiler_generated_tokens_total{model="test/tiny",run_on="cpu"}[20s]) > 0"#,
+    );
+    assert!(rate.iter().all(|&r| r > 0.0), "{rate:?}");
+    let ttft = prom.wait_for_samples("profiler_ttft_seconds_count > 0");
+    assert!(ttft[0] >= 1.0, "{ttft:?}");
+    let p50 = prom
+        .wait_for_samples("histogram_quantile(0.5, rate(profiler_ttft_seconds_bucket[20s])) > 0");
+    // 12 ms falls in the (0.01, 0.02] bucket.
+    assert!(p50[0] > 0.01 && p50[0] <= 0.02, "{p50:?}");
+    assert_eq!(prom.wait_for_samples(r#"up{job="profiler"}"#), vec![1.0]);
+    prom.wait_for_samples("profiler_tokens_per_second > 0");
+    prom.wait_for_samples("profiler_build_info == 1");
+    prom.wait_for_samples(r#"process_resident_memory_bytes{model="test/tiny"} > 0"#);
+
+    // Every query of the Grafana dashboard parses and finds data.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/grafana-dashboard.json"
+    );
+    let text = std::fs::read_to_string(path).expect("dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("dashboard is JSON");
+    let panels = dashboard["panels"].as_array().expect("panels");
+    for target in panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+    {
+        let expr = target["expr"].as_str().expect("expr");
+        let expr = expr
+            .replace("$__rate_interval", "20s")
+            .replace("$model", ".*")
+            .replace("$run_on", ".*");
+        prom.wait_for_samples(&expr);
+    }
+    run.stop();
+    endpoint.shutdown();
+}
+
+#[test]
+fn the_pushgateway_receives_the_pushes_and_the_final_values() {
+    if absent(PUSHGATEWAY) || absent(PROMETHEUS) {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let gw_addr = format!("127.0.0.1:{}", free_port());
+    let _gateway = Server::start(
+        PUSHGATEWAY,
+        &[format!("--web.listen-address={gw_addr}")],
+        gw_addr.clone(),
+        dir.path(),
+    );
+    let registry = prometheus::Registry::new();
+    let m = metrics(&registry);
+    let pusher = Pusher::start(
+        &format!("http://{gw_addr}"),
+        registry,
+        "test/tiny",
+        "cpu",
+        Duration::from_secs(1),
+    )
+    .expect("pusher");
+    let run = FakeRun::start(m);
+    let prom = prometheus(dir.path(), &gw_addr, true);
+
+    let rate = prom.wait_for_samples(r#"rate(profiler_generated_tokens_total{job="profiler",model="test/tiny",run_on="cpu"}[20s]) > 0"#);
+    assert!(rate.iter().all(|&r| r > 0.0), "{rate:?}");
+    prom.wait_for_samples(r#"profiler_ttft_seconds_count{job="profiler"} > 0"#);
+
+    let requests = run.stop();
+    let stats = pusher.finish();
+    assert_eq!(stats.failed, 0, "{stats:?}");
+    assert!(stats.pushed >= 2, "{stats:?}");
+    // The final push carries the final values.
+    let (status, text) = get(&gw_addr, "/metrics").expect("gateway answers");
+    assert_eq!(status, 200);
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| {
+                l.starts_with(&format!("{name}{{"))
+                    && l.contains(r#"job="profiler""#)
+                    && l.contains(r#"model="test/tiny""#)
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing from the gateway:\n{text}"))
+    };
+    assert_eq!(value("profiler_ttft_seconds_count"), requests as f64);
+    // The run stops between requests, so every counted token belongs to a finished one.
+    assert_eq!(
+        value("profiler_generated_tokens_total"),
+        (requests * 8) as f64
+    );
+}
