@@ -1,0 +1,324 @@
+//! End-to-end tests of `profiler run` and `profiler report` through the real binary on the
+//! real default model, with tiny lengths. No timing thresholds: only relations that must
+//! hold whatever the machine's speed.
+
+mod common;
+
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+const TINY: &[&str] = &[
+    "run",
+    "--model",
+    "llama",
+    "--run-on",
+    "cpu",
+    "--input-len",
+    "16",
+    "--output-len",
+    "4",
+    "--requests",
+    "3",
+    "--warmup",
+    "1",
+    "-q",
+];
+
+fn summary_ordered(v: &Value, name: &str) {
+    let s = &v[name];
+    let g = |k: &str| {
+        s[k].as_f64()
+            .unwrap_or_else(|| panic!("{name}.{k} missing: {s}"))
+    };
+    assert!(
+        g("min") <= g("p50")
+            && g("p50") <= g("p90")
+            && g("p90") <= g("p99")
+            && g("p99") <= g("max"),
+        "{name}: {s}"
+    );
+    assert!(
+        g("min") <= g("mean") && g("mean") <= g("max"),
+        "{name}: {s}"
+    );
+    assert!(
+        g("ci95_low") <= g("mean") && g("mean") <= g("ci95_high"),
+        "{name}: {s}"
+    );
+}
+
+#[test]
+fn json_report_has_the_schema_and_consistent_numbers() {
+    common::default_weights();
+    let dir = common::tempdir();
+    let samples = dir.path().join("s.jsonl");
+    let out = dir.path().join("r.json");
+    let mut args = TINY.to_vec();
+    let (s, o) = (common::path_str(&samples), common::path_str(&out));
+    args.extend([
+        "--format",
+        "json",
+        "--samples",
+        &s,
+        "--out",
+        &o,
+        "--device",
+        "inf2-profile,h100-profile",
+    ]);
+    let stdout = common::run_ok(&args);
+    let r: Value = serde_json::from_str(&stdout).expect("stdout is the JSON report");
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(r, written, "--out writes the same report");
+    for key in [
+        "schema_version",
+        "environment",
+        "workload",
+        "requests",
+        "ttft_ms",
+        "tpot_ms",
+        "e2e_ms",
+        "output_tokens_per_s",
+        "total_tokens_per_s",
+        "prompt_tokens",
+        "output_tokens",
+        "warnings",
+        "projections",
+        "host_check",
+    ] {
+        assert!(r.get(key).is_some(), "missing key {key}");
+    }
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["requests"], 3);
+    assert_eq!(
+        r["prompt_tokens"],
+        3 * 16,
+        "prompts of exactly --input-len tokens"
+    );
+    assert_eq!(
+        r["output_tokens"],
+        3 * 4,
+        "exactly --output-len tokens, EOS ignored"
+    );
+    for name in ["ttft_ms", "tpot_ms", "e2e_ms", "decode_step_ms"] {
+        summary_ordered(&r, name);
+    }
+    assert!(r["e2e_ms"]["min"].as_f64().unwrap() >= r["ttft_ms"]["min"].as_f64().unwrap());
+    assert!(r["e2e_ms"]["mean"].as_f64().unwrap() >= r["ttft_ms"]["mean"].as_f64().unwrap());
+    // tokens/s is tokens over the measured wall time, to rounding.
+    let tps = r["output_tokens_per_s"].as_f64().unwrap();
+    let want = 12.0 / r["wall_s"].as_f64().unwrap();
+    assert!((tps - want).abs() <= 1e-6 * want, "{tps} vs {want}");
+    let env = &r["environment"];
+    assert_eq!(env["weights_kind"], "gguf");
+    assert_eq!(env["model"], "smollm2-135m");
+    assert_eq!(env["run_on"], "cpu");
+    assert_eq!(env["tch_version"], "0.24.0");
+    assert!(env["torch_version"].as_str().unwrap().starts_with("2.11.0"));
+    assert_eq!(
+        env["weights_sha256"],
+        "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    );
+    // Projections: every instance of both profiles, labelled with their sources and error.
+    let p = r["projections"].as_array().unwrap();
+    assert!(p
+        .iter()
+        .any(|x| x["profile"] == "inf2-profile" && x["instance"] == "inf2.48xlarge"));
+    assert!(p.iter().any(|x| x["profile"] == "h100-profile"));
+    for x in p {
+        assert_eq!(x["input_len"], 16);
+        assert_eq!(x["output_len"], 4);
+        assert!(!x["sources"].as_array().unwrap().is_empty());
+        assert!(x["ttft_ms"].as_f64().unwrap() > 0.0);
+    }
+    let inf2 = p.iter().find(|x| x["profile"] == "inf2-profile").unwrap();
+    assert!(inf2["calibration_mape"]["ttft"].as_f64().unwrap() > 0.0);
+    // Host self-check: projected against measured on this machine.
+    let h = &r["host_check"];
+    assert!(h["projected_tpot_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(h["measured_ttft_ms"], r["ttft_ms"]["mean"]);
+
+    // The samples file: header, 3 samples, end; `report` rebuilds the same numbers.
+    let text = std::fs::read_to_string(&samples).unwrap();
+    let kinds: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["kind"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(kinds, ["header", "sample", "sample", "sample", "end"]);
+    let again: Value = serde_json::from_str(&common::run_ok(&[
+        "report",
+        "--samples",
+        &s,
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    for key in ["requests", "prompt_tokens", "output_tokens"] {
+        assert_eq!(again[key], r[key], "report --samples rebuilds {key}");
+    }
+    for name in ["ttft_ms", "tpot_ms", "e2e_ms"] {
+        for (k, v) in r[name].as_object().unwrap() {
+            let (a, b) = (v.as_f64().unwrap(), again[name][k].as_f64().unwrap());
+            assert!(
+                (a - b).abs() <= 1e-9 * a.abs().max(1.0),
+                "report --samples rebuilds {name}.{k}: {a} vs {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn csv_and_markdown_parse() {
+    common::default_weights();
+    let mut args = TINY.to_vec();
+    args.extend([
+        "--no-host-check",
+        "--device",
+        "trn1-profile",
+        "--format",
+        "csv",
+    ]);
+    let csv = common::run_ok(&args);
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    let width = rows[0].len();
+    assert!(width >= 10, "{csv}");
+    assert!(
+        rows.iter().all(|r| r.len() == width),
+        "rectangular CSV:\n{csv}"
+    );
+    assert!(csv.contains("ttft"), "{csv}");
+    assert!(csv.contains("projected"), "{csv}");
+
+    let mut args = TINY.to_vec();
+    args.extend([
+        "--no-host-check",
+        "--device",
+        "trn1-profile",
+        "--format",
+        "markdown",
+    ]);
+    let md = common::run_ok(&args);
+    assert!(md.contains("Projected (not measured)"), "{md}");
+    for table in md.split("\n\n").filter(|b| b.trim_start().starts_with('|')) {
+        let cells: Vec<usize> = table.lines().map(|l| l.matches('|').count()).collect();
+        assert!(
+            cells.windows(2).all(|w| w[0] == w[1]),
+            "ragged table:\n{table}"
+        );
+    }
+}
+
+/// SIGINT during a long run: the run stops after the current step, still prints a valid
+/// report of what finished, exits 130, and the samples file rebuilds the same report.
+#[test]
+fn interrupted_run_keeps_what_it_measured() {
+    common::default_weights();
+    let dir = common::tempdir();
+    let samples = dir.path().join("s.jsonl");
+    let s = common::path_str(&samples);
+    let child = common::profiler()
+        .args([
+            "run",
+            "--model",
+            "llama",
+            "--run-on",
+            "cpu",
+            "--input-len",
+            "16",
+            "--output-len",
+            "8",
+            "--duration",
+            "10m",
+            "--warmup",
+            "0",
+            "--no-host-check",
+            "-q",
+            "--format",
+            "json",
+            "--samples",
+            &s,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let n = std::fs::read_to_string(&samples)
+            .map(|t| t.matches("\"kind\":\"sample\"").count())
+            .unwrap_or(0);
+        if n >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no samples written within 120 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("a JSON report after Ctrl-C");
+    assert_eq!(r["interrupted"], true);
+    assert!(r["requests"].as_u64().unwrap() >= 2);
+    assert!(r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|w| w.as_str().unwrap().contains("interrupted")));
+    let again: Value = serde_json::from_str(&common::run_ok(&[
+        "report",
+        "--samples",
+        &s,
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(again["requests"], r["requests"]);
+    assert_eq!(again["interrupted"], true);
+}
+
+#[test]
+fn workload_file_and_batch() {
+    common::default_weights();
+    let dir = common::tempdir();
+    let w = dir.path().join("w.jsonl");
+    std::fs::write(&w, "{\"prompt\": \"Hello there\", \"max_new_tokens\": 3}\n{\"prompt\": \"The sea is\", \"max_new_tokens\": 5}\n").unwrap();
+    let ws = common::path_str(&w);
+    let r: Value = serde_json::from_str(&common::run_ok(&[
+        "run",
+        "--model",
+        "llama",
+        "--run-on",
+        "cpu",
+        "--workload",
+        &ws,
+        "--requests",
+        "4",
+        "--warmup",
+        "0",
+        "--batch",
+        "2",
+        "--output-len",
+        "3",
+        "--no-host-check",
+        "-q",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(r["requests"], 4);
+    assert_eq!(r["output_tokens"], 12);
+    assert_eq!(r["workload"]["batch"], 2);
+}
