@@ -36,9 +36,9 @@ pub fn measure(device: Device, kind: Kind, n: i64, bytes: i64) -> HostRates {
     let _g = tch::no_grad_guard();
     let a = Tensor::randn([n, n], (kind, device));
     let b = Tensor::randn([n, n], (kind, device));
-    let mut c = Tensor::zeros([n, n], (kind, device));
+    let c = Tensor::zeros([n, n], (kind, device));
     let t_mm = best_of(5, device, || {
-        let _ = a.matmul_out(&mut c, &b);
+        let _ = a.matmul_out(&c, &b);
     });
     let elems = bytes / 4;
     let src = Tensor::ones([elems], (Kind::Float, device));

@@ -59,21 +59,24 @@ impl LlamaConfig {
                 bail!("{what}: field `{field}` must be a positive integer, got 0");
             }
         }
-        if self.num_attention_heads % self.num_key_value_heads != 0 {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             bail!(
                 "{what}: `num_attention_heads` ({}) must be a multiple of `num_key_value_heads` ({})",
                 self.num_attention_heads,
                 self.num_key_value_heads
             );
         }
-        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             bail!(
                 "{what}: `hidden_size` ({}) must be a multiple of `num_attention_heads` ({}) when `head_dim` is absent",
                 self.hidden_size,
                 self.num_attention_heads
             );
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             bail!(
                 "{what}: head dimension {} must be even for RoPE",
                 self.head_dim()
