@@ -25,6 +25,9 @@ fn write_out(bytes: &[u8]) -> Result<()> {
 pub fn resolve_profiles(device: Option<&str>, home: &Home) -> Result<Vec<Profile>> {
     match device {
         None => Ok(Vec::new()),
+        Some(sel) if sel.trim().is_empty() => {
+            bail!("--device is empty: expected profile names (comma-separated) or `all` (see `profiler devices`)")
+        }
         Some(sel) => profile::load_selection(&home.profiles_dir(), sel),
     }
 }

@@ -1,0 +1,409 @@
+//! The error-path table: every bad input, run through the real binary, gives one line on
+//! stderr that names what is wrong, the documented exit code (2 for command-line usage
+//! errors that clap reports, 1 for everything else) and never a panic or backtrace.
+
+mod common;
+
+use profiler::model::gguf::{write_gguf, GgmlType, MetaValue};
+use std::path::Path;
+use std::process::Output;
+
+/// Tiny lengths for the cases where a model really loads and runs.
+const TINY_RUN: &[&str] = &[
+    "--input-len",
+    "8",
+    "--output-len",
+    "2",
+    "--requests",
+    "1",
+    "--warmup",
+    "0",
+    "--no-host-check",
+    "-q",
+];
+
+/// One case: arguments (`{dir}` stands for the case's temporary folder), files to write
+/// into that folder first, and a substring the one error line must contain.
+struct Case {
+    name: &'static str,
+    args: Vec<String>,
+    files: Vec<(&'static str, Vec<u8>)>,
+    needle: &'static str,
+}
+
+fn case(name: &'static str, args: &[&str], needle: &'static str) -> Case {
+    Case {
+        name,
+        args: args.iter().map(|a| a.to_string()).collect(),
+        files: Vec::new(),
+        needle,
+    }
+}
+
+impl Case {
+    fn file(mut self, name: &'static str, bytes: impl Into<Vec<u8>>) -> Case {
+        self.files.push((name, bytes.into()));
+        self
+    }
+
+    fn with(mut self, extra: &[&str]) -> Case {
+        self.args.extend(extra.iter().map(|a| a.to_string()));
+        self
+    }
+}
+
+/// Runs `profiler ARGS` with `{dir}` replaced by `dir`, expecting failure.
+fn run_in(dir: &Path, args: &[String]) -> Output {
+    let d = common::path_str(dir);
+    let args: Vec<String> = args.iter().map(|a| a.replace("{dir}", &d)).collect();
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    common::run_err(&refs)
+}
+
+/// Bytes that are not a GGUF file (a fixed pseudo-random sequence).
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A valid tiny Llama GGUF whose only tensor is Q5_K (GGML type 13), which the reader
+/// parses but cannot dequantise.
+fn q5_k_gguf() -> Vec<u8> {
+    let s = |x: &str| x.to_string();
+    write_gguf(
+        &[
+            (s("general.architecture"), MetaValue::Str(s("llama"))),
+            (s("llama.block_count"), MetaValue::U32(1)),
+            (s("llama.context_length"), MetaValue::U32(64)),
+            (s("llama.embedding_length"), MetaValue::U32(256)),
+            (s("llama.feed_forward_length"), MetaValue::U32(256)),
+            (s("llama.attention.head_count"), MetaValue::U32(1)),
+            (
+                s("llama.attention.layer_norm_rms_epsilon"),
+                MetaValue::F32(1e-5),
+            ),
+        ],
+        &[(
+            s("token_embd.weight"),
+            vec![256, 2],
+            GgmlType::Other(13),
+            vec![0u8; 2 * 176],
+        )],
+    )
+}
+
+/// Every case that exits 1 with one `error: ` line.
+fn cases() -> Vec<Case> {
+    let real = common::default_weights();
+    let truncated = std::fs::read(&real).expect("read the default model")[..1000].to_vec();
+    let long_prompt = "hello world ".repeat(40);
+    let mut v = vec![
+        // The model: name, file, directory, contents.
+        case(
+            "unknown model",
+            &["generate", "--model", "lama", "--prompt", "hi"],
+            "llama",
+        ),
+        case(
+            "unknown model names what it is",
+            &["generate", "--model", "lama", "--prompt", "hi"],
+            "unknown model \"lama\"",
+        ),
+        case(
+            "missing .gguf file",
+            &[
+                "generate",
+                "--model",
+                "{dir}/missing.gguf",
+                "--prompt",
+                "hi",
+            ],
+            "missing.gguf",
+        ),
+        case(
+            "corrupt GGUF",
+            &["generate", "--model", "{dir}/x.gguf", "--prompt", "hi"],
+            "not a GGUF file",
+        )
+        .file("x.gguf", random_bytes(4096)),
+        case(
+            "truncated GGUF",
+            &["generate", "--model", "{dir}/t.gguf", "--prompt", "hi"],
+            "truncated or corrupt",
+        )
+        .file("t.gguf", truncated),
+        case(
+            "unsupported quantisation type",
+            &["generate", "--model", "{dir}/q5k.gguf", "--prompt", "hi"],
+            "Q5_K",
+        )
+        .file("q5k.gguf", q5_k_gguf()),
+        case(
+            "HF directory without tokenizer.json",
+            &["generate", "--model", "{dir}/hf", "--prompt", "hi"],
+            "tokenizer.json",
+        )
+        .file("hf/config.json", "{}"),
+        // Lengths.
+        case(
+            "generate: prompt longer than the context window",
+            &[
+                "generate",
+                "--run-on",
+                "cpu",
+                "--max-new-tokens",
+                "8190",
+                "--prompt",
+                &long_prompt,
+            ],
+            "context window",
+        ),
+        case(
+            "run: input longer than the context window",
+            &["run", "--run-on", "cpu", "--input-len", "9000"],
+            "context window",
+        )
+        .with(&TINY_RUN[2..]),
+        // Bad values that parse.
+        case("run --batch 0", &["run", "--batch", "0"], "--batch"),
+        case("run --duration 5x", &["run", "--duration", "5x"], "5x"),
+        case(
+            "run --requests 0",
+            &["run", "--requests", "0"],
+            "--requests",
+        ),
+        case(
+            "generate --temperature -1",
+            &["generate", "--temperature=-1", "--prompt", "hi"],
+            "--temperature",
+        ),
+        case(
+            "run --temperature -1",
+            &["run", "--temperature=-1"],
+            "--temperature",
+        ),
+        case(
+            "generate --threads 0",
+            &["generate", "--threads", "0", "--prompt", "hi"],
+            "--threads",
+        ),
+        case("run --threads 0", &["run", "--threads", "0"], "--threads"),
+        // Workload files: line numbers.
+        case(
+            "workload: empty line",
+            &["run", "--workload", "{dir}/w.jsonl"],
+            "w.jsonl:2: empty line",
+        )
+        .file("w.jsonl", "{\"prompt\": \"hi\"}\n\n{\"prompt\": \"yo\"}\n")
+        .with(&TINY_RUN[2..]),
+        case(
+            "workload: malformed line",
+            &["run", "--workload", "{dir}/w.jsonl"],
+            "w.jsonl:2:",
+        )
+        .file("w.jsonl", "{\"prompt\": \"hi\"}\n{\"prompt\":\n")
+        .with(&TINY_RUN[2..]),
+        case(
+            "workload: unknown key",
+            &["run", "--workload", "{dir}/w.jsonl"],
+            "colour",
+        )
+        .file("w.jsonl", "{\"prompt\": \"hi\", \"colour\": 1}\n")
+        .with(&TINY_RUN[2..]),
+        case(
+            "workload: missing file",
+            &["run", "--workload", "{dir}/none.jsonl"],
+            "none.jsonl",
+        ),
+        // Profiles and projection.
+        case(
+            "run --device unknown profile",
+            &["run", "--device", "nosuch-profile"],
+            "inf2-profile",
+        ),
+        case(
+            "project --device unknown profile",
+            &[
+                "project",
+                "--model",
+                "llama-3.1-8b",
+                "--device",
+                "nosuch-profile",
+            ],
+            "nosuch-profile",
+        ),
+        case(
+            "project --weights-dtype int3",
+            &[
+                "project",
+                "--model",
+                "llama-3.1-8b",
+                "--device",
+                "inf2-profile",
+                "--weights-dtype",
+                "int3",
+            ],
+            "int3",
+        ),
+        case(
+            "project --instance nosuch",
+            &["project", "--model", "llama-3.1-8b", "--instance", "nosuch"],
+            "inf2.48xlarge",
+        ),
+        case(
+            "project: unknown model",
+            &["project", "--model", "lama"],
+            "llama",
+        ),
+        case(
+            "calibrate --points missing",
+            &[
+                "calibrate",
+                "--device",
+                "inf2-profile",
+                "--points",
+                "{dir}/missing.csv",
+            ],
+            "missing.csv",
+        ),
+        // Samples files.
+        case(
+            "report --samples missing",
+            &["report", "--samples", "{dir}/missing.jsonl"],
+            "missing.jsonl",
+        ),
+        case(
+            "report --samples empty",
+            &["report", "--samples", "{dir}/empty.jsonl"],
+            "empty.jsonl",
+        )
+        .file("empty.jsonl", ""),
+    ];
+    if tch::Cuda::is_available() {
+        eprintln!("CUDA is available: skipping the `--run-on cuda` without CUDA case");
+    } else {
+        v.push(
+            case(
+                "--run-on cuda without CUDA",
+                &["generate", "--run-on", "cuda", "--prompt", "hi"],
+                "CUDA is not available",
+            )
+            .with(&["--max-new-tokens", "1"]),
+        );
+    }
+    v
+}
+
+#[test]
+fn every_error_is_one_line_with_exit_code_1() {
+    let mut failures = Vec::new();
+    for c in cases() {
+        let dir = common::tempdir();
+        for (name, bytes) in &c.files {
+            let p = dir.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, bytes).unwrap();
+        }
+        let out = run_in(dir.path(), &c.args);
+        let result = std::panic::catch_unwind(|| {
+            common::assert_one_line_error(&out, c.needle);
+            assert_eq!(out.status.code(), Some(1), "exit code");
+        });
+        if result.is_err() {
+            failures.push(format!(
+                "{} (exit {:?}): {}",
+                c.name,
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "failed cases:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Usage errors: clap prints several lines; assert exit 2, the offending flag or value
+/// named, and no panic.
+#[test]
+fn usage_errors_exit_2_and_name_the_flag_or_value() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "--bogus"], "--bogus"),
+        (&["generate", "--prompt", "hi", "--bogus"], "--bogus"),
+        (&["run", "--dtype", "f64"], "f64"),
+        (&["run", "--run-on", "tpu"], "tpu"),
+        (&["generate", "--prompt", "hi", "--format", "yaml"], "yaml"),
+        (&["run", "--format", "yaml"], "yaml"),
+        (&["run", "--batch", "abc"], "abc"),
+        (&["run", "--requests", "ten"], "ten"),
+        (
+            &["generate", "--prompt", "hi", "--threads", "x"],
+            "--threads",
+        ),
+        (
+            &["project", "--model", "llama-3.1-8b", "--tp", "many"],
+            "many",
+        ),
+        (&["nosuch-command"], "nosuch-command"),
+        (&["generate"], "--prompt"),
+    ];
+    let mut failures = Vec::new();
+    for (args, needle) in cases {
+        let out = common::run_err(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.code() != Some(2) || !err.contains(needle) || err.contains("panicked") {
+            failures.push(format!("{args:?} (exit {:?}): {err}", out.status.code()));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "failed cases:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Writing the report to an unwritable path fails with one line after measuring: the
+/// samples of the finished request are on disk. The samples file then serves the
+/// malformed-line case of `profiler report`.
+#[test]
+fn unwritable_report_fails_after_measuring_and_bad_samples_line_is_named() {
+    let dir = common::tempdir();
+    let samples = common::path_str(&dir.path().join("s.jsonl"));
+    let mut args = vec![
+        "run",
+        "--run-on",
+        "cpu",
+        "--out",
+        "/nonexistent-dir/x.json",
+        "--samples",
+        &samples,
+    ];
+    args.extend_from_slice(TINY_RUN);
+    let out = common::run_err(&args);
+    common::assert_one_line_error(&out, "/nonexistent-dir/x.json");
+    assert_eq!(out.status.code(), Some(1));
+    let text = std::fs::read_to_string(&samples).expect("the samples file was written");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.contains("\"kind\":\"sample\"")),
+        "no measured sample before the error: {text}"
+    );
+
+    // Header, a malformed line, then the rest: the error names line 2.
+    let bad = dir.path().join("bad.jsonl");
+    let mut body = vec![lines[0], "{\"kind\": "];
+    body.extend_from_slice(&lines[1..]);
+    std::fs::write(&bad, body.join("\n") + "\n").unwrap();
+    let out = common::run_err(&["report", "--samples", &common::path_str(&bad)]);
+    common::assert_one_line_error(&out, "bad.jsonl:2:");
+    assert_eq!(out.status.code(), Some(1));
+}

@@ -1,0 +1,180 @@
+//! `profiler project | compare | devices | models` through the real binary (no inference).
+
+mod common;
+
+use serde_json::Value;
+
+#[test]
+fn project_json_follows_the_contract() {
+    let out = common::run_ok(&[
+        "project",
+        "--model",
+        "llama-3.1-8b",
+        "--device",
+        "inf2-profile",
+        "--input-len",
+        "128",
+        "--output-len",
+        "128",
+        "--format",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["schema_version"], 1);
+    let rows = v["projections"].as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["instance"].as_str().unwrap())
+        .collect();
+    for i in [
+        "inf2.xlarge",
+        "inf2.8xlarge",
+        "inf2.24xlarge",
+        "inf2.48xlarge",
+    ] {
+        assert!(names.contains(&i), "{i} missing from {names:?}");
+    }
+    for r in rows {
+        for key in [
+            "profile",
+            "instance",
+            "tp",
+            "batch",
+            "input_len",
+            "output_len",
+            "weights_dtype",
+            "fits",
+            "ttft_ms",
+            "tpot_ms",
+            "e2e_ms",
+            "output_tokens_per_s",
+            "cost_usd_per_million_output_tokens",
+            "cost_usd_per_million_tokens",
+            "energy_kwh_per_million_tokens",
+            "calibration_mape",
+            "sources",
+        ] {
+            assert!(r.get(key).is_some(), "{key} missing");
+        }
+        if r["fits"] == true {
+            // The cost formula: hourly price / 3600 / output tokens per second × 1e6.
+            let price = r["price_usd_per_hour"].as_f64().unwrap();
+            let tps = r["output_tokens_per_s"].as_f64().unwrap();
+            let cost = r["cost_usd_per_million_output_tokens"].as_f64().unwrap();
+            assert!((cost - price / 3600.0 / tps * 1e6).abs() <= 1e-9 * cost);
+            assert!(r["e2e_ms"].as_f64().unwrap() >= r["ttft_ms"].as_f64().unwrap());
+        }
+    }
+}
+
+#[test]
+fn seventy_b_does_not_fit_one_inferentia2_chip() {
+    let out = common::run_ok(&[
+        "project",
+        "--model",
+        "llama-3.1-70b",
+        "--device",
+        "inf2-profile",
+        "--format",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let row = |i: &str| {
+        v["projections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["instance"] == i)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(row("inf2.xlarge")["fits"], false);
+    assert!(
+        row("inf2.xlarge")["memory_required_bytes"]
+            .as_u64()
+            .unwrap()
+            > 100 << 30
+    );
+    assert_eq!(row("inf2.48xlarge")["fits"], true);
+}
+
+#[test]
+fn compare_sorts_by_cost_and_draws_the_chart() {
+    let dir = common::tempdir();
+    let svg = dir.path().join("c.svg");
+    let s = common::path_str(&svg);
+    let out = common::run_ok(&[
+        "compare",
+        "--model",
+        "llama-3.1-8b",
+        "--device",
+        "all",
+        "--input-len",
+        "512",
+        "--output-len",
+        "128",
+        "--slo-tpot-ms",
+        "50",
+        "--format",
+        "json",
+        "--plot",
+        &s,
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        text.starts_with("<svg") || text.starts_with("<?xml"),
+        "not an SVG"
+    );
+    assert!(
+        text.contains("TPOT") && text.contains("1M"),
+        "axis labels with units"
+    );
+    assert!(!v.to_string().contains("NaN"));
+    let table = common::run_ok(&[
+        "compare",
+        "--model",
+        "llama-3.1-8b",
+        "--input-len",
+        "512",
+        "--output-len",
+        "128",
+    ]);
+    assert!(table.to_lowercase().contains("projected"), "{table}");
+}
+
+#[test]
+fn devices_and_models_list_one_line_each() {
+    let d = common::run_ok(&["devices"]);
+    for p in [
+        "inf2-profile",
+        "trn1-profile",
+        "trn2-profile",
+        "a10g-profile",
+        "l4-profile",
+        "l40s-profile",
+        "a100-profile",
+        "h100-profile",
+        "h200-profile",
+    ] {
+        assert_eq!(
+            d.lines().filter(|l| l.contains(p)).count(),
+            1,
+            "{p} in:\n{d}"
+        );
+    }
+    let m = common::run_ok(&["models"]);
+    for c in [
+        "smollm2-135m",
+        "llama-3.1-8b",
+        "llama-3.1-405b",
+        "mistral-7b",
+        "codellama-13b",
+    ] {
+        assert_eq!(
+            m.lines().filter(|l| l.contains(c)).count(),
+            1,
+            "{c} in:\n{m}"
+        );
+    }
+}
