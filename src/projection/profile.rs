@@ -266,9 +266,17 @@ pub fn names(dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Loads the profile called `name` from `dir` (`inf2` also finds `inf2-profile`); an
-/// unknown name is an error listing the known ones.
+/// Loads the profile called `name` from `dir` (`inf2` also finds `inf2-profile`), or from
+/// a file when `name` is a path to a `.toml` file (users' own profiles, validated the same
+/// way); an unknown name is an error listing the known ones.
 pub fn load(dir: &Path, name: &str) -> Result<Profile> {
+    if name.ends_with(".toml") || name.contains('/') {
+        let path = Path::new(name);
+        if !path.is_file() {
+            bail!("profile file {name} does not exist (expected a profile name or a .toml file)");
+        }
+        return Profile::load(path);
+    }
     let known = names(dir)?;
     let stem = [name.to_string(), format!("{name}-profile")]
         .into_iter()
@@ -777,6 +785,16 @@ on_demand = { usd_per_hour = 12.981, region = "us-east-1", date = "2024-04-30", 
         assert!(!e.contains('\n'), "not one line: {e}");
         assert!(e.starts_with("profiles/test-profile.toml"), "{e}");
         e
+    }
+
+    #[test]
+    fn a_profile_can_be_given_as_a_file() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles"));
+        let file = dir.join("inf2-profile.toml");
+        let p = load(dir, file.to_str().unwrap()).unwrap();
+        assert_eq!(p.name, "inf2-profile");
+        let e = load(dir, "/nonexistent/x.toml").unwrap_err().to_string();
+        assert!(e.contains("does not exist"), "{e}");
     }
 
     #[test]
