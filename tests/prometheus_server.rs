@@ -5,179 +5,20 @@
 //! free port with its files in a temporary directory, and is killed whatever happens.
 //!
 //! Here a thread stands in for inference, observing requests and tokens through the
-//! library; the end-to-end version replaces it with `profiler run --duration 40s
-//! --metrics-addr 127.0.0.1:PORT` (or `--pushgateway URL`) of the default model.
+//! library; `tests/prometheus_e2e.rs` replaces it with `profiler run --duration 40s
+//! --metrics-addr 127.0.0.1:PORT` (or `--pushgateway URL`) of the default model. The
+//! servers and the HTTP client are in `tests/common/prom.rs`.
 //! A test whose server binary is absent prints a note and passes (`scripts/test`
 //! installs them).
 
+mod common;
+
+use common::prom::{absent, get, prometheus, pushgateway, PROMETHEUS, PUSHGATEWAY};
 use profiler::metrics::{BuildInfo, HostMetric, Metrics, Projection};
 use profiler::push::Pusher;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-const PROMETHEUS: &str = "prometheus";
-const PUSHGATEWAY: &str = "prometheus-pushgateway";
-/// Longest wait for a server to come up or for samples to arrive.
-const PATIENCE: Duration = Duration::from_secs(60);
-
-/// A server process, killed when dropped; its output goes to `log` for diagnostics.
-struct Server {
-    child: Child,
-    log: PathBuf,
-    addr: String,
-}
-
-impl Server {
-    fn start(program: &str, args: &[String], addr: String, dir: &Path) -> Server {
-        let log = dir.join(format!("{program}.log"));
-        let out = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("log file"))
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
-        let server = Server { child, log, addr };
-        server.wait_ready();
-        server
-    }
-
-    fn wait_ready(&self) {
-        let ready =
-            wait_for(|| matches!(get(&self.addr, "/-/ready"), Some((200, _))).then_some(()));
-        assert!(
-            ready.is_some(),
-            "{} never became ready; log:\n{}",
-            self.addr,
-            self.log_text()
-        );
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Asks Prometheus for an instant vector; `Some(values)` once the query succeeds.
-    fn query(&self, promql: &str) -> Option<Vec<f64>> {
-        let (status, body) = get(
-            &self.addr,
-            &format!("/api/v1/query?query={}", percent_encode(promql)),
-        )?;
-        // A query Prometheus cannot parse will never succeed: fail at once.
-        assert_ne!(status, 400, "Prometheus refused {promql}: {body}");
-        if status != 200 {
-            return None;
-        }
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-        let result = v["data"]["result"].as_array()?;
-        Some(
-            result
-                .iter()
-                .filter_map(|r| r["value"][1].as_str()?.parse().ok())
-                .collect(),
-        )
-    }
-
-    /// Waits until `promql` returns at least one sample, giving the values or the log.
-    fn wait_for_samples(&self, promql: &str) -> Vec<f64> {
-        wait_for(|| self.query(promql).filter(|v| !v.is_empty())).unwrap_or_else(|| {
-            panic!(
-                "Prometheus never returned samples for {promql}; log:\n{}",
-                self.log_text()
-            )
-        })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts Prometheus scraping `target` every second.
-fn prometheus(dir: &Path, target: &str, honor_labels: bool) -> Server {
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: profiler\n    honor_labels: {honor_labels}\n    static_configs:\n      - targets: ['{target}']\n"
-        ),
-    )
-    .expect("config");
-    let addr = format!("127.0.0.1:{}", free_port());
-    let args = [
-        format!("--config.file={}", config.display()),
-        format!("--storage.tsdb.path={}", dir.join("data").display()),
-        format!("--web.listen-address={addr}"),
-        "--log.level=warn".to_string(),
-    ];
-    Server::start(PROMETHEUS, &args, addr, dir)
-}
-
-/// A free loopback port (taken and released at once).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-/// Polls `f` twice a second until it gives a value or [`PATIENCE`] runs out.
-fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// `GET path` over HTTP/1.0 (so the answer is never chunked); `None` if unreachable.
-fn get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).ok()?;
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    Some((head.get(9..12)?.parse().ok()?, body.to_string()))
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// The program `name` found on `PATH`.
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
-
-fn absent(program: &str) -> bool {
-    let missing = on_path(program).is_none();
-    if missing {
-        eprintln!("skipped: {program} is absent (scripts/test installs Debian's prometheus and prometheus-pushgateway)");
-    }
-    missing
-}
+use std::time::Duration;
 
 fn metrics(registry: &prometheus::Registry) -> Arc<Metrics> {
     let build = BuildInfo {
@@ -307,13 +148,8 @@ fn the_pushgateway_receives_the_pushes_and_the_final_values() {
         return;
     }
     let dir = tempfile::tempdir().expect("temp dir");
-    let gw_addr = format!("127.0.0.1:{}", free_port());
-    let _gateway = Server::start(
-        PUSHGATEWAY,
-        &[format!("--web.listen-address={gw_addr}")],
-        gw_addr.clone(),
-        dir.path(),
-    );
+    let gateway = pushgateway(dir.path());
+    let gw_addr = gateway.addr.clone();
     let registry = prometheus::Registry::new();
     let m = metrics(&registry);
     let pusher = Pusher::start(

@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests: run the real binary on the real default model.
 #![allow(dead_code)]
+pub mod prom;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -12,7 +13,11 @@ pub fn home() -> PathBuf {
 /// The default model's weights; tests need `scripts/setup` to have fetched them.
 pub fn default_weights() -> PathBuf {
     let p = home().join(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.is_file(), "{} is missing: run scripts/setup (scripts/test does)", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/setup (scripts/test does)",
+        p.display()
+    );
     p
 }
 
@@ -25,7 +30,10 @@ pub fn profiler() -> Command {
 
 /// Runs `profiler ARGS`, expecting success; returns stdout.
 pub fn run_ok(args: &[&str]) -> String {
-    let out = profiler().args(args).output().expect("cannot start profiler");
+    let out = profiler()
+        .args(args)
+        .output()
+        .expect("cannot start profiler");
     assert!(
         out.status.success(),
         "profiler {args:?} failed ({:?}): {}",
@@ -37,8 +45,14 @@ pub fn run_ok(args: &[&str]) -> String {
 
 /// Runs `profiler ARGS`, expecting failure; returns the output.
 pub fn run_err(args: &[&str]) -> Output {
-    let out = profiler().args(args).output().expect("cannot start profiler");
-    assert!(!out.status.success(), "profiler {args:?} unexpectedly succeeded");
+    let out = profiler()
+        .args(args)
+        .output()
+        .expect("cannot start profiler");
+    assert!(
+        !out.status.success(),
+        "profiler {args:?} unexpectedly succeeded"
+    );
     out
 }
 
@@ -50,7 +64,10 @@ pub fn assert_one_line_error(out: &Output, needle: &str) {
     assert_eq!(lines.len(), 1, "expected one line on stderr, got: {err}");
     assert!(lines[0].starts_with("error: "), "{err}");
     assert!(lines[0].contains(needle), "expected {needle:?} in: {err}");
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
 }
 
 /// A fresh temporary folder.
