@@ -322,3 +322,80 @@ fn workload_file_and_batch() {
     assert_eq!(r["output_tokens"], 12);
     assert_eq!(r["workload"]["batch"], 2);
 }
+
+/// A second Ctrl-C exits at once (no report), with the samples already on disk.
+#[test]
+fn second_ctrl_c_exits_at_once_keeping_the_samples() {
+    common::default_weights();
+    let dir = common::tempdir();
+    let samples = dir.path().join("s.jsonl");
+    let s = common::path_str(&samples);
+    // Long prefills (batch 8 × 512 tokens) so both signals land inside one step.
+    let child = common::profiler()
+        .args([
+            "run",
+            "--model",
+            "llama",
+            "--run-on",
+            "cpu",
+            "--input-len",
+            "512",
+            "--output-len",
+            "2",
+            "--batch",
+            "8",
+            "--duration",
+            "10m",
+            "--warmup",
+            "0",
+            "--no-host-check",
+            "-q",
+            "--format",
+            "json",
+            "--samples",
+            &s,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let n = std::fs::read_to_string(&samples)
+            .map(|t| t.matches("\"kind\":\"sample\"").count())
+            .unwrap_or(0);
+        if n >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no samples written within 180 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    for _ in 0..2 {
+        assert!(std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    assert!(
+        out.stdout.is_empty(),
+        "the second Ctrl-C must not wait to print the report"
+    );
+    let again: Value = serde_json::from_str(&common::run_ok(&[
+        "report",
+        "--samples",
+        &s,
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert!(again["requests"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        again["interrupted"], true,
+        "no end line: the run was cut short"
+    );
+}
