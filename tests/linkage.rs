@@ -20,7 +20,11 @@ fn libtorch_cuda_is_linked_and_resolved_without_ld_library_path() {
     assert!(!line.contains("not found"), "{line}");
     assert!(!text.contains("not found"), "unresolved libraries:\n{text}");
     // And it starts without LD_LIBRARY_PATH.
-    let out = common::profiler().env_remove("LD_LIBRARY_PATH").arg("--version").output().unwrap();
+    let out = common::profiler()
+        .env_remove("LD_LIBRARY_PATH")
+        .arg("--version")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("profiler "));
 }
