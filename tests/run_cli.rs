@@ -212,6 +212,57 @@ fn csv_and_markdown_parse() {
     }
 }
 
+/// Starts a long `profiler run` writing `samples` and waits until it holds `n` samples.
+fn start_long_run(samples: &str, extra: &[&str], n: usize) -> std::process::Child {
+    let mut args = vec![
+        "run",
+        "--model",
+        "llama",
+        "--run-on",
+        "cpu",
+        "--duration",
+        "10m",
+        "--warmup",
+        "0",
+        "--no-host-check",
+        "-q",
+        "--format",
+        "json",
+        "--samples",
+        samples,
+    ];
+    args.extend_from_slice(extra);
+    let child = common::profiler()
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let got = std::fs::read_to_string(samples)
+            .map(|t| t.matches("\"kind\":\"sample\"").count())
+            .unwrap_or(0);
+        if got >= n {
+            return child;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {n} samples within 180 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn interrupt(child: &std::process::Child) {
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+}
+
 /// SIGINT during a long run: the run stops after the current step, still prints a valid
 /// report of what finished, exits 130, and the samples file rebuilds the same report.
 #[test]
@@ -220,48 +271,8 @@ fn interrupted_run_keeps_what_it_measured() {
     let dir = common::tempdir();
     let samples = dir.path().join("s.jsonl");
     let s = common::path_str(&samples);
-    let child = common::profiler()
-        .args([
-            "run",
-            "--model",
-            "llama",
-            "--run-on",
-            "cpu",
-            "--input-len",
-            "16",
-            "--output-len",
-            "8",
-            "--duration",
-            "10m",
-            "--warmup",
-            "0",
-            "--no-host-check",
-            "-q",
-            "--format",
-            "json",
-            "--samples",
-            &s,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let n = std::fs::read_to_string(&samples)
-            .map(|t| t.matches("\"kind\":\"sample\"").count())
-            .unwrap_or(0);
-        if n >= 2 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no samples written within 120 s");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let child = start_long_run(&s, &["--input-len", "16", "--output-len", "8"], 2);
+    interrupt(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(
         out.status.code(),
@@ -331,54 +342,14 @@ fn second_ctrl_c_exits_at_once_keeping_the_samples() {
     let samples = dir.path().join("s.jsonl");
     let s = common::path_str(&samples);
     // Long prefills (batch 8 × 512 tokens) so both signals land inside one step.
-    let child = common::profiler()
-        .args([
-            "run",
-            "--model",
-            "llama",
-            "--run-on",
-            "cpu",
-            "--input-len",
-            "512",
-            "--output-len",
-            "2",
-            "--batch",
-            "8",
-            "--duration",
-            "10m",
-            "--warmup",
-            "0",
-            "--no-host-check",
-            "-q",
-            "--format",
-            "json",
-            "--samples",
-            &s,
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let n = std::fs::read_to_string(&samples)
-            .map(|t| t.matches("\"kind\":\"sample\"").count())
-            .unwrap_or(0);
-        if n >= 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no samples written within 180 s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let pid = child.id().to_string();
-    for _ in 0..2 {
-        assert!(std::process::Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = start_long_run(
+        &s,
+        &["--input-len", "512", "--output-len", "2", "--batch", "8"],
+        1,
+    );
+    interrupt(&child);
+    std::thread::sleep(Duration::from_millis(20));
+    interrupt(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     assert!(

@@ -8,6 +8,7 @@ mod gguf;
 
 pub use gguf::GgufTokenizerSpec;
 
+use super::card::one_line;
 use anyhow::{anyhow, Context, Result};
 use chat::ChatTemplate;
 use serde_json::Value;
@@ -31,11 +32,6 @@ pub struct Tokenizer {
     eos: Vec<u32>,
     policy: SpecialsPolicy,
     chat: Option<ChatTemplate>,
-}
-
-/// Collapses a message onto one line, for errors quoted from the libraries.
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 impl Tokenizer {
