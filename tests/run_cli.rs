@@ -232,7 +232,7 @@ fn start_long_run(samples: &str, extra: &[&str], n: usize) -> std::process::Chil
         samples,
     ];
     args.extend_from_slice(extra);
-    let child = common::profiler()
+    let mut child = common::profiler()
         .args(&args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
