@@ -213,6 +213,8 @@ fn csv_and_markdown_parse() {
 }
 
 /// Starts a long `profiler run` writing `samples` and waits until it holds `n` samples.
+// The child is returned to the caller, which waits for it.
+#[allow(clippy::zombie_processes)]
 fn start_long_run(samples: &str, extra: &[&str], n: usize) -> std::process::Child {
     let mut args = vec![
         "run",
