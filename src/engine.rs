@@ -1,7 +1,7 @@
 //! Loads a model onto the chosen device in the chosen dtype with the chosen thread count:
 //! the part `generate` and `run` share.
 
-use crate::model::llama::Llama;
+use crate::model::llama::{Llama, WeightsMode};
 use crate::model::load::{self, ModelInfo, ModelRef};
 use crate::model::tokenizer::Tokenizer;
 use crate::paths::Home;
@@ -19,23 +19,35 @@ pub enum RunOn {
     Auto,
 }
 
-/// Compute dtype of weights and activations (`--dtype`).
+/// How weights are stored while the model runs (`--weights-dtype`): dense f32, bf16 or f16
+/// (activations in the same dtype), or weight-only int8 / int4 with bf16 activations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum DType {
     F32,
     Bf16,
     F16,
+    /// Per-output-channel symmetric int8.
+    Int8,
+    /// Groups of 32 inputs with a scale and a zero point (GGUF Q4_0/Q4_1 used as they are).
+    Int4,
 }
 
 impl DType {
-    /// The libtorch kind.
-    pub fn kind(self) -> Kind {
+    /// How the model stores its linear layers.
+    pub fn mode(self) -> WeightsMode {
         match self {
-            DType::F32 => Kind::Float,
-            DType::Bf16 => Kind::BFloat16,
-            DType::F16 => Kind::Half,
+            DType::F32 => WeightsMode::Dense(Kind::Float),
+            DType::Bf16 => WeightsMode::Dense(Kind::BFloat16),
+            DType::F16 => WeightsMode::Dense(Kind::Half),
+            DType::Int8 => WeightsMode::Int8,
+            DType::Int4 => WeightsMode::Int4,
         }
+    }
+
+    /// The libtorch kind of activations (and of weights, for the dense dtypes).
+    pub fn kind(self) -> Kind {
+        self.mode().activation_kind()
     }
 
     /// Name used in reports.
@@ -44,6 +56,17 @@ impl DType {
             DType::F32 => "f32",
             DType::Bf16 => "bf16",
             DType::F16 => "f16",
+            DType::Int8 => "int8",
+            DType::Int4 => "int4",
+        }
+    }
+
+    /// Name of the activation dtype, for reports.
+    pub fn activation_str(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::Bf16 | DType::Int8 | DType::Int4 => "bf16",
         }
     }
 }
@@ -102,9 +125,12 @@ impl Engine {
             tch::set_num_threads(n as i32);
         }
         let r: ModelRef = load::resolve(&opts.model, home)?;
-        let mut w = load::load(&r, home, opts.seed)?;
+        if matches!(opts.dtype, DType::Int8 | DType::Int4) && device != Device::Cpu {
+            bail!("--weights-dtype {}: int8 and int4 weights run on the CPU only (libtorch's weight-only kernels); use --run-on cpu, or bf16/f16 on CUDA", opts.dtype.as_str());
+        }
+        let mut w = load::load(&r, home, opts.seed, opts.dtype == DType::Int4)?;
         let tokenizer = w.tokenizer.take();
-        let (model, info) = load::build_model(w, device, opts.dtype.kind())?;
+        let (model, info) = load::build_model(w, device, opts.dtype.mode())?;
         Ok(Engine {
             model,
             info,

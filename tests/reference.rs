@@ -5,6 +5,7 @@
 mod common;
 
 use profiler::generate::{generate, GenerateOptions, Sampling};
+use profiler::model::llama::WeightsMode;
 use profiler::model::load;
 use profiler::paths::Home;
 use serde_json::Value;
@@ -93,7 +94,7 @@ fn first_step_logits_match_within_1e3_relative() {
     let f = fixtures();
     let home = Home::at(common::home());
     let r = load::resolve("llama", &home).unwrap();
-    let w = load::load(&r, &home, 0).unwrap();
+    let w = load::load(&r, &home, 0, false).unwrap();
     let tok = w.tokenizer.as_ref().unwrap();
     let text_fed: Vec<(String, Vec<u32>)> = f["cases"]
         .as_array()
@@ -113,7 +114,7 @@ fn first_step_logits_match_within_1e3_relative() {
             "library tokenizer on {text:?}"
         );
     }
-    let (model, _) = load::build_model(w, Device::Cpu, Kind::Float).unwrap();
+    let (model, _) = load::build_model(w, Device::Cpu, WeightsMode::Dense(Kind::Float)).unwrap();
     let _g = tch::no_grad_guard();
     for case in f["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
@@ -153,8 +154,8 @@ fn left_padded_batch_matches_transformers() {
     let f = fixtures();
     let b = &f["batch"];
     let home = Home::at(common::home());
-    let w = load::load(&load::resolve("llama", &home).unwrap(), &home, 0).unwrap();
-    let (model, _) = load::build_model(w, Device::Cpu, Kind::Float).unwrap();
+    let w = load::load(&load::resolve("llama", &home).unwrap(), &home, 0, false).unwrap();
+    let (model, _) = load::build_model(w, Device::Cpu, WeightsMode::Dense(Kind::Float)).unwrap();
     // Unpadded prompts: the ids where the attention mask is 1.
     let prompts: Vec<Vec<u32>> = b["input_ids"]
         .as_array()

@@ -1,5 +1,6 @@
 //! Command-line layer: parses arguments, calls the library, prints results.
 
+pub mod accuracy;
 mod generate;
 pub mod project;
 mod report;
@@ -50,6 +51,8 @@ enum Command {
     Devices,
     /// List the model cards.
     Models,
+    /// Compare a weights dtype (int8, int4, bf16 ...) with the f32 reference on prompts.
+    Accuracy(accuracy::AccuracyArgs),
 }
 
 /// Model and execution options shared by `generate` and `run`.
@@ -61,8 +64,14 @@ pub struct EngineArgs {
     /// Where inference runs.
     #[arg(long, value_enum, default_value = "auto")]
     pub run_on: RunOn,
-    /// Compute dtype of weights and activations.
-    #[arg(long, value_enum, default_value = "f32")]
+    /// How weights are stored while the model runs: f32, bf16, f16 (activations alike), or
+    /// int8 / int4 weight-only quantisation with bf16 activations (CPU).
+    #[arg(
+        long = "weights-dtype",
+        visible_alias = "dtype",
+        value_enum,
+        default_value = "f32"
+    )]
     pub dtype: DType,
     /// libtorch threads (default: all cores).
     #[arg(long)]
@@ -96,5 +105,6 @@ pub fn run() -> Result<()> {
         Command::Calibrate(a) => project::calibrate(a),
         Command::Devices => project::devices(),
         Command::Models => project::models(),
+        Command::Accuracy(a) => accuracy::run(a),
     }
 }

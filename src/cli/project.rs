@@ -70,7 +70,7 @@ pub fn attach_projections(
     let output_len = ((report.output_tokens as f64 / n).round() as u32).max(1);
     let batch = report.workload.batch.max(1);
     let dtype = WeightsDtype::parse(weights_dtype)
-        .with_context(|| format!("--weights-dtype {weights_dtype}"))?;
+        .with_context(|| format!("--project-dtype {weights_dtype}"))?;
     if !profiles.is_empty() {
         let mut req = ProjectRequest::new(input_len, output_len, dtype);
         req.batch = batch;
@@ -95,6 +95,8 @@ pub fn attach_projections(
             crate::engine::DType::F32 => WeightsDtype::parse("fp32")?,
             crate::engine::DType::Bf16 => WeightsDtype::parse("bf16")?,
             crate::engine::DType::F16 => WeightsDtype::parse("fp16")?,
+            crate::engine::DType::Int8 => WeightsDtype::parse("int8")?,
+            crate::engine::DType::Int4 => WeightsDtype::parse("int4")?,
         };
         let memory = crate::sysinfo::available_memory_bytes().unwrap_or(0);
         let host = proj::host_profile(r.matmul_flops_per_s, r.memory_bytes_per_s, memory, "host");

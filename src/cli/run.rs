@@ -61,9 +61,10 @@ pub struct RunArgs {
     pub temperature: f64,
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f64,
-    /// Weights dtype assumed on the projected devices.
-    #[arg(long, default_value = "bf16")]
-    pub weights_dtype: String,
+    /// Weights dtype assumed on the projected devices (default: the run's --weights-dtype,
+    /// with f32 runs projected at bf16, the dtype Neuron and GPU serving use).
+    #[arg(long)]
+    pub project_dtype: Option<String>,
     /// Output format on stdout.
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -173,6 +174,15 @@ fn plan(a: &RunArgs) -> Result<(RunPlan, Workload)> {
     Ok((plan, workload))
 }
 
+/// The dtype projections assume when `--project-dtype` is not given: the run's own, except
+/// that f32 runs project bf16 (no one serves in f32 on these devices).
+fn project_dtype_for(d: crate::engine::DType) -> &'static str {
+    match d {
+        crate::engine::DType::F32 => "bf16",
+        other => other.as_str(),
+    }
+}
+
 fn environment(engine: &Engine, started: SystemTime) -> Environment {
     Environment {
         cpu_model: crate::sysinfo::cpu_model(),
@@ -183,7 +193,7 @@ fn environment(engine: &Engine, started: SystemTime) -> Environment {
             _ => "cuda".into(),
         },
         device_name: crate::engine::device_name(engine.device),
-        dtype: engine.dtype.as_str().into(),
+        dtype: engine.dtype.activation_str().into(),
         weights_dtype: engine.dtype.as_str().into(),
         tch_version: crate::TCH_VERSION.into(),
         torch_version: crate::TORCH_VERSION.into(),
@@ -317,6 +327,10 @@ pub fn run(a: RunArgs) -> Result<()> {
     let (plan, workload) = plan(&a)?;
     let home = Home::locate()?;
     let profiles = super::project::resolve_profiles(a.device.as_deref(), &home)?;
+    if let Some(d) = &a.project_dtype {
+        crate::projection::dtype::WeightsDtype::parse(d)
+            .with_context(|| format!("--project-dtype {d}"))?;
+    }
     let listener = a
         .metrics_addr
         .as_deref()
@@ -404,7 +418,9 @@ pub fn run(a: RunArgs) -> Result<()> {
         &mut report,
         &engine,
         &profiles,
-        &a.weights_dtype,
+        a.project_dtype
+            .as_deref()
+            .unwrap_or(project_dtype_for(engine.dtype)),
         host_rates,
         metrics.as_ref(),
     )?;

@@ -11,7 +11,7 @@ mod parse;
 mod types;
 mod writer;
 
-pub use dequant::dequantize_into;
+pub use dequant::{dequantize_into, Q4Codes};
 pub use parse::{DEFAULT_ALIGNMENT, MAX_DIMS};
 pub use types::{BlockLayout, GgmlType, MetaValue, TensorInfo, SUPPORTED_TYPES};
 #[doc(hidden)]
@@ -254,6 +254,19 @@ impl GgufFile {
         let start = usize::try_from(t.offset).ok()?;
         let end = start.checked_add(usize::try_from(t.n_bytes).ok()?)?;
         self.bytes.as_slice().get(start..end)
+    }
+
+    /// `t`'s 4-bit codes with their block scales and mins when it is Q4_0 or Q4_1 (see
+    /// [`dequant::q4_codes`]), in file order; `None` for other types.
+    pub fn q4_codes(&self, t: &TensorInfo) -> Result<Option<Q4Codes>> {
+        let Some(bytes) = self.range(t) else {
+            bail!(
+                "{}: tensor '{}' does not describe data inside this file",
+                self.name,
+                one_line(&t.name)
+            );
+        };
+        Ok(dequant::q4_codes(t.ggml_type, bytes))
     }
 
     /// `t`'s elements as f32, in file order (row-major with shape `dims` reversed).

@@ -7,20 +7,45 @@
 
 use super::config::LlamaConfig;
 use super::kv_cache::KvCache;
+use super::quant::{int4_fits, Int4Codes, Linear};
 use anyhow::{bail, Context, Result};
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
+
+/// Logits recomputed in f32 after a quantised LM head (see `Llama::refine_top_logits`).
+const REFINED_LOGITS: i64 = 16;
+
+/// How the linear layers' weights are stored and multiplied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightsMode {
+    /// Weights and activations in this kind.
+    Dense(Kind),
+    /// Per-output-channel int8 weights, bf16 activations.
+    Int8,
+    /// Group-wise int4 weights (LM head int8), bf16 activations.
+    Int4,
+}
+
+impl WeightsMode {
+    /// Dtype of activations, norms, RoPE tables and the KV cache.
+    pub fn activation_kind(self) -> Kind {
+        match self {
+            WeightsMode::Dense(k) => k,
+            WeightsMode::Int8 | WeightsMode::Int4 => Kind::BFloat16,
+        }
+    }
+}
 
 /// One decoder block's weights, already fused and in the compute dtype.
 struct Block {
     attn_norm: Tensor,
     /// `[(q_heads + 2 kv_heads) * head_dim, hidden]`: Q, K, V stacked.
-    wqkv: Tensor,
-    wo: Tensor,
+    wqkv: Linear,
+    wo: Linear,
     mlp_norm: Tensor,
     /// `[2 intermediate, hidden]`: gate then up.
-    w_gate_up: Tensor,
-    w_down: Tensor,
+    w_gate_up: Linear,
+    w_down: Linear,
 }
 
 /// A loaded Llama model on one device.
@@ -29,12 +54,22 @@ pub struct Llama {
     blocks: Vec<Block>,
     embed: Tensor,
     norm: Tensor,
-    lm_head: Tensor,
+    lm_head: Linear,
     /// `[max_positions, head_dim]` RoPE tables in the compute dtype.
     cos: Tensor,
     sin: Tensor,
     device: Device,
     kind: Kind,
+    /// Dtype of the residual stream and the norms: f32 with quantised weights (the kernels
+    /// want bf16 inputs, but summing 30 blocks' outputs in bf16 costs accuracy for nothing),
+    /// else `kind`.
+    res_kind: Kind,
+    mode: WeightsMode,
+    /// Linear layers stored as int8 in int4 mode because their shape does not fit the int4
+    /// kernel's layout.
+    int8_fallbacks: usize,
+    /// Bytes of all linear-layer weights (codes and scales included).
+    linear_bytes: i64,
 }
 
 /// Inverse RoPE frequencies, with Llama-3 scaling when configured.
@@ -88,69 +123,132 @@ impl Llama {
     /// ...), checking every shape against `cfg`, and moves it to `device` in `kind`.
     pub fn new(
         cfg: &LlamaConfig,
-        mut w: HashMap<String, Tensor>,
+        w: HashMap<String, Tensor>,
         device: Device,
         kind: Kind,
     ) -> Result<Self> {
+        Self::build(cfg, w, HashMap::new(), device, WeightsMode::Dense(kind))
+    }
+
+    /// As [`Llama::new`], with the linear layers stored as `mode` says. `codes` may hold a
+    /// weight's 4-bit codes straight from the file (GGUF Q4_0/Q4_1, same names as `w`); int4
+    /// mode uses them as they are instead of re-quantising the f32 weight.
+    pub fn build(
+        cfg: &LlamaConfig,
+        mut w: HashMap<String, Tensor>,
+        mut codes: HashMap<String, Int4Codes>,
+        device: Device,
+        mode: WeightsMode,
+    ) -> Result<Self> {
         cfg.validate("model config")?;
+        if matches!(mode, WeightsMode::Int8 | WeightsMode::Int4) && device != Device::Cpu {
+            bail!("int8 and int4 weights run on the CPU only (libtorch's weight-only kernels); use --weights-dtype bf16 or f16 on CUDA");
+        }
+        let kind = mode.activation_kind();
         let h = cfg.hidden_size as i64;
         let hd = cfg.head_dim() as i64;
         let nq = cfg.num_attention_heads as i64;
         let nkv = cfg.num_key_value_heads as i64;
         let inter = cfg.intermediate_size as i64;
         let v = cfg.vocab_size as i64;
-        let put = |t: Tensor| -> Result<Tensor> {
+        let res_kind = match mode {
+            WeightsMode::Dense(k) => k,
+            WeightsMode::Int8 | WeightsMode::Int4 => Kind::Float,
+        };
+        let put_as = |t: Tensor, kind: Kind| -> Result<Tensor> {
             t.f_to_device(device)
                 .and_then(|t| t.f_to_kind(kind))
                 .and_then(|t| t.f_contiguous())
                 .context("cannot move weights to the device")
         };
-        let embed = put(take(&mut w, "model.embed_tokens.weight", &[v, h])?)?;
-        let norm = put(take(&mut w, "model.norm.weight", &[h])?)?;
-        let lm_head = if cfg.tie_word_embeddings {
-            embed.shallow_clone()
-        } else {
-            put(take(&mut w, "lm_head.weight", &[v, h])?)?
+        let put = |t: Tensor| put_as(t, kind);
+        let mut fallbacks = 0usize;
+        // Fuses the named `[rows, in]` weights into one layer stored as `mode` says.
+        let mut linear = |w: &mut HashMap<String, Tensor>,
+                          names: &[(String, i64)],
+                          cols: i64,
+                          head: bool|
+         -> Result<Linear> {
+            let mut dense = Vec::with_capacity(names.len());
+            let mut native = Vec::with_capacity(names.len());
+            for (name, rows) in names {
+                dense.push(take(w, name, &[*rows, cols])?);
+                if let Some(c) = codes.remove(name) {
+                    if c.q.size() != [*rows, cols] {
+                        bail!("weights: 4-bit codes of {name:?} have shape {:?}, expected [{rows}, {cols}]", c.q.size());
+                    }
+                    native.push(c);
+                }
+            }
+            let fused = || -> Result<Tensor> {
+                Ok(if dense.len() == 1 {
+                    dense[0].shallow_clone()
+                } else {
+                    Tensor::f_cat(&dense, 0)?
+                })
+            };
+            let rows: i64 = names.iter().map(|(_, r)| r).sum();
+            Ok(match mode {
+                WeightsMode::Dense(_) => Linear::Dense(put(fused()?)?),
+                WeightsMode::Int8 => Linear::int8(&fused()?, kind)?,
+                WeightsMode::Int4 if head || !int4_fits(rows, cols) => {
+                    fallbacks += usize::from(!head);
+                    Linear::int8(&fused()?, kind)?
+                }
+                WeightsMode::Int4 => {
+                    let c = if native.len() == names.len() {
+                        Int4Codes::cat(&native)
+                    } else {
+                        Int4Codes::quantize(&fused()?)?
+                    };
+                    Linear::int4(&c, kind)?
+                }
+            })
         };
+        let embed_f32 = take(&mut w, "model.embed_tokens.weight", &[v, h])?;
+        let norm = put_as(take(&mut w, "model.norm.weight", &[h])?, res_kind)?;
+        let lm_head = if cfg.tie_word_embeddings {
+            let mut tied =
+                HashMap::from([("lm_head.weight".to_string(), embed_f32.shallow_clone())]);
+            linear(&mut tied, &[("lm_head.weight".into(), v)], h, true)?
+        } else {
+            linear(&mut w, &[("lm_head.weight".into(), v)], h, true)?
+        };
+        let embed = put(embed_f32)?;
         let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
-            let q = take(
+            let n = |s: &str| format!("{p}.{s}");
+            let wqkv = linear(
                 &mut w,
-                &format!("{p}.self_attn.q_proj.weight"),
-                &[nq * hd, h],
+                &[
+                    (n("self_attn.q_proj.weight"), nq * hd),
+                    (n("self_attn.k_proj.weight"), nkv * hd),
+                    (n("self_attn.v_proj.weight"), nkv * hd),
+                ],
+                h,
+                false,
             )?;
-            let k = take(
+            let wo = linear(&mut w, &[(n("self_attn.o_proj.weight"), h)], nq * hd, false)?;
+            let w_gate_up = linear(
                 &mut w,
-                &format!("{p}.self_attn.k_proj.weight"),
-                &[nkv * hd, h],
+                &[
+                    (n("mlp.gate_proj.weight"), inter),
+                    (n("mlp.up_proj.weight"), inter),
+                ],
+                h,
+                false,
             )?;
-            let vv = take(
-                &mut w,
-                &format!("{p}.self_attn.v_proj.weight"),
-                &[nkv * hd, h],
-            )?;
-            let o = take(
-                &mut w,
-                &format!("{p}.self_attn.o_proj.weight"),
-                &[h, nq * hd],
-            )?;
-            let gate = take(&mut w, &format!("{p}.mlp.gate_proj.weight"), &[inter, h])?;
-            let up = take(&mut w, &format!("{p}.mlp.up_proj.weight"), &[inter, h])?;
-            let down = take(&mut w, &format!("{p}.mlp.down_proj.weight"), &[h, inter])?;
-            let an = take(&mut w, &format!("{p}.input_layernorm.weight"), &[h])?;
-            let mn = take(
-                &mut w,
-                &format!("{p}.post_attention_layernorm.weight"),
-                &[h],
-            )?;
+            let w_down = linear(&mut w, &[(n("mlp.down_proj.weight"), h)], inter, false)?;
+            let an = take(&mut w, &n("input_layernorm.weight"), &[h])?;
+            let mn = take(&mut w, &n("post_attention_layernorm.weight"), &[h])?;
             blocks.push(Block {
-                attn_norm: put(an)?,
-                wqkv: put(Tensor::f_cat(&[q, k, vv], 0)?)?,
-                wo: put(o)?,
-                mlp_norm: put(mn)?,
-                w_gate_up: put(Tensor::f_cat(&[gate, up], 0)?)?,
-                w_down: put(down)?,
+                attn_norm: put_as(an, res_kind)?,
+                wqkv,
+                wo,
+                mlp_norm: put_as(mn, res_kind)?,
+                w_gate_up,
+                w_down,
             });
         }
         if let Some(extra) = w.keys().find(|k| !k.ends_with("rotary_emb.inv_freq")) {
@@ -170,6 +268,11 @@ impl Llama {
             }
         }
         let table = |x: Vec<f32>| put(Tensor::from_slice(&x).view([n as i64, hd]));
+        let linear_bytes = lm_head.bytes()
+            + blocks
+                .iter()
+                .map(|b| b.wqkv.bytes() + b.wo.bytes() + b.w_gate_up.bytes() + b.w_down.bytes())
+                .sum::<i64>();
         Ok(Llama {
             cfg: cfg.clone(),
             blocks,
@@ -180,7 +283,26 @@ impl Llama {
             sin: table(sin)?,
             device,
             kind,
+            res_kind,
+            mode,
+            int8_fallbacks: fallbacks,
+            linear_bytes,
         })
+    }
+
+    /// How the linear layers are stored.
+    pub fn weights_mode(&self) -> WeightsMode {
+        self.mode
+    }
+
+    /// Linear layers stored as int8 in int4 mode (shapes outside the int4 kernel's layout).
+    pub fn int8_fallbacks(&self) -> usize {
+        self.int8_fallbacks
+    }
+
+    /// Bytes of the linear layers' weights: what a decode step reads at least once.
+    pub fn linear_weight_bytes(&self) -> i64 {
+        self.linear_bytes
     }
 
     /// The architecture this model was built with.
@@ -271,10 +393,12 @@ impl Llama {
         let end = start + t;
         let (mask, causal) = self.attention_mask(cache, start, t);
 
-        let mut x = Tensor::embedding(&self.embed, tokens, -1, false, false);
+        let mut x = Tensor::embedding(&self.embed, tokens, -1, false, false).to_kind(self.res_kind);
         for (i, blk) in self.blocks.iter().enumerate() {
-            let h = x.rms_norm(hsz, Some(&blk.attn_norm), eps);
-            let qkv = h.linear::<Tensor>(&blk.wqkv, None);
+            let h = x
+                .rms_norm(hsz, Some(&blk.attn_norm), eps)
+                .to_kind(self.kind);
+            let qkv = blk.wqkv.apply(&h);
             let q = qkv
                 .narrow(2, 0, nq * hd)
                 .view([b, t, nq, hd])
@@ -302,23 +426,46 @@ impl Llama {
                 None,
                 nq != nkv,
             );
-            let y = y
-                .transpose(1, 2)
-                .reshape([b, t, nq * hd])
-                .linear::<Tensor>(&blk.wo, None);
+            let y = y.transpose(1, 2).reshape([b, t, nq * hd]);
+            let y = blk.wo.apply(&y);
             x += y;
-            let h = x.rms_norm(hsz, Some(&blk.mlp_norm), eps);
-            let gu = h.linear::<Tensor>(&blk.w_gate_up, None);
+            let h = x.rms_norm(hsz, Some(&blk.mlp_norm), eps).to_kind(self.kind);
+            let gu = blk.w_gate_up.apply(&h);
             let act = gu.narrow(2, 0, inter).silu() * gu.narrow(2, inter, inter);
-            x += act.linear::<Tensor>(&blk.w_down, None);
+            x += blk.w_down.apply(&act);
         }
         cache.len = end as usize;
         // Only the last column is needed to pick the next token (left padding keeps it real).
-        let last = x.narrow(1, t - 1, 1).rms_norm(hsz, Some(&self.norm), eps);
-        Ok(last
-            .linear::<Tensor>(&self.lm_head, None)
-            .squeeze_dim(1)
-            .to_kind(Kind::Float))
+        let last = x
+            .narrow(1, t - 1, 1)
+            .rms_norm(hsz, Some(&self.norm), eps)
+            .squeeze_dim(1);
+        let logits = self
+            .lm_head
+            .apply(&last.to_kind(self.kind))
+            .to_kind(Kind::Float);
+        if self.res_kind == self.kind {
+            return Ok(logits);
+        }
+        Ok(self.refine_top_logits(logits, &last))
+    }
+
+    /// With quantised weights the LM head's kernel returns bf16 logits, whose rounding
+    /// (0.06 at a logit of 10) is as large as the gaps that decide greedy picks. The
+    /// [`REFINED_LOGITS`] largest are recomputed in f32 from the f32 hidden state and the
+    /// head's stored weights, so the top of the distribution is as exact as the weights.
+    fn refine_top_logits(&self, mut logits: Tensor, hidden: &Tensor) -> Tensor {
+        let b = logits.size()[0];
+        let k = REFINED_LOGITS.min(logits.size()[1]);
+        let (_, idx) = logits.topk(k, -1, true, false);
+        let Some(rows) = self.lm_head.exact_rows(&idx.reshape([-1])) else {
+            return logits;
+        };
+        let h = hidden.size()[1];
+        let exact = (rows.view([b, k, h]) * hidden.to_kind(Kind::Float).unsqueeze(1))
+            .sum_dim_intlist(-1, false, Kind::Float);
+        let _ = logits.scatter_(1, &idx, &exact);
+        logits
     }
 
     /// Mask for attention of `t` new tokens at cache columns `start..start+t`: `None` plus
@@ -415,6 +562,77 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("expected [8]"), "{e}");
+    }
+
+    /// int8 and int4 models follow the dense one closely, decode as they prefill, and int4
+    /// uses 4-bit codes given for a weight as they are.
+    #[test]
+    fn quantised_models_track_the_dense_model() {
+        let cfg = LlamaConfig {
+            vocab_size: 64,
+            hidden_size: 64,
+            intermediate_size: 128,
+            num_hidden_layers: 2,
+            num_attention_heads: 2,
+            num_key_value_heads: 1,
+            head_dim: None,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10000.0,
+            rope_scaling: None,
+            max_position_embeddings: 64,
+            tie_word_embeddings: true,
+        };
+        let w = || {
+            crate::model::synthetic::random_weights(&cfg, 11)
+                .into_iter()
+                .collect::<HashMap<_, _>>()
+        };
+        let run = |m: &Llama| {
+            let ids = [3i64, 9, 27, 1, 44];
+            let mut c = m.new_cache(1, 16).unwrap();
+            let n = ids.len() as i64;
+            let toks = Tensor::from_slice(&ids).view([1, n]);
+            let pos = Tensor::arange(n, (Kind::Int64, Device::Cpu)).view([1, n]);
+            let a = m.forward(&toks, &pos, None, &mut c).unwrap();
+            let t = Tensor::from_slice(&[7i64]).view([1, 1]);
+            let p = Tensor::from_slice(&[n]).view([1, 1]);
+            let b = m.forward(&t, &p, None, &mut c).unwrap();
+            Tensor::cat(&[a, b], 0)
+        };
+        let dense = run(&Llama::new(&cfg, w(), Device::Cpu, Kind::Float).unwrap());
+        let spread = dense.abs().max().double_value(&[]);
+        for mode in [WeightsMode::Int8, WeightsMode::Int4] {
+            let m = Llama::build(&cfg, w(), HashMap::new(), Device::Cpu, mode).unwrap();
+            assert_eq!(m.int8_fallbacks(), 0);
+            let got = run(&m);
+            let err = (&got - &dense).abs().max().double_value(&[]);
+            assert!(
+                err < 0.1 * spread,
+                "{mode:?}: {err} against logits up to {spread}"
+            );
+        }
+        // Codes given for every block weight are used as they are: codes equal to what
+        // quantisation would produce give the same model; shifted codes give another one.
+        let codes = |shift: i64| {
+            w().into_iter()
+                .filter(|(k, _)| k.starts_with("model.layers."))
+                .filter(|(k, _)| !k.ends_with("layernorm.weight"))
+                .map(|(k, t)| {
+                    let c = Int4Codes::quantize(&t).unwrap();
+                    let q = (c.q.to_kind(Kind::Int64) + shift)
+                        .clamp(0, 15)
+                        .to_kind(Kind::Uint8);
+                    (k, Int4Codes { q, ..c })
+                })
+                .collect::<HashMap<_, _>>()
+        };
+        let plain =
+            run(&Llama::build(&cfg, w(), HashMap::new(), Device::Cpu, WeightsMode::Int4).unwrap());
+        let same = run(&Llama::build(&cfg, w(), codes(0), Device::Cpu, WeightsMode::Int4).unwrap());
+        assert!(same.equal(&plain));
+        let other =
+            run(&Llama::build(&cfg, w(), codes(1), Device::Cpu, WeightsMode::Int4).unwrap());
+        assert!(!other.equal(&plain));
     }
 
     /// Decoding token by token through the cache equals one full causal pass.

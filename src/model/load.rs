@@ -4,6 +4,7 @@
 use super::card::{self, ModelCard};
 use super::config::LlamaConfig;
 use super::gguf::{GgufFile, MetaValue};
+use super::quant::Int4Codes;
 use super::synthetic;
 use super::tokenizer::{GgufTokenizerSpec, Tokenizer};
 use crate::paths::Home;
@@ -50,6 +51,8 @@ pub struct LoadedWeights {
     pub card: Option<ModelCard>,
     pub config: LlamaConfig,
     pub tensors: HashMap<String, Tensor>,
+    /// 4-bit codes of the Q4_0/Q4_1 tensors of a GGUF file, when asked for (int4 execution).
+    pub q4_codes: HashMap<String, Int4Codes>,
     pub kind: WeightsKind,
     pub sha256: Option<String>,
     pub path: Option<PathBuf>,
@@ -79,10 +82,11 @@ pub fn resolve(spec: &str, home: &Home) -> Result<ModelRef> {
 }
 
 /// Loads the weights `r` names. Synthetic weights (cards without a checkpoint) are seeded
-/// by `seed` and refused when they would not fit in free memory.
-pub fn load(r: &ModelRef, home: &Home, seed: i64) -> Result<LoadedWeights> {
+/// by `seed` and refused when they would not fit in free memory. `q4_codes` also keeps the
+/// 4-bit codes of a GGUF's Q4_0/Q4_1 tensors.
+pub fn load(r: &ModelRef, home: &Home, seed: i64, q4_codes: bool) -> Result<LoadedWeights> {
     match r {
-        ModelRef::GgufFile(p) => load_gguf(p, None),
+        ModelRef::GgufFile(p) => load_gguf(p, None, q4_codes),
         ModelRef::HfDir(p) => load_hf_dir(p),
         ModelRef::Card(c) => match &c.weights {
             Some(w) => {
@@ -94,7 +98,7 @@ pub fn load(r: &ModelRef, home: &Home, seed: i64) -> Result<LoadedWeights> {
                         w.file
                     );
                 }
-                let loaded = load_gguf(&path, Some((**c).clone()))?;
+                let loaded = load_gguf(&path, Some((**c).clone()), q4_codes)?;
                 if loaded.sha256.as_deref() != Some(w.sha256.as_str()) {
                     bail!(
                         "{}: sha256 does not match the card {} (expected {}): delete it and run scripts/setup",
@@ -127,6 +131,7 @@ fn load_synthetic(c: &ModelCard, seed: i64) -> Result<LoadedWeights> {
         name: c.name.clone(),
         config: c.architecture.clone(),
         tensors: synthetic::random_weights(&c.architecture, seed),
+        q4_codes: HashMap::new(),
         kind: WeightsKind::Synthetic,
         sha256: None,
         path: None,
@@ -250,12 +255,14 @@ pub fn unpermute_rows(w: &Tensor, heads: usize) -> Tensor {
         .reshape([rows, cols])
 }
 
-/// Loads a Llama GGUF file: config, tokenizer and dequantised f32 tensors.
-pub fn load_gguf(path: &Path, card: Option<ModelCard>) -> Result<LoadedWeights> {
+/// Loads a Llama GGUF file: config, tokenizer and dequantised f32 tensors (and, with
+/// `q4_codes`, the 4-bit codes of its Q4_0/Q4_1 tensors).
+pub fn load_gguf(path: &Path, card: Option<ModelCard>, q4_codes: bool) -> Result<LoadedWeights> {
     let file = path.display().to_string();
     let g = GgufFile::open(path)?;
     let cfg = config_from_gguf(&g, &file)?;
     let mut tensors = HashMap::new();
+    let mut codes = HashMap::new();
     for t in g.tensors() {
         let (name, heads) = hf_name(&t.name, &cfg)
             .with_context(|| format!("{file}: unexpected tensor {:?} for a Llama model", t.name))?;
@@ -271,6 +278,21 @@ pub fn load_gguf(path: &Path, card: Option<ModelCard>) -> Result<LoadedWeights> 
             }
             x = unpermute_rows(&x, h);
         }
+        if q4_codes && shape.len() == 2 && shape[1] % 32 == 0 {
+            if let Some(c) = g.q4_codes(t)? {
+                let (rows, cols) = (shape[0], shape[1]);
+                let c = Int4Codes {
+                    q: Tensor::from_slice(&c.q).view([rows, cols]),
+                    scale: Tensor::from_slice(&c.scale).view([rows, cols / 32]),
+                    min: Tensor::from_slice(&c.min).view([rows, cols / 32]),
+                };
+                let c = match heads {
+                    Some(h) => c.map_rows(|t| unpermute_rows(t, h)),
+                    None => c,
+                };
+                codes.insert(name.clone(), c);
+            }
+        }
         tensors.insert(name, x);
     }
     let tokenizer = Tokenizer::from_gguf_spec(tokenizer_spec(&g, &file)?, &file)?;
@@ -283,6 +305,7 @@ pub fn load_gguf(path: &Path, card: Option<ModelCard>) -> Result<LoadedWeights> 
         card,
         config: cfg,
         tensors,
+        q4_codes: codes,
         kind: WeightsKind::Gguf,
         sha256: Some(sha256_file(path)?),
         path: Some(path.to_path_buf()),
@@ -457,6 +480,7 @@ pub fn load_hf_dir(dir: &Path) -> Result<LoadedWeights> {
         card: None,
         config: cfg,
         tensors,
+        q4_codes: HashMap::new(),
         kind: WeightsKind::Safetensors,
         sha256: None,
         path: Some(dir.to_path_buf()),
@@ -482,11 +506,11 @@ fn shard_files(index: &Path) -> Result<Vec<String>> {
     Ok(files)
 }
 
-/// Moves loaded weights into a model on `device` in `kind`.
+/// Moves loaded weights into a model on `device`, its linear layers stored as `mode` says.
 pub fn build_model(
     w: LoadedWeights,
     device: Device,
-    kind: Kind,
+    mode: super::llama::WeightsMode,
 ) -> Result<(super::llama::Llama, ModelInfo)> {
     let info = ModelInfo {
         name: w.name.clone(),
@@ -495,7 +519,7 @@ pub fn build_model(
         path: w.path.clone(),
         card: w.card.clone(),
     };
-    let model = super::llama::Llama::new(&w.config, w.tensors, device, kind)?;
+    let model = super::llama::Llama::build(&w.config, w.tensors, w.q4_codes, device, mode)?;
     Ok((model, info))
 }
 

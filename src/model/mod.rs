@@ -6,5 +6,6 @@ pub mod gguf;
 pub mod kv_cache;
 pub mod llama;
 pub mod load;
+pub mod quant;
 pub mod synthetic;
 pub mod tokenizer;

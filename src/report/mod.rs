@@ -31,9 +31,10 @@ pub struct Environment {
     pub run_on: String,
     /// Name of the device that ran the model (the CPU model, or the GPU name).
     pub device_name: String,
-    /// Compute dtype of the run (`f32`, `bf16`, ...).
+    /// Dtype of activations, norms and the KV cache (`f32`, `bf16`, `f16`).
     pub dtype: String,
-    /// Storage dtype of the weights file (`q8_0`, `bf16`, ...).
+    /// How the weights were stored while running (`--weights-dtype`: `f32`, `bf16`, `f16`,
+    /// `int8`, `int4`).
     pub weights_dtype: String,
     pub tch_version: String,
     pub torch_version: String,

@@ -49,6 +49,46 @@ pub fn dequantize_into(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<()> 
     Ok(())
 }
 
+/// 4-bit codes of a Q4_0 or Q4_1 tensor without going through f32: for each element its
+/// nibble `q` (0..15), and per block of 32 a `scale` and `min` with `y = q * scale + min`
+/// (Q4_1: `d`, `m`; Q4_0: `d`, `-8 d`). The same values [`dequantize_into`] gives, so
+/// int4 execution can run a GGUF's own 4-bit weights. `None` for other types.
+pub fn q4_codes(ty: GgmlType, src: &[u8]) -> Option<Q4Codes> {
+    let (bb, head) = match ty {
+        GgmlType::Q4_0 => (18, 2),
+        GgmlType::Q4_1 => (20, 4),
+        _ => return None,
+    };
+    let n_blocks = src.len() / bb;
+    let mut out = Q4Codes {
+        q: vec![0u8; n_blocks * 32],
+        scale: Vec::with_capacity(n_blocks),
+        min: Vec::with_capacity(n_blocks),
+    };
+    for (b, q) in src.chunks_exact(bb).zip(out.q.chunks_exact_mut(32)) {
+        let d = f16_le(b[0], b[1]);
+        out.scale.push(d);
+        out.min.push(if head == 4 {
+            f16_le(b[2], b[3])
+        } else {
+            -8.0 * d
+        });
+        let (lo, hi) = q.split_at_mut(16);
+        for (j, (lo, hi)) in lo.iter_mut().zip(hi).enumerate() {
+            *lo = b[head + j] & 0x0F;
+            *hi = b[head + j] >> 4;
+        }
+    }
+    Some(out)
+}
+
+/// What [`q4_codes`] returns: one code per element, one scale and min per 32 elements.
+pub struct Q4Codes {
+    pub q: Vec<u8>,
+    pub scale: Vec<f32>,
+    pub min: Vec<f32>,
+}
+
 /// The names of the types [`dequantize_into`] handles, comma-separated, for messages.
 pub fn supported_list() -> String {
     let names: Vec<&str> = super::types::SUPPORTED_TYPES
@@ -286,6 +326,28 @@ mod tests {
     #[test]
     fn q6_k_matches_gguf_py() {
         check_against_gguf_py(GgmlType::Q6_K, vectors!("q6_k"));
+    }
+
+    /// Codes times scale plus min give exactly what dequantisation gives, for both types.
+    #[test]
+    fn q4_codes_reproduce_dequantisation() {
+        for (ty, v) in [
+            (GgmlType::Q4_0, vectors!("q4_0")),
+            (GgmlType::Q4_1, vectors!("q4_1")),
+        ] {
+            let (src, _) = v;
+            let c = q4_codes(ty, src).unwrap();
+            let mut want = vec![0f32; c.q.len()];
+            dequantize_into(ty, src, &mut want).unwrap();
+            for (i, w) in want.iter().enumerate().filter(|(_, w)| w.is_finite()) {
+                let got = f32::from(c.q[i]) * c.scale[i / 32] + c.min[i / 32];
+                assert!(
+                    (got - w).abs() <= 1e-6 * w.abs().max(1.0),
+                    "{ty} element {i}"
+                );
+            }
+        }
+        assert!(q4_codes(GgmlType::Q8_0, &[0; 34]).is_none());
     }
 
     /// A hand-made Q4_1 block: d = 0.5, m = -1, nibbles 0..15 then 15..0.
