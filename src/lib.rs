@@ -1,6 +1,7 @@
 //! profiler: measure real LLM inference through libtorch and project latency and cost
 //! per 1M tokens on AWS Neuron (Inferentia2, Trainium) and GPU instance types.
 
+pub mod accuracy;
 pub mod cli;
 pub mod engine;
 pub mod generate;
