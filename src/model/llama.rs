@@ -55,7 +55,8 @@ pub struct Llama {
     embed: Tensor,
     norm: Tensor,
     lm_head: Linear,
-    /// `[max_positions, head_dim]` RoPE tables in the compute dtype.
+    /// `[max_positions, head_dim]` RoPE tables in the compute dtype; the sine table's first
+    /// half of each row is negated (see `forward`).
     cos: Tensor,
     sin: Tensor,
     device: Device,
@@ -259,11 +260,11 @@ impl Llama {
         let mut cos = Vec::with_capacity(n * inv.len() * 2);
         let mut sin = Vec::with_capacity(n * inv.len() * 2);
         for pos in 0..n {
-            for _ in 0..2 {
+            for sign in [-1.0, 1.0] {
                 for f in &inv {
                     let a = pos as f64 * f;
                     cos.push(a.cos() as f32);
-                    sin.push(a.sin() as f32);
+                    sin.push((sign * a.sin()) as f32);
                 }
             }
         }
@@ -384,12 +385,9 @@ impl Llama {
         let flat = positions.reshape([-1]);
         let cos = self.cos.index_select(0, &flat).view([b, 1, t, hd]);
         let sin = self.sin.index_select(0, &flat).view([b, 1, t, hd]);
-        let rope = |x: &Tensor| -> Tensor {
-            // rotate_half: (x1, x2) -> (-x2, x1), the layout of Hugging Face Llama.
-            let half = x.chunk(2, -1);
-            let rotated = Tensor::cat(&[half[1].neg(), half[0].shallow_clone()], -1);
-            x * &cos + rotated * &sin
-        };
+        // rotate_half (x1, x2) -> (-x2, x1), the layout of Hugging Face Llama, as a roll by
+        // half a head times a sine table whose first half is negated: the same products.
+        let rope = |x: &Tensor| -> Tensor { x * &cos + x.roll([hd / 2], [-1]) * &sin };
         let end = start + t;
         let (mask, causal) = self.attention_mask(cache, start, t);
 
@@ -399,20 +397,19 @@ impl Llama {
                 .rms_norm(hsz, Some(&blk.attn_norm), eps)
                 .to_kind(self.kind);
             let qkv = blk.wqkv.apply(&h);
-            let q = qkv
-                .narrow(2, 0, nq * hd)
-                .view([b, t, nq, hd])
-                .transpose(1, 2);
-            let k = qkv
-                .narrow(2, nq * hd, nkv * hd)
-                .view([b, t, nkv, hd])
-                .transpose(1, 2);
+            // Q and K are adjacent: one rotation for both.
+            let qk = rope(
+                &qkv.narrow(2, 0, (nq + nkv) * hd)
+                    .view([b, t, nq + nkv, hd])
+                    .transpose(1, 2),
+            );
+            let q = qk.narrow(1, 0, nq);
+            let k = qk.narrow(1, nq, nkv);
             let v = qkv
                 .narrow(2, (nq + nkv) * hd, nkv * hd)
                 .view([b, t, nkv, hd])
                 .transpose(1, 2);
-            let q = rope(&q);
-            cache.k[i].narrow(2, start, t).copy_(&rope(&k));
+            cache.k[i].narrow(2, start, t).copy_(&k);
             cache.v[i].narrow(2, start, t).copy_(&v);
             let keys = cache.k[i].narrow(2, 0, end);
             let values = cache.v[i].narrow(2, 0, end);
