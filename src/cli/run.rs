@@ -202,6 +202,7 @@ fn environment(engine: &Engine, started: SystemTime) -> Environment {
         model: engine.info.name.clone(),
         weights_kind: engine.info.kind.as_str().into(),
         weights_sha256: engine.info.sha256.clone(),
+        weights_bytes: Some(engine.model.linear_weight_bytes() as u64),
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
         started_at: format_utc(started),
     }

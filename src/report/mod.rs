@@ -47,6 +47,10 @@ pub struct Environment {
     pub weights_kind: String,
     /// SHA-256 of the weights file; `None` for synthetic weights.
     pub weights_sha256: Option<String>,
+    /// Bytes of the linear layers' weights as stored (codes and scales included): what a
+    /// decode step reads at least once. Absent in reports of earlier versions.
+    #[serde(default)]
+    pub weights_bytes: Option<u64>,
     /// The command line, as typed (arguments shell-quoted where needed).
     pub command_line: String,
     /// Start of the run, RFC 3339 UTC (see [`crate::measure::rfc3339::format_utc`]).
@@ -411,6 +415,7 @@ pub(crate) mod tests {
             model: "tiny-llama".into(),
             weights_kind: "gguf".into(),
             weights_sha256: None,
+            weights_bytes: None,
             command_line: "profiler run --model tiny-llama --device inf2-profile".into(),
             started_at: "2024-05-01T12:44:56Z".into(),
         }
