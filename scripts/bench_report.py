@@ -33,7 +33,14 @@ TARGETS = {
     "decode_bN": 1.3,
     "bandwidth_floor": 0.80,  # floor step time / our step time
     "overhead_pct": 1.0,  # decode tokens/s lost with samples + metrics, percent
+    "quant_decode_b1": 4.5,  # best of int8/int4 decode tokens/s, times transformers' f32
+    "quant_prefill": 1.0,  # our f32 TTFT (long prompt) over the quantised one
 }
+# Greedy agreement target for quantised modes: over the first ACC_STEPS steps of every
+# prompt, no step where the candidate picks another token than f32 although f32's top-2
+# margin is at least ACC_MARGIN.
+ACC_STEPS = 16
+ACC_MARGIN = 0.1
 
 
 def load_json(path):
@@ -108,6 +115,7 @@ def main():
     p.add_argument("--setup-s", type=float, default=0.0)
     p.add_argument("--started", type=float, required=True, help="Unix time the bench started")
     p.add_argument("--load-before", type=float, default=None)
+    p.add_argument("--dtypes", default="", help="other weights dtypes run (space-separated)")
     a = p.parse_args()
     w = lambda name: os.path.join(a.work, name)  # noqa: E731
     B, L = a.batch, a.long_len
@@ -121,6 +129,7 @@ def main():
         entry = {"report": rep}
         if os.path.exists(w(n + ".samples.jsonl")):
             entry["runs"] = sample_runs(w(n + ".samples.jsonl"), rep["workload"]["batch"])
+        if os.path.exists(w(n + ".scrapes")):
             with open(w(n + ".scrapes")) as f:
                 entry["scrapes"] = sum(1 for _ in f)
             if entry["scrapes"] == 0:
@@ -199,6 +208,59 @@ def main():
         overhead["verdict"] = "NOISY"  # identical runs differ by more than the target
 
 
+    # Other weights dtypes: the same workloads, and accuracy against f32.
+    dtypes = {}
+    for dt in a.dtypes.split():
+        d = {"runs": {}}
+        for case, name in (("b1", f"q_{dt}_b1"), (f"b{B}", f"q_{dt}_b{B}"), (f"ttft_{L}", f"q_{dt}_ttft_{L}")):
+            rep = load_json(w(name + ".json"))
+            runs = sample_runs(w(name + ".samples.jsonl"), rep["workload"]["batch"])
+            d["runs"][case] = {"report": rep, "runs": runs}
+            warnings += [f"{name}: {x}" for x in rep.get("warnings", [])]
+        b1r = d["runs"]["b1"]["runs"]
+        d["ttft_short"] = ttft(b1r)
+        d["ttft_long"] = ttft(d["runs"][f"ttft_{L}"]["runs"])
+        d["decode_b1"] = tok_s(b1r, 1)
+        d["decode_bN"] = tok_s(d["runs"][f"b{B}"]["runs"], B)
+        d["weights_bytes"] = d["runs"]["b1"]["report"]["environment"].get("weights_bytes")
+        d["floor_ms"] = d["weights_bytes"] / bw * 1e3 if d["weights_bytes"] else None
+        step = summary([r["step_ms"] for r in b1r])
+        d["floor_fraction"] = d["floor_ms"] / step["median"] if d["floor_ms"] and step else None
+        hf_b1 = rows["decode_b1"]["transformers"]
+        d["decode_b1_vs_transformers"] = d["decode_b1"]["median"] / hf_b1["median"] if d["decode_b1"] and hf_b1 else None
+        f32_long = rows[f"ttft_{L}"]["ours"]
+        d["prefill_vs_f32"] = f32_long["median"] / d["ttft_long"]["median"] if d["ttft_long"] and f32_long else None
+        acc = load_json(w(f"acc_{dt}.json"))
+        s_ = acc["summary"]
+        early = 0
+        for pr in acc["prompts"]:
+            for i, (r, c, m) in enumerate(zip(pr["reference_tokens"], pr["candidate_tokens"], pr["reference_margin"])):
+                if i < ACC_STEPS and r != c and m >= ACC_MARGIN:
+                    early += 1
+        d["accuracy"] = {
+            "steps": s_["steps"],
+            "prompts": s_["prompts"],
+            "agreeing_steps": s_["agreeing_steps"],
+            "real_disagreements": s_["real_disagreements"],
+            "real_disagreements_first_steps": early,
+            "identical_continuations": s_["identical_continuations"],
+            "mean_abs_logit_diff": s_["mean_abs_logit_diff"],
+            "max_abs_logit_diff": s_["max_abs_logit_diff"],
+            "raw": acc,
+        }
+        dtypes[dt] = d
+    quant = [d for k, d in dtypes.items() if k in ("int8", "int4")]
+    quant_targets = {}
+    if quant:
+        best = max((d["decode_b1_vs_transformers"] or 0) for d in quant)
+        quant_targets["decode_b1"] = {"value": best, "target": TARGETS["quant_decode_b1"],
+                                      "verdict": verdict(best, TARGETS["quant_decode_b1"])}
+        worst = min((d["prefill_vs_f32"] or 0) for d in quant)
+        quant_targets["prefill"] = {"value": worst, "target": TARGETS["quant_prefill"],
+                                    "verdict": verdict(worst, TARGETS["quant_prefill"])}
+        bad = sum(d["accuracy"]["real_disagreements_first_steps"] for d in quant)
+        quant_targets["greedy"] = {"value": bad, "target": 0, "verdict": "PASS" if bad == 0 else "MISS"}
+
     took = time.time() - a.started
     machine = {
         "cpu_model": env.get("cpu_model") or hf["cpu_model"],
@@ -252,6 +314,40 @@ def main():
           f"{f['transformers_fraction']:.2f} of it", file=out)
     print(f"compute: 2 x {hf['params'] / 1e6:.1f} M params x {L} tokens at "
           f"{f['matmul_flop_per_s'] / 1e9:.0f} GFLOP/s (f32 matmul, measured)", file=out)
+    if dtypes:
+        print(file=out)
+        print(f"weights dtypes (ours; int8/int4 with bf16 activations; 'x HF' is decode b1 over transformers f32; "
+              f"accuracy against our f32 on {next(iter(dtypes.values()))['accuracy']['prompts']} fixture prompts)", file=out)
+        print(f"{'dtype':6} {'TTFT ' + str(hf['cases']['decode_b1']['input_len']):>11} {'TTFT ' + str(L):>11} "
+              f"{'decode b1':>13} {'x HF':>6} {'decode b' + str(B):>13} {'weights':>9} {'floor':>6} "
+              f"{'argmax =':>9} {'disagree':>9} {'mean|dl|':>9} {'max|dl|':>8}", file=out)
+        f32_row = {"ttft_short": rows["ttft_128"]["ours"], "ttft_long": rows[f"ttft_{L}"]["ours"],
+                   "decode_b1": rows["decode_b1"]["ours"], "decode_bN": rows[f"decode_b{B}"]["ours"],
+                   "weights_bytes": env.get("weights_bytes"), "floor_fraction": floors["ours_fraction"],
+                   "decode_b1_vs_transformers": rows["decode_b1"]["ratio"], "accuracy": None}
+        med = lambda x, d=0: "-" if not x else format(x["median"], f".{d}f")  # noqa: E731
+        for name, d in [("f32", f32_row)] + list(dtypes.items()):
+            acc = d["accuracy"]
+            print(f"{name:6} {med(d['ttft_short']) + ' ms':>11} {med(d['ttft_long']) + ' ms':>11} "
+                  f"{med(d['decode_b1'], 1) + ' tok/s':>13} "
+                  f"{(format(d['decode_b1_vs_transformers'], '.2f') + 'x') if d['decode_b1_vs_transformers'] else '-':>6} "
+                  f"{med(d['decode_bN'], 1) + ' tok/s':>13} "
+                  f"{(format(d['weights_bytes'] / 1e6, '.0f') + ' MB') if d['weights_bytes'] else '-':>9} "
+                  f"{format(d['floor_fraction'], '.2f') if d['floor_fraction'] else '-':>6} "
+                  f"{(str(acc['agreeing_steps']) + '/' + str(acc['steps'])) if acc else 'ref':>9} "
+                  f"{str(acc['real_disagreements']) if acc else '-':>9} "
+                  f"{format(acc['mean_abs_logit_diff'], '.3f') if acc else '-':>9} "
+                  f"{format(acc['max_abs_logit_diff'], '.2f') if acc else '-':>8}", file=out)
+        qt = quant_targets
+        if qt:
+            print(f"int8/int4 targets: best decode b1 {qt['decode_b1']['value']:.2f}x transformers f32 "
+                  f"(>= {TARGETS['quant_decode_b1']}x) {qt['decode_b1']['verdict']}; "
+                  f"slowest {L}-token prefill {qt['prefill']['value']:.2f}x our f32 speed (>= 1.00x) {qt['prefill']['verdict']}; "
+                  f"greedy disagreements in the first {ACC_STEPS} steps at f32 margin >= {ACC_MARGIN}: "
+                  f"{qt['greedy']['value']} {qt['greedy']['verdict']}", file=out)
+        print("floor: share of the memory-bandwidth floor for that dtype's stored weight bytes; "
+              "disagree: argmax differs where f32's top-2 margin >= 0.1 (over all steps); "
+              "|dl|: logit difference over the whole vocabulary", file=out)
     for x in warnings:
         print(f"warning: {x.split('; ')[0].split('. ')[0]}", file=out)
     print(f"took {int(took // 60)}m{int(took % 60):02d}s (set-up {a.setup_s:.0f} s); raw numbers in "
@@ -267,6 +363,8 @@ def main():
         "results": rows,
         "floors": floors,
         "overhead": overhead,
+        "dtypes": dtypes,
+        "quant_targets": quant_targets,
         "warnings": warnings,
         "raw": {"ours": ours, "transformers": hf},
     }
