@@ -303,6 +303,85 @@ fn interrupted_run_keeps_what_it_measured() {
     assert_eq!(again["interrupted"], true);
 }
 
+/// `kill -9` during a run, then a torn write at the end of the samples file: `report`
+/// still rebuilds a valid report from every complete line, warns about the partial last
+/// line by file and line number, and exits 0.
+#[test]
+fn killed_run_with_a_torn_last_line_still_reports() {
+    common::default_weights();
+    let dir = common::tempdir();
+    let samples = dir.path().join("s.jsonl");
+    let s = common::path_str(&samples);
+    let mut child = start_long_run(&s, &["--input-len", "16", "--output-len", "8"], 2);
+    child.kill().expect("SIGKILL the run");
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        None,
+        "killed by a signal, not exited: {status:?}"
+    );
+
+    let mut bytes = std::fs::read(&samples).unwrap();
+    // Complete lines end in '\n'; a write torn by the kill itself would be a partial tail,
+    // which the line appended below extends.
+    let complete: Vec<&[u8]> = bytes
+        .split_inclusive(|&b| b == b'\n')
+        .filter(|l| l.ends_with(b"\n"))
+        .collect();
+    let kinds: Vec<String> = complete
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_slice(l).expect("every complete line is JSON");
+            v["kind"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(kinds[0], "header");
+    assert!(
+        kinds[1..].iter().all(|k| k == "sample"),
+        "no end line after kill -9: {kinds:?}"
+    );
+    let n = kinds.len() - 1;
+    assert!(n >= 2, "{n} samples before the kill");
+    let partial_line = complete.len() + 1;
+    bytes.extend_from_slice(br#"{"kind":"sample","index":999,"start_offset_ms":12.5,"prompt_tok"#);
+    std::fs::write(&samples, &bytes).unwrap();
+
+    let out = common::profiler()
+        .args(["report", "--samples", &s, "--format", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    let warning = format!("warning: {s}:{partial_line}: ignored a partial last line");
+    assert!(
+        stderr.lines().any(|l| l.starts_with(&warning)),
+        "expected {warning:?} on stderr: {stderr}"
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(
+        r["requests"], n as u64,
+        "one request per complete sample line"
+    );
+    assert_eq!(r["output_tokens"], 8 * n as u64);
+    assert_eq!(r["prompt_tokens"], 16 * n as u64);
+    assert_eq!(r["ttft_ms"]["count"], n as u64);
+    assert_eq!(r["interrupted"], true, "no end line: the run was cut short");
+    assert!(r["peak_rss_bytes"].is_null(), "unknown after kill -9");
+    let warnings: Vec<&str> = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains(&format!(":{partial_line}: ignored a partial last line"))),
+        "{warnings:?}"
+    );
+}
+
 #[test]
 fn workload_file_and_batch() {
     common::default_weights();
