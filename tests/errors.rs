@@ -273,6 +273,49 @@ fn cases() -> Vec<Case> {
             ],
             "missing.csv",
         ),
+        // Outputs that cannot be written: refused before the model loads when the path
+        // cannot be a file, at the first write when the disk is full.
+        case(
+            "run --out under a file",
+            &["run", "--out", "/dev/null/x"],
+            "--out /dev/null/x: /dev/null is not a folder",
+        )
+        .with(TINY_RUN),
+        case(
+            "run --out in a missing folder",
+            &["run", "--out", "{dir}/missing/r.json"],
+            "cannot use the folder",
+        )
+        .with(TINY_RUN),
+        case(
+            "run --out a folder",
+            &["run", "--out", "{dir}"],
+            "is a folder",
+        )
+        .with(TINY_RUN),
+        case(
+            "run --samples under a file",
+            &["run", "--samples", "/dev/null/x"],
+            "--samples /dev/null/x: /dev/null is not a folder",
+        )
+        .with(TINY_RUN),
+        case(
+            "run --samples on a full disk",
+            &["run", "--run-on", "cpu", "--samples", "/dev/full"],
+            "/dev/full:1: cannot write the samples file: No space left on device",
+        )
+        .with(TINY_RUN),
+        case(
+            "report --out under a file",
+            &[
+                "report",
+                "--samples",
+                "{dir}/s.jsonl",
+                "--out",
+                "/dev/null/x",
+            ],
+            "--out /dev/null/x: /dev/null is not a folder",
+        ),
         // Samples files.
         case(
             "report --samples missing",
@@ -371,9 +414,24 @@ fn usage_errors_exit_2_and_name_the_flag_or_value() {
     );
 }
 
-/// Writing the report to an unwritable path fails with one line after measuring: the
-/// samples of the finished request are on disk. The samples file then serves the
-/// malformed-line case of `profiler report`.
+/// Runs `profiler ARGS` with stdout on `/dev/full`.
+fn run_stdout_full(args: &[&str]) -> Output {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    common::profiler()
+        .args(args)
+        .stdout(full)
+        .output()
+        .expect("cannot start profiler")
+}
+
+/// A report that cannot be written to `--out` (a full disk) fails with one line naming the
+/// path after measuring, and is not lost: it still goes to stdout, and the samples of the
+/// finished request are on disk. The same for `report --out`; stdout on a full disk is a
+/// one-line error too, never a panic. The samples file then serves the malformed-line
+/// case of `profiler report`.
 #[test]
 fn unwritable_report_fails_after_measuring_and_bad_samples_line_is_named() {
     let dir = common::tempdir();
@@ -382,21 +440,60 @@ fn unwritable_report_fails_after_measuring_and_bad_samples_line_is_named() {
         "run",
         "--run-on",
         "cpu",
+        "--format",
+        "json",
         "--out",
-        "/nonexistent-dir/x.json",
+        "/dev/full",
         "--samples",
         &samples,
     ];
     args.extend_from_slice(TINY_RUN);
     let out = common::run_err(&args);
-    common::assert_one_line_error(&out, "/nonexistent-dir/x.json");
+    common::assert_one_line_error(
+        &out,
+        "cannot write the report to /dev/full: No space left on device",
+    );
     assert_eq!(out.status.code(), Some(1));
+    let r: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the report still goes to stdout");
+    assert_eq!(r["requests"], 1);
     let text = std::fs::read_to_string(&samples).expect("the samples file was written");
     let lines: Vec<&str> = text.lines().collect();
     assert!(
         lines.iter().any(|l| l.contains("\"kind\":\"sample\"")),
         "no measured sample before the error: {text}"
     );
+
+    let out = common::run_err(&[
+        "report",
+        "--samples",
+        &samples,
+        "--format",
+        "json",
+        "--out",
+        "/dev/full",
+    ]);
+    common::assert_one_line_error(&out, "cannot write the report to /dev/full");
+    assert_eq!(out.status.code(), Some(1));
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["requests"], 1);
+
+    for args in [
+        &["report", "--samples", &samples][..],
+        &[
+            "generate",
+            "--run-on",
+            "cpu",
+            "--prompt",
+            "hi",
+            "--max-new-tokens",
+            "1",
+        ],
+    ] {
+        let out = run_stdout_full(args);
+        common::assert_one_line_error(&out, "cannot write to stdout: No space left on device");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+    }
 
     // Header, a malformed line, then the rest: the error names line 2.
     let bad = dir.path().join("bad.jsonl");
