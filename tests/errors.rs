@@ -146,6 +146,12 @@ fn cases() -> Vec<Case> {
         )
         .file("q5k.gguf", q5_k_gguf()),
         case(
+            "synthetic weights larger than the free memory (1.5 TiB as f32)",
+            &["run", "--model", "llama-3.1-405b", "--run-on", "cpu"],
+            "model llama-3.1-405b: its synthetic f32 weights need 15",
+        )
+        .with(TINY_RUN),
+        case(
             "HF directory without tokenizer.json",
             &["generate", "--model", "{dir}/hf", "--prompt", "hi"],
             "tokenizer.json",
@@ -503,4 +509,72 @@ fn unwritable_report_fails_after_measuring_and_bad_samples_line_is_named() {
     let out = common::run_err(&["report", "--samples", &common::path_str(&bad)]);
     common::assert_one_line_error(&out, "bad.jsonl:2:");
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// A GGUF whose tensors need more memory than the machine has available is refused before
+/// anything is dequantised, with both numbers and the file. The file is sparse: a real
+/// header describing a Llama model with one Q4_0 tensor of at least 200 GiB as f32 (twice
+/// MemAvailable on larger machines), and a hole where its data would be, so the reader's
+/// bounds checks pass without the disk holding the data.
+#[test]
+fn gguf_too_big_for_memory_is_refused_before_loading() {
+    let gib = 1u64 << 30;
+    let available = profiler::sysinfo::available_memory_bytes().expect("MemAvailable");
+    let need_gib = (2 * available).div_ceil(gib).max(200);
+    let hidden = 8192u64;
+    let weights = need_gib * gib / 4;
+    let rows = weights / hidden;
+    let s = |x: &str| x.to_string();
+    let header = write_gguf(
+        &[
+            (s("general.architecture"), MetaValue::Str(s("llama"))),
+            (s("llama.block_count"), MetaValue::U32(1)),
+            (s("llama.context_length"), MetaValue::U32(64)),
+            (s("llama.embedding_length"), MetaValue::U32(hidden as u32)),
+            (
+                s("llama.feed_forward_length"),
+                MetaValue::U32(hidden as u32),
+            ),
+            (s("llama.attention.head_count"), MetaValue::U32(64)),
+            (
+                s("llama.attention.layer_norm_rms_epsilon"),
+                MetaValue::F32(1e-5),
+            ),
+        ],
+        &[(
+            s("token_embd.weight"),
+            vec![hidden, rows],
+            GgmlType::Q4_0,
+            Vec::new(),
+        )],
+    );
+    let dir = common::tempdir();
+    let path = dir.path().join("huge.gguf");
+    std::fs::write(&path, &header).unwrap();
+    // Q4_0: 18 bytes per block of 32 weights.
+    let data = weights / 32 * 18;
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(header.len() as u64 + data)
+        .expect("a sparse file");
+    let p = common::path_str(&path);
+    let out = common::run_err(&[
+        "generate", "--run-on", "cpu", "--model", &p, "--prompt", "hi",
+    ]);
+    let want = format!("{p}: its {weights} weights as f32 tensors need {need_gib}.0 GiB but only ");
+    common::assert_one_line_error(&out, &want);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let shown: f64 = err
+        .split("but only ")
+        .nth(1)
+        .and_then(|r| r.split(" GiB of memory is available").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no available figure in: {err}"));
+    assert!(
+        shown > 0.0 && shown < need_gib as f64,
+        "available {shown} GiB: {err}"
+    );
 }
