@@ -82,8 +82,12 @@ def main():
     growth = (end - base) / base * 100
     fds = sorted({r[2] for r in after})
     lat = sorted(r[3] for r in rows if r[4])
-    with open(report) as f:
-        requests = json.load(f)["requests"]
+    try:
+        with open(report) as f:
+            requests = json.load(f)["requests"]
+    except (OSError, ValueError, KeyError) as e:
+        print(f"soak: FAIL: no report from the run (exit {code}): {e}", file=sys.stderr)
+        return 1
     p = lambda q: lat[min(len(lat) - 1, int(q * (len(lat) - 1)))] if lat else float("nan")
     print(f"soak: {duration:.0f} s run, {requests} requests, {len(rows)} samples, exit {code}")
     print(f"soak: RSS {base} KiB at {after[0][0]:.0f} s -> {end} KiB at {after[-1][0]:.0f} s: {growth:+.2f}% (limit 2%)")

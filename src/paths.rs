@@ -63,6 +63,65 @@ impl Home {
     }
 }
 
+/// Checks, before any work is done, that a file can be created at `path` given by `flag`
+/// (`--out`, `--samples`): it is not a folder and its folder exists and is a folder. This
+/// catches a mistyped folder, or a path under a file such as `/dev/null/x`, before a long
+/// run instead of after it; a full disk (`/dev/full`) can only show when writing.
+pub fn check_output_file(flag: &str, path: &Path) -> Result<()> {
+    let p = path.display();
+    if path.is_dir() {
+        bail!("{flag} {p}: is a folder (expected a file path)");
+    }
+    let parent = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(parent) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => bail!(
+            "{flag} {p}: {} is not a folder (expected the path of a file in an existing folder)",
+            parent.display()
+        ),
+        Err(e) => bail!(
+            "{flag} {p}: cannot use the folder {}: {e} (expected the path of a file in an existing folder)",
+            parent.display()
+        ),
+    }
+}
+
 fn is_home(d: &Path) -> bool {
     d.join("models").is_dir() && d.join("profiles").is_dir()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_file_checks_name_the_flag_the_path_and_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = dir.path().join("r.json");
+        check_output_file("--out", &ok).unwrap();
+        check_output_file("--out", Path::new("relative-file.json")).unwrap();
+        check_output_file("--out", Path::new("/dev/full")).unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        let cases = [
+            (file.join("x"), "is not a folder"),
+            (PathBuf::from("/dev/null/x"), "/dev/null is not a folder"),
+            (dir.path().join("missing/x"), "cannot use the folder"),
+            (dir.path().to_path_buf(), "is a folder"),
+        ];
+        for (path, want) in cases {
+            let e = check_output_file("--samples", &path)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.starts_with(&format!("--samples {}: ", path.display())),
+                "{e}"
+            );
+            assert!(e.contains(want), "{e} (wanted {want})");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
 }

@@ -146,6 +146,12 @@ fn cases() -> Vec<Case> {
         )
         .file("q5k.gguf", q5_k_gguf()),
         case(
+            "synthetic weights larger than the free memory (1.5 TiB as f32)",
+            &["run", "--model", "llama-3.1-405b", "--run-on", "cpu"],
+            "model llama-3.1-405b: its synthetic f32 weights need 15",
+        )
+        .with(TINY_RUN),
+        case(
             "HF directory without tokenizer.json",
             &["generate", "--model", "{dir}/hf", "--prompt", "hi"],
             "tokenizer.json",
@@ -273,6 +279,49 @@ fn cases() -> Vec<Case> {
             ],
             "missing.csv",
         ),
+        // Outputs that cannot be written: refused before the model loads when the path
+        // cannot be a file, at the first write when the disk is full.
+        case(
+            "run --out under a file",
+            &["run", "--out", "/dev/null/x"],
+            "--out /dev/null/x: /dev/null is not a folder",
+        )
+        .with(TINY_RUN),
+        case(
+            "run --out in a missing folder",
+            &["run", "--out", "{dir}/missing/r.json"],
+            "cannot use the folder",
+        )
+        .with(TINY_RUN),
+        case(
+            "run --out a folder",
+            &["run", "--out", "{dir}"],
+            "is a folder",
+        )
+        .with(TINY_RUN),
+        case(
+            "run --samples under a file",
+            &["run", "--samples", "/dev/null/x"],
+            "--samples /dev/null/x: /dev/null is not a folder",
+        )
+        .with(TINY_RUN),
+        case(
+            "run --samples on a full disk",
+            &["run", "--run-on", "cpu", "--samples", "/dev/full"],
+            "/dev/full:1: cannot write the samples file: No space left on device",
+        )
+        .with(TINY_RUN),
+        case(
+            "report --out under a file",
+            &[
+                "report",
+                "--samples",
+                "{dir}/s.jsonl",
+                "--out",
+                "/dev/null/x",
+            ],
+            "--out /dev/null/x: /dev/null is not a folder",
+        ),
         // Samples files.
         case(
             "report --samples missing",
@@ -371,9 +420,24 @@ fn usage_errors_exit_2_and_name_the_flag_or_value() {
     );
 }
 
-/// Writing the report to an unwritable path fails with one line after measuring: the
-/// samples of the finished request are on disk. The samples file then serves the
-/// malformed-line case of `profiler report`.
+/// Runs `profiler ARGS` with stdout on `/dev/full`.
+fn run_stdout_full(args: &[&str]) -> Output {
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("open /dev/full");
+    common::profiler()
+        .args(args)
+        .stdout(full)
+        .output()
+        .expect("cannot start profiler")
+}
+
+/// A report that cannot be written to `--out` (a full disk) fails with one line naming the
+/// path after measuring, and is not lost: it still goes to stdout, and the samples of the
+/// finished request are on disk. The same for `report --out`; stdout on a full disk is a
+/// one-line error too, never a panic. The samples file then serves the malformed-line
+/// case of `profiler report`.
 #[test]
 fn unwritable_report_fails_after_measuring_and_bad_samples_line_is_named() {
     let dir = common::tempdir();
@@ -382,21 +446,60 @@ fn unwritable_report_fails_after_measuring_and_bad_samples_line_is_named() {
         "run",
         "--run-on",
         "cpu",
+        "--format",
+        "json",
         "--out",
-        "/nonexistent-dir/x.json",
+        "/dev/full",
         "--samples",
         &samples,
     ];
     args.extend_from_slice(TINY_RUN);
     let out = common::run_err(&args);
-    common::assert_one_line_error(&out, "/nonexistent-dir/x.json");
+    common::assert_one_line_error(
+        &out,
+        "cannot write the report to /dev/full: No space left on device",
+    );
     assert_eq!(out.status.code(), Some(1));
+    let r: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the report still goes to stdout");
+    assert_eq!(r["requests"], 1);
     let text = std::fs::read_to_string(&samples).expect("the samples file was written");
     let lines: Vec<&str> = text.lines().collect();
     assert!(
         lines.iter().any(|l| l.contains("\"kind\":\"sample\"")),
         "no measured sample before the error: {text}"
     );
+
+    let out = common::run_err(&[
+        "report",
+        "--samples",
+        &samples,
+        "--format",
+        "json",
+        "--out",
+        "/dev/full",
+    ]);
+    common::assert_one_line_error(&out, "cannot write the report to /dev/full");
+    assert_eq!(out.status.code(), Some(1));
+    let again: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["requests"], 1);
+
+    for args in [
+        &["report", "--samples", &samples][..],
+        &[
+            "generate",
+            "--run-on",
+            "cpu",
+            "--prompt",
+            "hi",
+            "--max-new-tokens",
+            "1",
+        ],
+    ] {
+        let out = run_stdout_full(args);
+        common::assert_one_line_error(&out, "cannot write to stdout: No space left on device");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+    }
 
     // Header, a malformed line, then the rest: the error names line 2.
     let bad = dir.path().join("bad.jsonl");
@@ -406,4 +509,72 @@ fn unwritable_report_fails_after_measuring_and_bad_samples_line_is_named() {
     let out = common::run_err(&["report", "--samples", &common::path_str(&bad)]);
     common::assert_one_line_error(&out, "bad.jsonl:2:");
     assert_eq!(out.status.code(), Some(1));
+}
+
+/// A GGUF whose tensors need more memory than the machine has available is refused before
+/// anything is dequantised, with both numbers and the file. The file is sparse: a real
+/// header describing a Llama model with one Q4_0 tensor of at least 200 GiB as f32 (twice
+/// MemAvailable on larger machines), and a hole where its data would be, so the reader's
+/// bounds checks pass without the disk holding the data.
+#[test]
+fn gguf_too_big_for_memory_is_refused_before_loading() {
+    let gib = 1u64 << 30;
+    let available = profiler::sysinfo::available_memory_bytes().expect("MemAvailable");
+    let need_gib = (2 * available).div_ceil(gib).max(200);
+    let hidden = 8192u64;
+    let weights = need_gib * gib / 4;
+    let rows = weights / hidden;
+    let s = |x: &str| x.to_string();
+    let header = write_gguf(
+        &[
+            (s("general.architecture"), MetaValue::Str(s("llama"))),
+            (s("llama.block_count"), MetaValue::U32(1)),
+            (s("llama.context_length"), MetaValue::U32(64)),
+            (s("llama.embedding_length"), MetaValue::U32(hidden as u32)),
+            (
+                s("llama.feed_forward_length"),
+                MetaValue::U32(hidden as u32),
+            ),
+            (s("llama.attention.head_count"), MetaValue::U32(64)),
+            (
+                s("llama.attention.layer_norm_rms_epsilon"),
+                MetaValue::F32(1e-5),
+            ),
+        ],
+        &[(
+            s("token_embd.weight"),
+            vec![hidden, rows],
+            GgmlType::Q4_0,
+            Vec::new(),
+        )],
+    );
+    let dir = common::tempdir();
+    let path = dir.path().join("huge.gguf");
+    std::fs::write(&path, &header).unwrap();
+    // Q4_0: 18 bytes per block of 32 weights.
+    let data = weights / 32 * 18;
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(header.len() as u64 + data)
+        .expect("a sparse file");
+    let p = common::path_str(&path);
+    let out = common::run_err(&[
+        "generate", "--run-on", "cpu", "--model", &p, "--prompt", "hi",
+    ]);
+    let want = format!("{p}: its {weights} weights as f32 tensors need {need_gib}.0 GiB but only ");
+    common::assert_one_line_error(&out, &want);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let shown: f64 = err
+        .split("but only ")
+        .nth(1)
+        .and_then(|r| r.split(" GiB of memory is available").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no available figure in: {err}"));
+    assert!(
+        shown > 0.0 && shown < need_gib as f64,
+        "available {shown} GiB: {err}"
+    );
 }

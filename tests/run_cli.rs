@@ -303,6 +303,85 @@ fn interrupted_run_keeps_what_it_measured() {
     assert_eq!(again["interrupted"], true);
 }
 
+/// `kill -9` during a run, then a torn write at the end of the samples file: `report`
+/// still rebuilds a valid report from every complete line, warns about the partial last
+/// line by file and line number, and exits 0.
+#[test]
+fn killed_run_with_a_torn_last_line_still_reports() {
+    common::default_weights();
+    let dir = common::tempdir();
+    let samples = dir.path().join("s.jsonl");
+    let s = common::path_str(&samples);
+    let mut child = start_long_run(&s, &["--input-len", "16", "--output-len", "8"], 2);
+    child.kill().expect("SIGKILL the run");
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        None,
+        "killed by a signal, not exited: {status:?}"
+    );
+
+    let mut bytes = std::fs::read(&samples).unwrap();
+    // Complete lines end in '\n'; a write torn by the kill itself would be a partial tail,
+    // which the line appended below extends.
+    let complete: Vec<&[u8]> = bytes
+        .split_inclusive(|&b| b == b'\n')
+        .filter(|l| l.ends_with(b"\n"))
+        .collect();
+    let kinds: Vec<String> = complete
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_slice(l).expect("every complete line is JSON");
+            v["kind"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(kinds[0], "header");
+    assert!(
+        kinds[1..].iter().all(|k| k == "sample"),
+        "no end line after kill -9: {kinds:?}"
+    );
+    let n = kinds.len() - 1;
+    assert!(n >= 2, "{n} samples before the kill");
+    let partial_line = complete.len() + 1;
+    bytes.extend_from_slice(br#"{"kind":"sample","index":999,"start_offset_ms":12.5,"prompt_tok"#);
+    std::fs::write(&samples, &bytes).unwrap();
+
+    let out = common::profiler()
+        .args(["report", "--samples", &s, "--format", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    let warning = format!("warning: {s}:{partial_line}: ignored a partial last line");
+    assert!(
+        stderr.lines().any(|l| l.starts_with(&warning)),
+        "expected {warning:?} on stderr: {stderr}"
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(r["schema_version"], 1);
+    assert_eq!(
+        r["requests"], n as u64,
+        "one request per complete sample line"
+    );
+    assert_eq!(r["output_tokens"], 8 * n as u64);
+    assert_eq!(r["prompt_tokens"], 16 * n as u64);
+    assert_eq!(r["ttft_ms"]["count"], n as u64);
+    assert_eq!(r["interrupted"], true, "no end line: the run was cut short");
+    assert!(r["peak_rss_bytes"].is_null(), "unknown after kill -9");
+    let warnings: Vec<&str> = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains(&format!(":{partial_line}: ignored a partial last line"))),
+        "{warnings:?}"
+    );
+}
+
 #[test]
 fn workload_file_and_batch() {
     common::default_weights();
@@ -337,37 +416,64 @@ fn workload_file_and_batch() {
     assert_eq!(r["workload"]["batch"], 2);
 }
 
-/// A second Ctrl-C exits at once (no report), with the samples already on disk.
+/// A second Ctrl-C while the first is being handled exits at once with 130: no report is
+/// printed and no end line written (the run did not wind down), and the samples already
+/// written are whole lines that `report` reads without warnings.
 #[test]
 fn second_ctrl_c_exits_at_once_keeping_the_samples() {
     common::default_weights();
     let dir = common::tempdir();
     let samples = dir.path().join("s.jsonl");
     let s = common::path_str(&samples);
-    // Long prefills (batch 8 × 512 tokens) so both signals land inside one step.
+    // Long prefills (batch 8 × 512 tokens, seconds on a CPU) so that both signals land
+    // inside one step: the first asks to stop after it, the second must not wait for it.
     let child = start_long_run(
         &s,
         &["--input-len", "512", "--output-len", "2", "--batch", "8"],
         1,
     );
     interrupt(&child);
-    std::thread::sleep(Duration::from_millis(20));
+    std::thread::sleep(Duration::from_millis(50));
     interrupt(&child);
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "an exit with status 130, not a death by signal: {:?}",
+        out.status
+    );
     assert!(
         out.stdout.is_empty(),
-        "the second Ctrl-C must not wait to print the report"
+        "the second Ctrl-C must not wait to print the report: {}",
+        String::from_utf8_lossy(&out.stdout)
     );
-    let again: Value = serde_json::from_str(&common::run_ok(&[
-        "report",
-        "--samples",
-        &s,
-        "--format",
-        "json",
-    ]))
-    .unwrap();
-    assert!(again["requests"].as_u64().unwrap() >= 1);
+
+    let text = std::fs::read_to_string(&samples).unwrap();
+    assert!(text.ends_with('\n'), "a torn last line: {text:?}");
+    let kinds: Vec<String> = text
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("every line is JSON");
+            v["kind"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(kinds[0], "header");
+    assert!(
+        kinds[1..].iter().all(|k| k == "sample"),
+        "no end line: the run did not wind down: {kinds:?}"
+    );
+    let n = kinds.len() as u64 - 1;
+    assert!(n >= 1);
+
+    let out = common::profiler()
+        .args(["report", "--samples", &s, "--format", "json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(!stderr.contains("partial"), "{stderr}");
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(again["requests"], n);
     assert_eq!(
         again["interrupted"], true,
         "no end line: the run was cut short"

@@ -87,7 +87,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
             if engine.info.kind == crate::model::load::WeightsKind::Synthetic {
                 eprintln!("note: synthetic weights: the text is meaningless");
             }
-            println!("{continuation}");
+            super::write_out(format!("{continuation}\n").as_bytes())?;
         }
         TextFormat::Json => {
             let v = serde_json::json!({
@@ -97,7 +97,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
                 "generated_tokens": out,
                 "text": continuation,
             });
-            println!("{}", serde_json::to_string(&v)?);
+            super::write_out(format!("{}\n", serde_json::to_string(&v)?).as_bytes())?;
         }
     }
     Ok(())

@@ -7,8 +7,30 @@ mod report;
 mod run;
 
 use crate::engine::{DType, EngineOptions, RunOn};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use std::io::Write;
+use std::path::Path;
+
+/// Writes `bytes` to stdout; a closed pipe or a full disk is an error, not a panic.
+pub(crate) fn write_out(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|_| out.flush())
+        .context("cannot write to stdout")
+}
+
+/// Writes a report to `--out` (when given) and to stdout. Both are tried, so that a report
+/// that cannot be written to one still reaches the other; the first failure is returned.
+pub(crate) fn emit_report(text: &str, out: Option<&Path>) -> Result<()> {
+    let file = out.map(|p| {
+        std::fs::write(p, text)
+            .with_context(|| format!("cannot write the report to {}", p.display()))
+    });
+    let stdout = write_out(text.as_bytes());
+    file.transpose()?;
+    stdout
+}
 
 /// Exit status asked for by a command that finished its output (e.g. 130 after Ctrl-C).
 #[derive(Debug)]

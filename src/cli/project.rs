@@ -11,15 +11,9 @@ use crate::projection::{self as proj, CompareRequest, PriceKind, ProjectRequest,
 use crate::report::{HostCheck, Report};
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use std::io::Write;
 use std::path::PathBuf;
 
-fn write_out(bytes: &[u8]) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    out.write_all(bytes)
-        .and_then(|_| out.flush())
-        .context("cannot write to stdout")
-}
+use super::write_out;
 
 /// Profiles named by `--device` (comma-separated or `all`); none when not given.
 pub fn resolve_profiles(device: Option<&str>, home: &Home) -> Result<Vec<Profile>> {

@@ -2,7 +2,7 @@
 
 use crate::measure::samples::read_samples;
 use crate::report::{self, Format, Report};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;
 
@@ -19,16 +19,14 @@ pub struct ReportArgs {
 }
 
 pub fn run(a: ReportArgs) -> Result<()> {
+    if let Some(out) = &a.out {
+        crate::paths::check_output_file("--out", out)?;
+    }
     let file = read_samples(&a.samples)?;
     for w in &file.warnings {
         eprintln!("warning: {w}");
     }
     let report = Report::from_samples_file(file, Vec::new());
     let text = report::render(&report, a.format)?;
-    if let Some(out) = &a.out {
-        std::fs::write(out, &text)
-            .with_context(|| format!("cannot write the report to {}", out.display()))?;
-    }
-    print!("{text}");
-    Ok(())
+    super::emit_report(&text, a.out.as_deref())
 }

@@ -326,6 +326,13 @@ impl RunObserver for Observers<'_> {
 pub fn run(a: RunArgs) -> Result<()> {
     let started = SystemTime::now();
     let (plan, workload) = plan(&a)?;
+    // Outputs that cannot be created fail now, not after the run.
+    if let Some(out) = &a.out {
+        crate::paths::check_output_file("--out", out)?;
+    }
+    if let Some(samples) = &a.samples {
+        crate::paths::check_output_file("--samples", samples)?;
+    }
     let home = Home::locate()?;
     let profiles = super::project::resolve_profiles(a.device.as_deref(), &home)?;
     if let Some(d) = &a.project_dtype {
@@ -429,17 +436,14 @@ pub fn run(a: RunArgs) -> Result<()> {
         w.finish(&end)?;
     }
     let text = report::render(&report, a.format)?;
-    if let Some(out) = &a.out {
-        std::fs::write(out, &text)
-            .with_context(|| format!("cannot write the report to {}", out.display()))?;
-    }
-    print!("{text}");
+    let emitted = super::emit_report(&text, a.out.as_deref());
     if let Some(p) = pusher {
         p.finish();
     }
     if let Some(s) = server {
         s.shutdown();
     }
+    emitted?;
     if result.interrupted {
         return Err(Exit(flags.exit_code()).into());
     }

@@ -4,7 +4,8 @@
 //! Every count, length and offset is checked against the file before anything is
 //! allocated or read, so a truncated or corrupt file is a one-line error naming the file
 //! and what is wrong, never a panic, an out-of-bounds read or an allocation out of
-//! proportion to the file's size.
+//! proportion to the file's size. Parsed metadata values are also capped in number
+//! ([`MAX_METADATA_VALUES`]), since each one takes more memory than the bytes it took.
 
 mod dequant;
 mod parse;
@@ -12,7 +13,7 @@ mod types;
 mod writer;
 
 pub use dequant::{dequantize_into, Q4Codes};
-pub use parse::{DEFAULT_ALIGNMENT, MAX_DIMS};
+pub use parse::{DEFAULT_ALIGNMENT, MAX_DIMS, MAX_METADATA_VALUES};
 pub use types::{BlockLayout, GgmlType, MetaValue, TensorInfo, SUPPORTED_TYPES};
 #[doc(hidden)]
 pub use writer::{write_gguf, write_gguf_version, TensorSpec};

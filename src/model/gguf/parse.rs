@@ -20,6 +20,13 @@ pub const MAX_DIMS: u32 = 4;
 /// Deepest nesting of arrays inside arrays accepted, so that a corrupt file cannot recurse
 /// without bound.
 pub const MAX_ARRAY_DEPTH: u32 = 8;
+/// Most metadata values (array elements included, at any depth) read from one file. A
+/// parsed value takes `size_of::<MetaValue>()` = 32 bytes however few bytes it took in the
+/// file (1 for a uint8), so without a cap a 100 MB array of uint8 would take 3.2 GB. This
+/// bounds those slots to 512 MiB (string bytes are copied one for one, so bounded by the
+/// file). Real models hold far fewer: SmolLM2's 49 152 tokens and 48 900 merges, Llama 3's
+/// 128 256 tokens and 280 147 merges, Gemma's 256 000 tokens with scores and types.
+pub const MAX_METADATA_VALUES: u64 = 1 << 24;
 /// Fewest bytes a metadata entry takes: empty key (8), type (4), one-byte value (1).
 const MIN_KV_BYTES: u64 = 13;
 /// Fewest bytes a tensor info takes: empty name (8), n_dims (4), type (4), offset (8).
@@ -128,7 +135,16 @@ impl<'a> Cursor<'a> {
 
 /// Parses and validates everything but the tensor data itself.
 pub fn parse(buf: &[u8]) -> Result<Parsed, String> {
+    parse_with_limit(buf, MAX_METADATA_VALUES)
+}
+
+/// [`parse`] accepting at most `max_values` metadata values (tests use small limits).
+pub(super) fn parse_with_limit(buf: &[u8], max_values: u64) -> Result<Parsed, String> {
     let mut c = Cursor { buf, pos: 0 };
+    let mut budget = Budget {
+        left: max_values,
+        max: max_values,
+    };
     let version = header(&mut c)?;
     let n_tensors = c.u64().map_err(|s| s.reading("tensor count"))?;
     let n_kv = c.u64().map_err(|s| s.reading("metadata count"))?;
@@ -143,7 +159,7 @@ pub fn parse(buf: &[u8]) -> Result<Parsed, String> {
         let ty = c
             .u32()
             .map_err(|s| s.reading(format!("value type of metadata key '{key}'")))?;
-        let value = read_value(&mut c, ty, &key, 0)?;
+        let value = read_value(&mut c, ty, &key, 0, &mut budget)?;
         if metadata.insert(key.clone(), value).is_some() {
             return Err(format!("corrupt file: duplicate metadata key '{key}'"));
         }
@@ -204,9 +220,44 @@ fn header(c: &mut Cursor) -> Result<u32, String> {
     }
 }
 
-/// One metadata value of type `ty`; `depth` counts enclosing arrays.
-fn read_value(c: &mut Cursor, ty: u32, key: &str, depth: u32) -> Result<MetaValue, String> {
+/// How many more metadata values may be parsed, of `max` in all.
+struct Budget {
+    left: u64,
+    max: u64,
+}
+
+impl Budget {
+    /// Takes `n` values for `key`, or refuses them naming the key (before any allocation);
+    /// `what` describes them in the error.
+    fn take(&mut self, n: u64, key: &str, what: impl Fn() -> String) -> Result<(), String> {
+        match self.left.checked_sub(n) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => Err(format!(
+                "corrupt file: metadata key '{key}': {} would exceed the {} metadata values accepted in a file ({} left)",
+                what(),
+                self.max,
+                self.left
+            )),
+        }
+    }
+}
+
+/// One metadata value of type `ty`; `depth` counts enclosing arrays. Arrays take their
+/// elements from `budget` before allocating them.
+fn read_value(
+    c: &mut Cursor,
+    ty: u32,
+    key: &str,
+    depth: u32,
+    budget: &mut Budget,
+) -> Result<MetaValue, String> {
     let short = |s: Short| s.reading(format!("value of metadata key '{key}'"));
+    if depth == 0 {
+        budget.take(1, key, || "one more value".to_string())?;
+    }
     Ok(match ty {
         vt::U8 => MetaValue::U8(u8::from_le_bytes(c.array().map_err(short)?)),
         vt::I8 => MetaValue::I8(i8::from_le_bytes(c.array().map_err(short)?)),
@@ -248,9 +299,10 @@ fn read_value(c: &mut Cursor, ty: u32, key: &str, depth: u32) -> Result<MetaValu
             let n = c.fits(count, min, || {
                 format!("array length of metadata key '{key}'")
             })?;
+            budget.take(count, key, || format!("an array of {count} values"))?;
             let mut items = Vec::with_capacity(n);
             for _ in 0..count {
-                items.push(read_value(c, elem, key, depth + 1)?);
+                items.push(read_value(c, elem, key, depth + 1, budget)?);
             }
             MetaValue::Array(items)
         }

@@ -390,6 +390,65 @@ fn corrupt_files_are_one_line_errors_naming_the_problem() {
     }
 }
 
+/// Metadata values cost 32 bytes each once parsed, whatever they took in the file; the cap
+/// keeps that under 512 MiB.
+#[test]
+fn parsed_metadata_is_bounded() {
+    assert_eq!(std::mem::size_of::<MetaValue>(), 32);
+    let slots = MAX_METADATA_VALUES * std::mem::size_of::<MetaValue>() as u64;
+    assert!(slots <= 512 << 20, "{slots} bytes");
+}
+
+/// One value more than the cap (16 MiB of uint8 in the file, 512 MiB once parsed) is
+/// refused before the array is allocated, naming the key.
+#[test]
+fn huge_uint8_array_is_refused_naming_the_key() {
+    let n = MAX_METADATA_VALUES;
+    let bytes = Raw::header(3, 0, 1)
+        .str("tokenizer.ggml.blob")
+        .u32(9) // array
+        .u32(0) // of uint8
+        .u64(n);
+    let len = bytes.0.len() + n as usize;
+    let e = err(bytes.pad(len).0);
+    assert_eq!(
+        e,
+        format!(
+            "tiny.gguf: corrupt file: metadata key 'tokenizer.ggml.blob': an array of {n} values \
+             would exceed the {n} metadata values accepted in a file ({} left)",
+            n - 1
+        )
+    );
+}
+
+/// The cap counts every value of the file: keys, array elements and nested arrays'
+/// elements, across keys; exactly the cap is accepted.
+#[test]
+fn metadata_cap_counts_every_value_across_keys() {
+    let u8s = |n: u8| MetaValue::Array((0..n).map(MetaValue::U8).collect());
+    let nested = MetaValue::Array(vec![u8s(2), u8s(3)]);
+    // 'a': 1 + 4, 'n': 1 + 2 + (2 + 3), 'z': 1 = 14 values.
+    let file = write_gguf(
+        &[
+            (s("a"), u8s(4)),
+            (s("n"), nested),
+            (s("z"), MetaValue::U32(7)),
+        ],
+        &[],
+    );
+    let p = parse::parse_with_limit(&file, 14).unwrap();
+    assert_eq!(p.metadata.len(), 3);
+    let e = parse::parse_with_limit(&file, 13).unwrap_err();
+    assert!(
+        e.contains("metadata key 'z': one more value would exceed the 13"),
+        "{e}"
+    );
+    let e = parse::parse_with_limit(&file, 10).unwrap_err();
+    assert!(e.contains("metadata key 'n': an array of 3 values"), "{e}");
+    let e = parse::parse_with_limit(&file, 4).unwrap_err();
+    assert!(e.contains("metadata key 'a': an array of 4 values"), "{e}");
+}
+
 #[test]
 fn deep_array_nesting_is_refused() {
     let mut v = MetaValue::U8(1);
