@@ -42,6 +42,8 @@ def main():
            "--input-len", "128", "--output-len", "32", "--metrics-addr", f"127.0.0.1:{port}",
            "--no-host-check", "-q", "--format", "json", "--out", report,
            "--samples", os.path.join(out_dir, "samples.jsonl")]
+    if os.environ.get("SOAK_THREADS"):
+        cmd += ["--threads", os.environ["SOAK_THREADS"]]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     rows, failures = [], 0
     start = time.monotonic()

@@ -22,7 +22,7 @@ pub enum WeightsMode {
     Dense(Kind),
     /// Per-output-channel int8 weights, bf16 activations.
     Int8,
-    /// Group-wise int4 weights (LM head int8), bf16 activations.
+    /// Group-wise int4 weights, bf16 activations.
     Int4,
 }
 
@@ -55,6 +55,8 @@ pub struct Llama {
     embed: Tensor,
     norm: Tensor,
     lm_head: Linear,
+    /// int8 copy of an int4 LM head, for `refine_top_logits`.
+    head_rows: Option<Linear>,
     /// `[max_positions, head_dim]` RoPE tables in the compute dtype; the sine table's first
     /// half of each row is negated (see `forward`).
     cos: Tensor,
@@ -192,7 +194,7 @@ impl Llama {
             Ok(match mode {
                 WeightsMode::Dense(_) => Linear::Dense(put(fused()?)?),
                 WeightsMode::Int8 => Linear::int8(&fused()?, kind)?,
-                WeightsMode::Int4 if head || !int4_fits(rows, cols) => {
+                WeightsMode::Int4 if !int4_fits(rows, cols) => {
                     fallbacks += usize::from(!head);
                     Linear::int8(&fused()?, kind)?
                 }
@@ -208,13 +210,21 @@ impl Llama {
         };
         let embed_f32 = take(&mut w, "model.embed_tokens.weight", &[v, h])?;
         let norm = put_as(take(&mut w, "model.norm.weight", &[h])?, res_kind)?;
-        let lm_head = if cfg.tie_word_embeddings {
-            let mut tied =
-                HashMap::from([("lm_head.weight".to_string(), embed_f32.shallow_clone())]);
-            linear(&mut tied, &[("lm_head.weight".into(), v)], h, true)?
+        let head_f32 = if cfg.tie_word_embeddings {
+            embed_f32.shallow_clone()
         } else {
-            linear(&mut w, &[("lm_head.weight".into(), v)], h, true)?
+            take(&mut w, "lm_head.weight", &[v, h])?
         };
+        let mut head_map =
+            HashMap::from([("lm_head.weight".to_string(), head_f32.shallow_clone())]);
+        let lm_head = linear(&mut head_map, &[("lm_head.weight".into(), v)], h, true)?;
+        // An int4 head's top logits are recomputed from an int8 copy (see
+        // `refine_top_logits`), of which only a few rows are read per step.
+        let head_rows = match (&mode, &lm_head) {
+            (WeightsMode::Int4, Linear::Int4 { .. }) => Some(Linear::int8(&head_f32, kind)?),
+            _ => None,
+        };
+        drop(head_f32);
         let embed = put(embed_f32)?;
         let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
@@ -280,6 +290,7 @@ impl Llama {
             embed,
             norm,
             lm_head,
+            head_rows,
             cos: table(cos)?,
             sin: table(sin)?,
             device,
@@ -455,7 +466,8 @@ impl Llama {
         let b = logits.size()[0];
         let k = REFINED_LOGITS.min(logits.size()[1]);
         let (_, idx) = logits.topk(k, -1, true, false);
-        let Some(rows) = self.lm_head.exact_rows(&idx.reshape([-1])) else {
+        let exact_from = self.head_rows.as_ref().unwrap_or(&self.lm_head);
+        let Some(rows) = exact_from.exact_rows(&idx.reshape([-1])) else {
             return logits;
         };
         let h = hidden.size()[1];
