@@ -62,6 +62,9 @@ pub struct RunResult {
     pub samples: Vec<RequestSample>,
     pub interrupted: bool,
     pub warnings: Vec<String>,
+    /// Why appending to the samples file failed (full disk, file size limit ...); the run
+    /// stops at that request, which is still counted, so the report keeps what finished.
+    pub samples_error: Option<String>,
 }
 
 /// Tokenised corpus for `--input-len`, computed once per run.
@@ -251,11 +254,17 @@ pub fn execute(
                 status: SampleStatus::Ok,
             };
             if let Some(w) = samples.as_deref_mut() {
-                w.append(&s)?;
+                if let Err(e) = w.append(&s) {
+                    result.samples_error = Some(format!("{e:#}"));
+                    samples = None;
+                }
             }
             obs.request(&s);
             result.samples.push(s);
             counted += 1;
+        }
+        if result.samples_error.is_some() {
+            break;
         }
         next_request += plan.batch;
     }

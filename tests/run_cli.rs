@@ -479,3 +479,68 @@ fn second_ctrl_c_exits_at_once_keeping_the_samples() {
         "no end line: the run was cut short"
     );
 }
+
+/// A samples file that stops accepting writes mid-run (here a file-size limit, as a full
+/// disk would): the run stops at that request, prints the report of every finished request
+/// with a warning, and exits 1 with one line naming the file.
+#[test]
+fn samples_file_failing_mid_run_keeps_the_report() {
+    common::default_weights();
+    let dir = common::tempdir();
+    let samples = dir.path().join("s.jsonl");
+    let s = common::path_str(&samples);
+    // bash: ignore SIGXFSZ (so writes past the limit fail with EFBIG instead of killing the
+    // process), limit files to 4 KiB, then run the profiler.
+    let out = std::process::Command::new("bash")
+        .args(["-c", "trap '' XFSZ; ulimit -f 4; exec \"$@\"", "bash"])
+        .arg(env!("CARGO_BIN_EXE_profiler"))
+        .args([
+            "run",
+            "--model",
+            "llama",
+            "--run-on",
+            "cpu",
+            "--input-len",
+            "8",
+            "--output-len",
+            "4",
+            "--requests",
+            "200",
+            "--warmup",
+            "0",
+            "--no-host-check",
+            "-q",
+            "--format",
+            "json",
+            "--samples",
+            &s,
+        ])
+        .env("PROFILER_HOME", common::home())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{:?}", out.status);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: ") && err.contains(&s), "{err}");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("the report is still printed");
+    let n = r["requests"].as_u64().unwrap();
+    assert!((1..200).contains(&n), "stopped early with {n} requests");
+    assert!(
+        r["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .contains("samples file could not be written")),
+        "{r}"
+    );
+    // Every request on disk is in the report, and the file stays readable.
+    let on_disk = std::fs::read(&samples).unwrap();
+    assert!(on_disk.len() <= 4096);
+    let rebuilt = common::profiler()
+        .args(["report", "--samples", &s, "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(rebuilt.status.success(), "{rebuilt:?}");
+    let rebuilt: Value = serde_json::from_slice(&rebuilt.stdout).unwrap();
+    let kept = rebuilt["requests"].as_u64().unwrap();
+    assert!((1..n).contains(&kept), "{kept} on disk, {n} measured");
+}

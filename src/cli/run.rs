@@ -432,7 +432,12 @@ pub fn run(a: RunArgs) -> Result<()> {
         host_rates,
         metrics.as_ref(),
     )?;
-    if let Some(w) = writer {
+    if let Some(e) = &result.samples_error {
+        report.warnings.push(format!(
+            "the samples file could not be written ({e}); the run stopped after {} requests",
+            result.samples.len()
+        ));
+    } else if let Some(w) = writer {
         w.finish(&end)?;
     }
     let text = report::render(&report, a.format)?;
@@ -444,6 +449,12 @@ pub fn run(a: RunArgs) -> Result<()> {
         s.shutdown();
     }
     emitted?;
+    if let Some(e) = result.samples_error {
+        bail!(
+            "{e}: the run stopped after {} requests (the report above covers them)",
+            result.samples.len()
+        );
+    }
     if result.interrupted {
         return Err(Exit(flags.exit_code()).into());
     }
