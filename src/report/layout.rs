@@ -213,9 +213,14 @@ fn projections(r: &Report) -> Option<Section> {
         "calibration MAPE (TTFT / TPOT)",
     ];
     let mut s = Section::new("Projected (not measured)", &header, 2);
-    s.text.push(
-        "Projections of this run's workload by the latency model; they were not measured.".into(),
-    );
+    let dtype = r
+        .projections
+        .first()
+        .map(|p| p.weights_dtype.as_str())
+        .unwrap_or("-");
+    s.text.push(format!(
+        "Projections of this run's workload by the latency model, with {dtype} weights on the devices; they were not measured."
+    ));
     let mut sources: Vec<String> = Vec::new();
     for p in &r.projections {
         let mape = p.calibration_mape.map_or_else(
