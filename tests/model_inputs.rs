@@ -185,3 +185,25 @@ fn architecture_only_card_runs_synthetic_and_says_so() {
     assert!(!out.status.success());
     common::assert_one_line_error(&out, "synthetic weights and no tokenizer");
 }
+
+/// A Hugging Face directory whose config.json describes a model too large for this machine
+/// is refused with the numbers before any shard is read (the shard here is not even valid).
+#[test]
+fn hugging_face_directory_too_large_for_memory_is_refused_before_reading() {
+    let dir = common::tempdir();
+    write_config_and_tokenizer(dir.path());
+    // Llama-3.1-405B's shape: 405 G weights, 1.6 TB as f32.
+    let config = serde_json::json!({
+        "model_type": "llama", "vocab_size": 128256, "hidden_size": 16384,
+        "intermediate_size": 53248, "num_hidden_layers": 126, "num_attention_heads": 128,
+        "num_key_value_heads": 8, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+        "max_position_embeddings": 131072, "tie_word_embeddings": false
+    });
+    std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+    std::fs::write(dir.path().join("model.safetensors"), b"not safetensors").unwrap();
+    let d = common::path_str(dir.path());
+    let out = common::run_err(&["generate", "--model", &d, "--prompt", "hello"]);
+    common::assert_one_line_error(&out, "GiB of memory is available");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&d) && err.contains("config.json"), "{err}");
+}

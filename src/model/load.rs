@@ -508,7 +508,6 @@ pub fn load_hf_dir(dir: &Path) -> Result<LoadedWeights> {
     } else {
         bail!("Hugging Face directory {d} has no model.safetensors nor model.safetensors.index.json ({need})");
     };
-    let mut tensors = HashMap::new();
     for f in &files {
         if !f.is_file() {
             bail!(
@@ -516,6 +515,23 @@ pub fn load_hf_dir(dir: &Path) -> Result<LoadedWeights> {
                 f.display()
             );
         }
+    }
+    // Before anything is read: the shards are read whole, then converted to f32.
+    let shard_bytes: u64 = files
+        .iter()
+        .map(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum();
+    let weights = cfg.parameter_count();
+    ensure_memory_for(
+        &d.to_string(),
+        &format!("its {weights} weights as f32 tensors (config.json) plus the {shard_bytes}-byte shards being read"),
+        weights
+            .saturating_mul(LOADED_BYTES_PER_WEIGHT)
+            .saturating_add(shard_bytes),
+        "",
+    )?;
+    let mut tensors = HashMap::new();
+    for f in &files {
         let list = Tensor::read_safetensors(f).map_err(|e| {
             anyhow::anyhow!(
                 "{}: not a valid safetensors file: {}",
