@@ -178,3 +178,52 @@ fn devices_and_models_list_one_line_each() {
         );
     }
 }
+
+/// `--device` takes a profile file: a user's copy with its own name and price is used as
+/// it is (the cost doubles with the price), and a broken copy is refused naming the file.
+#[test]
+fn device_accepts_a_profile_file() {
+    let dir = common::tempdir();
+    let shipped =
+        std::fs::read_to_string(common::home().join("profiles/inf2-profile.toml")).unwrap();
+    let mine = shipped
+        .replace("name = \"inf2-profile\"", "name = \"my-inf2\"")
+        .replace("usd_per_hour = 0.758,", "usd_per_hour = 1.516,");
+    assert_ne!(mine, shipped);
+    let path = dir.path().join("my-inf2.toml");
+    std::fs::write(&path, mine).unwrap();
+    let cost = |device: &str| -> f64 {
+        let out = common::run_ok(&[
+            "project",
+            "--model",
+            "llama-3.1-8b",
+            "--device",
+            device,
+            "--instance",
+            "inf2.xlarge",
+            "--input-len",
+            "128",
+            "--output-len",
+            "128",
+            "--format",
+            "json",
+        ]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let row = &v["projections"].as_array().unwrap()[0];
+        assert_eq!(
+            row["profile"],
+            if device.ends_with(".toml") {
+                "my-inf2"
+            } else {
+                "inf2-profile"
+            }
+        );
+        row["cost_usd_per_million_tokens"].as_f64().unwrap()
+    };
+    let p = common::path_str(&path);
+    let ratio = cost(&p) / cost("inf2-profile");
+    assert!((ratio - 2.0).abs() < 1e-6, "cost ratio {ratio}");
+    std::fs::write(&path, "name = \"broken\"\n").unwrap();
+    let out = common::run_err(&["project", "--model", "llama-3.1-8b", "--device", &p]);
+    common::assert_one_line_error(&out, &p);
+}
