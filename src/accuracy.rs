@@ -7,6 +7,7 @@
 //! mismatch where the reference itself hesitates is not a real disagreement). A free-running
 //! greedy continuation of the candidate also gives the number of leading tokens that match.
 
+use crate::generate::{generate, GenerateOptions, Sampling};
 use crate::model::llama::Llama;
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -107,15 +108,17 @@ pub fn compare(
             c = step(candidate, rt, pos, &mut cc)?;
         }
     }
+    // The candidate's own greedy continuation, through the same loop `generate` and `run` use.
     let mut fc = candidate.new_cache(1, len)?;
-    let mut f = prefill(candidate, prompt_ids, &mut fc)?;
-    for s in 0..steps {
-        let t = f.argmax(-1, false).int64_value(&[]);
-        out.candidate_free_tokens.push(t);
-        if s + 1 < steps {
-            f = step(candidate, t, (prompt_ids.len() + s) as i64, &mut fc)?;
-        }
-    }
+    let ids: Vec<u32> = prompt_ids.iter().map(|&t| t as u32).collect();
+    let opts = GenerateOptions {
+        max_new_tokens: steps,
+        eos_ids: Vec::new(),
+        ignore_eos: true,
+        sampling: Sampling::greedy(),
+    };
+    let g = generate(candidate, &mut fc, &[ids], &opts, None, |_| {})?;
+    out.candidate_free_tokens = g.tokens[0].iter().map(|&t| i64::from(t)).collect();
     Ok(out)
 }
 
