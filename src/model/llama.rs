@@ -4,11 +4,14 @@
 //! The model is immutable; the cache is passed in (`forward(&self, .., &mut cache)`), so one
 //! loaded model can serve many requests. Q/K/V and gate/up projections are fused into one
 //! matrix each at load time, so a decode step runs two matmuls per block instead of five.
+//! On the CPU, one-token steps do their elementwise work in fused loops (`super::fused`).
 
 use super::config::LlamaConfig;
+use super::fused::{self, Elem};
 use super::kv_cache::KvCache;
 use super::quant::{int4_fits, Int4Codes, Linear};
 use anyhow::{bail, Context, Result};
+use half::bf16;
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 
@@ -73,6 +76,9 @@ pub struct Llama {
     int8_fallbacks: usize,
     /// Bytes of all linear-layer weights (codes and scales included).
     linear_bytes: i64,
+    /// One-token steps run the fused CPU loops (`decode_blocks`): CPU, f32 residual stream,
+    /// f32 or bf16 activations.
+    fused_decode: bool,
 }
 
 /// Inverse RoPE frequencies, with Llama-3 scaling when configured.
@@ -299,6 +305,9 @@ impl Llama {
             mode,
             int8_fallbacks: fallbacks,
             linear_bytes,
+            fused_decode: device == Device::Cpu
+                && res_kind == Kind::Float
+                && matches!(kind, Kind::Float | Kind::BFloat16),
         })
     }
 
@@ -403,7 +412,14 @@ impl Llama {
         let (mask, causal) = self.attention_mask(cache, start, t);
 
         let mut x = Tensor::embedding(&self.embed, tokens, -1, false, false).to_kind(self.res_kind);
-        for (i, blk) in self.blocks.iter().enumerate() {
+        let fused = t == 1 && self.fused_decode;
+        if fused && self.kind == Kind::BFloat16 {
+            self.decode_blocks::<bf16>(&mut x, &cos, &sin, mask.as_ref(), cache)?;
+        } else if fused {
+            self.decode_blocks::<f32>(&mut x, &cos, &sin, mask.as_ref(), cache)?;
+        }
+        let blocks = if fused { &[][..] } else { &self.blocks[..] };
+        for (i, blk) in blocks.iter().enumerate() {
             let h = x
                 .rms_norm(hsz, Some(&blk.attn_norm), eps)
                 .to_kind(self.kind);
@@ -456,6 +472,76 @@ impl Llama {
             return Ok(logits);
         }
         Ok(self.refine_top_logits(logits, &last))
+    }
+
+    /// The blocks for one new token per row (`x`: `[batch, 1, hidden]` f32, updated in
+    /// place), with the elementwise work in fused loops (see [`super::fused`]): the same
+    /// arithmetic as the general path in `forward`, in about a third of the libtorch calls.
+    fn decode_blocks<T: Elem>(
+        &self,
+        x: &mut Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+        cache: &mut KvCache,
+    ) -> Result<()> {
+        let b = cache.batch;
+        let h = self.cfg.hidden_size;
+        let inter = self.cfg.intermediate_size;
+        let (nq, nkv, hd) = (
+            self.cfg.num_attention_heads,
+            self.cfg.num_key_value_heads,
+            self.cfg.head_dim(),
+        );
+        let pos = cache.len;
+        let heads = fused::Heads {
+            batch: b,
+            q: nq,
+            kv: nkv,
+            dim: hd,
+            max_len: cache.max_len,
+            pos,
+        };
+        let eps = self.cfg.rms_norm_eps;
+        let opts = (self.kind, self.device);
+        let (bi, hi, ii) = (b as i64, h as i64, inter as i64);
+        let mut normed = Tensor::empty([bi, 1, hi], opts);
+        let mut q = Tensor::empty([bi, nq as i64, 1, hd as i64], opts);
+        let mut act = Tensor::empty([bi, 1, ii], opts);
+        let (cos, sin) = (cos.contiguous(), sin.contiguous());
+        let keys_end = pos as i64 + 1;
+        for (i, blk) in self.blocks.iter().enumerate() {
+            fused::rms_norm::<T>(x, &blk.attn_norm, eps, &mut normed, b, h)?;
+            let qkv = blk.wqkv.apply(&normed);
+            fused::rope_into_cache::<T>(
+                &qkv,
+                &cos,
+                &sin,
+                heads,
+                &mut q,
+                &mut cache.k[i],
+                &mut cache.v[i],
+            )?;
+            let y = Tensor::scaled_dot_product_attention(
+                &q,
+                &cache.k[i].narrow(2, 0, keys_end),
+                &cache.v[i].narrow(2, 0, keys_end),
+                mask,
+                0.0,
+                false,
+                None,
+                nq != nkv,
+            );
+            let y = blk.wo.apply(&y.reshape([bi, 1, (nq * hd) as i64]));
+            fused::add_into::<T>(x, &y, b * h)?;
+            fused::rms_norm::<T>(x, &blk.mlp_norm, eps, &mut normed, b, h)?;
+            let gu = blk.w_gate_up.apply(&normed);
+            fused::silu_mul::<T>(&gu, &mut act, b, inter)?;
+            let y = blk.w_down.apply(&act);
+            fused::add_into::<T>(x, &y, b * h)?;
+        }
+        cache.len = pos + 1;
+        Ok(())
     }
 
     /// With quantised weights the LM head's kernel returns bf16 logits, whose rounding
@@ -642,6 +728,72 @@ mod tests {
         let other =
             run(&Llama::build(&cfg, w(), codes(1), Device::Cpu, WeightsMode::Int4).unwrap());
         assert!(!other.equal(&plain));
+    }
+
+    /// The fused one-token step (`decode_blocks`) computes what the general path computes,
+    /// for every mode that uses it, with left padding in a batch of two.
+    #[test]
+    fn fused_decode_matches_the_general_path() {
+        let cfg = LlamaConfig {
+            vocab_size: 64,
+            hidden_size: 64,
+            intermediate_size: 128,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: None,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10000.0,
+            rope_scaling: None,
+            max_position_embeddings: 64,
+            tie_word_embeddings: false,
+        };
+        let w = || crate::model::synthetic::random_weights(&cfg, 5);
+        let run = |m: &Llama| {
+            let mut c = m.new_cache(2, 16).unwrap();
+            let t = Tensor::from_slice(&[0i64, 4, 6, 1, 2, 3]).view([2, 3]);
+            let p = Tensor::from_slice(&[0i64, 0, 1, 0, 1, 2]).view([2, 3]);
+            let mask = Tensor::from_slice(&[false, true, true, true, true, true]).view([2, 3]);
+            let mut out = vec![m.forward(&t, &p, Some(&mask), &mut c).unwrap()];
+            for step in 0..4i64 {
+                let t = Tensor::from_slice(&[8 + step, 20 + step]).view([2, 1]);
+                let p = Tensor::from_slice(&[2 + step, 3 + step]).view([2, 1]);
+                out.push(m.forward(&t, &p, None, &mut c).unwrap());
+            }
+            Tensor::stack(&out, 0)
+        };
+        for mode in [
+            WeightsMode::Dense(Kind::Float),
+            WeightsMode::Int8,
+            WeightsMode::Int4,
+        ] {
+            let mut m = Llama::build(&cfg, w(), HashMap::new(), Device::Cpu, mode).unwrap();
+            assert!(m.fused_decode, "{mode:?} should use the fused step");
+            let fused = run(&m);
+            m.fused_decode = false;
+            let general = run(&m);
+            let spread = general.abs().max().double_value(&[]);
+            let err = (&fused - &general).abs().max().double_value(&[]);
+            // f32: summation order only; bf16 activations: an ulp of bf16 here and there.
+            let tol = if mode == WeightsMode::Dense(Kind::Float) {
+                1e-5
+            } else {
+                2e-2
+            };
+            assert!(
+                err <= tol * spread,
+                "{mode:?}: {err} against logits up to {spread}"
+            );
+            assert!(fused.argmax(-1, false).equal(&general.argmax(-1, false)));
+        }
+        // Other dtypes keep the general path.
+        for mode in [
+            WeightsMode::Dense(Kind::BFloat16),
+            WeightsMode::Dense(Kind::Double),
+        ] {
+            let m = Llama::build(&cfg, w(), HashMap::new(), Device::Cpu, mode).unwrap();
+            assert!(!m.fused_decode, "{mode:?}");
+        }
     }
 
     /// Decoding token by token through the cache equals one full causal pass.

@@ -2,6 +2,7 @@
 
 pub mod card;
 pub mod config;
+pub(crate) mod fused;
 pub mod gguf;
 pub mod kv_cache;
 pub mod llama;

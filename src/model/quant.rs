@@ -319,8 +319,9 @@ mod tests {
     use tch::Device;
 
     fn weight(out: i64, inp: i64, seed: i64) -> Tensor {
-        tch::manual_seed(seed);
-        Tensor::randn([out, inp], (Kind::Float, Device::Cpu)) * 0.05
+        crate::model::synthetic::seeded(seed, || {
+            Tensor::randn([out, inp], (Kind::Float, Device::Cpu)) * 0.05
+        })
     }
 
     fn max_abs(a: &Tensor, b: &Tensor) -> f64 {

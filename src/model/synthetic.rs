@@ -42,18 +42,29 @@ pub fn tensor_shapes(cfg: &LlamaConfig) -> Vec<(String, Vec<i64>)> {
 /// Random normal weights (std 0.02, the usual Llama initialisation) and unit norm
 /// weights, reproducible for a given `seed`, in f32 on the CPU.
 pub fn random_weights(cfg: &LlamaConfig, seed: i64) -> HashMap<String, Tensor> {
+    seeded(seed, || {
+        tensor_shapes(cfg)
+            .into_iter()
+            .map(|(name, shape)| {
+                let t = if shape.len() == 1 {
+                    Tensor::ones(shape.as_slice(), (Kind::Float, Device::Cpu))
+                } else {
+                    Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)) * 0.02
+                };
+                (name, t)
+            })
+            .collect()
+    })
+}
+
+/// Runs `f` right after seeding libtorch's global generator, with no other `seeded` call
+/// in between: threads (tests run in parallel) would otherwise draw from each other's
+/// sequences, and "reproducible for a seed" would hold only by luck.
+pub(crate) fn seeded<R>(seed: i64, f: impl FnOnce() -> R) -> R {
+    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _held = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(seed);
-    tensor_shapes(cfg)
-        .into_iter()
-        .map(|(name, shape)| {
-            let t = if shape.len() == 1 {
-                Tensor::ones(shape.as_slice(), (Kind::Float, Device::Cpu))
-            } else {
-                Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)) * 0.02
-            };
-            (name, t)
-        })
-        .collect()
+    f()
 }
 
 #[cfg(test)]
