@@ -505,14 +505,14 @@ impl Llama {
         let eps = self.cfg.rms_norm_eps;
         let opts = (self.kind, self.device);
         let (bi, hi, ii) = (b as i64, h as i64, inter as i64);
-        let mut normed = Tensor::empty([bi, 1, hi], opts);
+        let mut normed = Tensor::empty([bi, hi], opts);
         let mut q = Tensor::empty([bi, nq as i64, 1, hd as i64], opts);
-        let mut act = Tensor::empty([bi, 1, ii], opts);
+        let mut act = Tensor::empty([bi, ii], opts);
         let (cos, sin) = (cos.contiguous(), sin.contiguous());
         let keys_end = pos as i64 + 1;
         for (i, blk) in self.blocks.iter().enumerate() {
             fused::rms_norm::<T>(x, &blk.attn_norm, eps, &mut normed, b, h)?;
-            let qkv = blk.wqkv.apply(&normed);
+            let qkv = blk.wqkv.apply_rows(&normed);
             fused::rope_into_cache::<T>(
                 &qkv,
                 &cos,
@@ -532,12 +532,12 @@ impl Llama {
                 None,
                 nq != nkv,
             );
-            let y = blk.wo.apply(&y.reshape([bi, 1, (nq * hd) as i64]));
+            let y = blk.wo.apply_rows(&y.reshape([bi, (nq * hd) as i64]));
             fused::add_into::<T>(x, &y, b * h)?;
             fused::rms_norm::<T>(x, &blk.mlp_norm, eps, &mut normed, b, h)?;
-            let gu = blk.w_gate_up.apply(&normed);
+            let gu = blk.w_gate_up.apply_rows(&normed);
             fused::silu_mul::<T>(&gu, &mut act, b, inter)?;
-            let y = blk.w_down.apply(&act);
+            let y = blk.w_down.apply_rows(&act);
             fused::add_into::<T>(x, &y, b * h)?;
         }
         cache.len = pos + 1;

@@ -221,6 +221,26 @@ impl Linear {
         }
     }
 
+    /// [`Linear::apply`] for a contiguous `[rows, in]` input, straight to the kernel without
+    /// the reshapes: the decode step calls this four times per block, where each libtorch
+    /// call around a small matmul costs a visible share of the step.
+    pub fn apply_rows(&self, x: &Tensor) -> Tensor {
+        let rows = x.size().first().copied().unwrap_or(0);
+        match self {
+            Linear::Int8 { q, scales, .. } if rows <= INT8_DENSE_ROWS => {
+                x.internal_weight_int8pack_mm(q, scales)
+            }
+            Linear::Int4 {
+                packed,
+                scales_zeros,
+                ..
+            } if rows <= INT4_DENSE_ROWS => {
+                x.internal_weight_int4pack_mm_for_cpu(packed, INT4_GROUP, scales_zeros)
+            }
+            _ => self.apply(x),
+        }
+    }
+
     /// The weight `[out, in]` in `kind`, as the quantised form stands for it.
     pub fn dequantize(&self, kind: Kind) -> Tensor {
         match self {
