@@ -4,7 +4,7 @@
 //! libtorch then reports CUDA as unavailable; `--no-as-needed` keeps it. The rpath lets
 //! the binary run without `LD_LIBRARY_PATH`; on another machine, point
 //! `LD_LIBRARY_PATH` at that torch's `lib/` folder instead.
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// libtorch's folder (`LIBTORCH`, set by `.cargo/config.toml` to the project venv's torch).
 fn libtorch_dir() -> Option<PathBuf> {
@@ -55,6 +55,7 @@ fn git_commit() {
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo::rustc-check-cfg=cfg(profiler_cuda_stats)");
     git_commit();
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     let Some(torch) = libtorch_dir() else {
@@ -73,5 +74,29 @@ fn main() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg=-ltorch_cuda");
         println!("cargo:rustc-link-arg=-Wl,--as-needed");
+        println!("cargo:rustc-env=PROFILER_LIBTORCH_CUDA=1");
+        cuda_memory_shim(&torch, &lib);
     }
+}
+
+/// Compiles `src/measure/cuda_memory.cpp`, which reads the CUDA caching allocator's peak
+/// (tch has no binding for it), and sets `cfg(profiler_cuda_stats)`. Only libtorch's own
+/// headers are needed; the allocator is libtorch's CUDA one, linked above.
+fn cuda_memory_shim(torch: &Path, lib: &Path) {
+    const SHIM: &str = "src/measure/cuda_memory.cpp";
+    println!("cargo:rerun-if-changed={SHIM}");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    // The same C++ ABI as torch-sys uses for libtorch (pip wheels: the C++11 ABI).
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    cc::Build::new()
+        .cpp(true)
+        .file(SHIM)
+        .include(torch.join("include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .warnings(false)
+        .compile("profiler_cuda_memory");
+    println!("cargo:rustc-link-search=native={}", lib.display());
+    println!("cargo:rustc-link-lib=dylib=c10");
+    println!("cargo:rustc-cfg=profiler_cuda_stats");
 }

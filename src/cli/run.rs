@@ -410,7 +410,7 @@ pub fn run(a: RunArgs) -> Result<()> {
 
     let end = RunEnd {
         peak_rss_bytes: crate::sysinfo::peak_rss_bytes(),
-        cuda_peak_allocated_bytes: None,
+        cuda_peak_allocated_bytes: crate::measure::cuda_memory::peak_for(engine.device),
         interrupted: result.interrupted,
         warnings: result.warnings.clone(),
     };
