@@ -418,6 +418,7 @@ impl Llama {
         } else if fused {
             self.decode_blocks::<f32>(&mut x, &cos, &sin, mask.as_ref(), cache)?;
         }
+        // The general path below runs the blocks only when the fused step has not.
         let blocks = if fused { &[][..] } else { &self.blocks[..] };
         for (i, blk) in blocks.iter().enumerate() {
             let h = x

@@ -181,43 +181,23 @@ impl Linear {
 
     /// `x @ w.T` for `x` of shape `[.., in]`.
     pub fn apply(&self, x: &Tensor) -> Tensor {
+        let (lead, rows, inp) = flatten(x);
         match self {
             Linear::Dense(w) => x.linear::<Tensor>(w, None),
-            Linear::Int8 { q, scales, .. } => {
-                let (lead, rows, inp) = flatten(x);
-                if rows > INT8_DENSE_ROWS {
-                    // int8 times the bf16 scales promotes to bf16 in one pass.
-                    return x.linear::<Tensor>(&(q * scales.unsqueeze(-1)), None);
-                }
-                let y = x
-                    .reshape([rows, inp])
-                    .contiguous()
-                    .internal_weight_int8pack_mm(q, scales);
-                unflatten(y, lead)
+            Linear::Int8 { q, scales, .. } if rows > INT8_DENSE_ROWS => {
+                // int8 times the bf16 scales promotes to bf16 in one pass.
+                x.linear::<Tensor>(&(q * scales.unsqueeze(-1)), None)
             }
-            Linear::Int4 {
-                packed,
-                scales_zeros,
-                out,
-                ..
-            } => {
-                let (lead, rows, inp) = flatten(x);
-                if rows > INT4_DENSE_ROWS {
-                    // Dequantised in the kernel's blocked order, then laid out as
-                    // `[in, out]` (one copy) for a plain matmul.
-                    let w_t = self
-                        .dequantize_blocked()
-                        .permute([1, 0, 2])
-                        .reshape([inp, *out]);
-                    let y = x.reshape([rows, inp]).matmul(&w_t);
-                    return unflatten(y, lead);
-                }
-                let y = x
-                    .reshape([rows, inp])
-                    .contiguous()
-                    .internal_weight_int4pack_mm_for_cpu(packed, INT4_GROUP, scales_zeros);
-                unflatten(y, lead)
+            Linear::Int4 { out, .. } if rows > INT4_DENSE_ROWS => {
+                // Dequantised in the kernel's blocked order, then laid out as `[in, out]`
+                // (one copy) for a plain matmul.
+                let w_t = self
+                    .dequantize_blocked()
+                    .permute([1, 0, 2])
+                    .reshape([inp, *out]);
+                unflatten(x.reshape([rows, inp]).matmul(&w_t), lead)
             }
+            _ => unflatten(self.apply_rows(&x.reshape([rows, inp]).contiguous()), lead),
         }
     }
 
