@@ -613,6 +613,19 @@ mod tests {
         }
     }
 
+    /// A small model whose shapes fit the int4 kernel's layout (multiples of 64).
+    fn quantisable(heads: usize, kv_heads: usize, tie: bool) -> LlamaConfig {
+        LlamaConfig {
+            vocab_size: 64,
+            hidden_size: 64,
+            intermediate_size: 128,
+            num_attention_heads: heads,
+            num_key_value_heads: kv_heads,
+            max_position_embeddings: 64,
+            ..tiny(tie)
+        }
+    }
+
     #[test]
     fn llama3_scaling_keeps_high_and_divides_low_frequencies() {
         let mut c = tiny(true);
@@ -664,20 +677,7 @@ mod tests {
     /// uses 4-bit codes given for a weight as they are.
     #[test]
     fn quantised_models_track_the_dense_model() {
-        let cfg = LlamaConfig {
-            vocab_size: 64,
-            hidden_size: 64,
-            intermediate_size: 128,
-            num_hidden_layers: 2,
-            num_attention_heads: 2,
-            num_key_value_heads: 1,
-            head_dim: None,
-            rms_norm_eps: 1e-5,
-            rope_theta: 10000.0,
-            rope_scaling: None,
-            max_position_embeddings: 64,
-            tie_word_embeddings: true,
-        };
+        let cfg = quantisable(2, 1, true);
         let w = || {
             crate::model::synthetic::random_weights(&cfg, 11)
                 .into_iter()
@@ -735,20 +735,7 @@ mod tests {
     /// for every mode that uses it, with left padding in a batch of two.
     #[test]
     fn fused_decode_matches_the_general_path() {
-        let cfg = LlamaConfig {
-            vocab_size: 64,
-            hidden_size: 64,
-            intermediate_size: 128,
-            num_hidden_layers: 2,
-            num_attention_heads: 4,
-            num_key_value_heads: 2,
-            head_dim: None,
-            rms_norm_eps: 1e-5,
-            rope_theta: 10000.0,
-            rope_scaling: None,
-            max_position_embeddings: 64,
-            tie_word_embeddings: false,
-        };
+        let cfg = quantisable(4, 2, false);
         let w = || crate::model::synthetic::random_weights(&cfg, 5);
         let run = |m: &Llama| {
             let mut c = m.new_cache(2, 16).unwrap();
