@@ -88,11 +88,11 @@ fn distinct(a: &Tensor, b: &Tensor) -> Result<()> {
     Ok(())
 }
 
-/// RMSNorm of each row of `x` (`[rows, h]`, f32) times `weight` (`[h]`, f32), written to
-/// `out` in its own dtype: `x * rsqrt(mean(x^2) + eps) * weight`, rounded once at the end
-/// (libtorch computes the same in f32 and the caller's `to_kind` rounds; Zhang & Sennrich
-/// 2019, eq. 4).
-pub(crate) fn rms_norm<O: Elem>(
+/// RMSNorm of each row of `x` (`[rows, h]`, residual dtype `R`) times `weight` (`[h]`,
+/// `R`), written to `out` in its own dtype: `x * rsqrt(mean(x^2) + eps) * weight` (Zhang &
+/// Sennrich 2019, eq. 4), computed in f32. As libtorch, a bf16 input is normalised, rounded
+/// to bf16, then multiplied by the weight; f32 is rounded once, by the caller's `to_kind`.
+pub(crate) fn rms_norm<R: Elem, O: Elem>(
     x: &Tensor,
     weight: &Tensor,
     eps: f64,
@@ -101,15 +101,15 @@ pub(crate) fn rms_norm<O: Elem>(
     h: usize,
 ) -> Result<()> {
     distinct(x, out)?;
-    let xs = view::<f32>(x, rows * h, "norm input")?;
-    let w = view::<f32>(weight, h, "norm weight")?;
+    let xs = view::<R>(x, rows * h, "norm input")?;
+    let w = view::<R>(weight, h, "norm weight")?;
     let o = view_mut::<O>(out, rows * h, "norm output")?;
     for (xr, or) in xs.chunks_exact(h).zip(o.chunks_exact_mut(h)) {
-        let ss: f64 = xr.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        let ss: f64 = xr.iter().map(|&v| f64::from(v.get()).powi(2)).sum();
         let mean = (ss / h as f64) as f32;
         let r = 1.0 / (mean + eps as f32).sqrt();
         for ((o, &v), &wv) in or.iter_mut().zip(xr).zip(w) {
-            *o = O::put(v * r * wv);
+            *o = O::put(R::round(v.get() * r) * wv.get());
         }
     }
     Ok(())
@@ -195,14 +195,14 @@ pub(crate) fn rope_into_cache<T: Elem>(
     Ok(())
 }
 
-/// `x += y` for the f32 residual stream `x` and a block output `y` in `T` (libtorch
-/// promotes to f32 and adds: the same sums).
-pub(crate) fn add_into<T: Elem>(x: &mut Tensor, y: &Tensor, numel: usize) -> Result<()> {
+/// `x += y` for the residual stream `x` (in `R`) and a block output `y` (in `T`): libtorch
+/// adds in f32 and rounds to `R`, and so does this.
+pub(crate) fn add_into<R: Elem, T: Elem>(x: &mut Tensor, y: &Tensor, numel: usize) -> Result<()> {
     distinct(x, y)?;
     let ys = view::<T>(y, numel, "block output")?;
-    let xs = view_mut::<f32>(x, numel, "residual stream")?;
+    let xs = view_mut::<R>(x, numel, "residual stream")?;
     for (a, &b) in xs.iter_mut().zip(ys) {
-        *a += b.get();
+        *a = R::put(a.get() + b.get());
     }
     Ok(())
 }
@@ -253,18 +253,30 @@ mod tests {
         let w = rand(&[96], Kind::Float, 2);
         let want = x.rms_norm([96], Some(&w), 1e-5);
         let mut got = Tensor::empty([3, 96], (Kind::Float, Device::Cpu));
-        rms_norm::<f32>(&x, &w, 1e-5, &mut got, 3, 96).unwrap();
+        rms_norm::<f32, f32>(&x, &w, 1e-5, &mut got, 3, 96).unwrap();
         assert!(max_diff(&want, &got) < 1e-5, "{}", max_diff(&want, &got));
         // To bf16: libtorch's norm then one rounding; ours may differ by one bf16 ulp at
         // most where the f32 sums differ in their last bit.
         let mut got = Tensor::empty([3, 96], (Kind::BFloat16, Device::Cpu));
-        rms_norm::<bf16>(&x, &w, 1e-5, &mut got, 3, 96).unwrap();
+        rms_norm::<f32, bf16>(&x, &w, 1e-5, &mut got, 3, 96).unwrap();
         let want = want.to_kind(Kind::BFloat16);
-        let ulp = (want.to_kind(Kind::Float).abs() / 128.0).clamp_min(1e-30);
-        let off = ((want.to_kind(Kind::Float) - got.to_kind(Kind::Float)).abs() - ulp)
+        assert!(within_a_bf16_ulp(&want, &got));
+        // bf16 in, bf16 weight, bf16 out (the bf16 model's residual stream).
+        let (xb, wb) = (x.to_kind(Kind::BFloat16), w.to_kind(Kind::BFloat16));
+        let want = xb.rms_norm([96], Some(&wb), 1e-5);
+        let mut got = Tensor::empty([3, 96], (Kind::BFloat16, Device::Cpu));
+        rms_norm::<bf16, bf16>(&xb, &wb, 1e-5, &mut got, 3, 96).unwrap();
+        assert!(within_a_bf16_ulp(&want, &got));
+    }
+
+    /// Every element of `got` within one bf16 rounding step of `want`'s.
+    fn within_a_bf16_ulp(want: &Tensor, got: &Tensor) -> bool {
+        let want = want.to_kind(Kind::Float);
+        let ulp = (want.abs() / 128.0).clamp_min(1e-30);
+        let off = ((&want - got.to_kind(Kind::Float)).abs() - ulp)
             .max()
             .double_value(&[]);
-        assert!(off <= 0.0, "{off}");
+        off <= 0.0
     }
 
     /// The rotation of the unfused path, on the same inputs.
@@ -333,18 +345,19 @@ mod tests {
             } else {
                 silu_mul::<bf16>(&gu, &mut got, 2, 20).unwrap();
                 // exp may differ from libtorch's in the last f32 bit: at most one bf16 ulp.
-                let ulp = want.to_kind(Kind::Float).abs() / 128.0;
-                let off = ((want.to_kind(Kind::Float) - got.to_kind(Kind::Float)).abs() - ulp)
-                    .max()
-                    .double_value(&[]);
-                assert!(off <= 0.0, "{off}");
+                assert!(within_a_bf16_ulp(&want, &got));
             }
             let mut x = rand(&[2, 20], Kind::Float, 7);
             let want = &x + &got;
             if kind == Kind::Float {
-                add_into::<f32>(&mut x, &got, 40).unwrap();
+                add_into::<f32, f32>(&mut x, &got, 40).unwrap();
             } else {
-                add_into::<bf16>(&mut x, &got, 40).unwrap();
+                add_into::<f32, bf16>(&mut x, &got, 40).unwrap();
+                // A bf16 residual stream: the sum rounded to bf16, as libtorch's `+=`.
+                let mut xb = rand(&[2, 20], Kind::BFloat16, 11);
+                let want = &xb + &got;
+                add_into::<bf16, bf16>(&mut xb, &got, 40).unwrap();
+                assert!(xb.equal(&want));
             }
             assert!(x.equal(&want));
         }
@@ -356,14 +369,14 @@ mod tests {
         let w = rand(&[8], Kind::Float, 9);
         let mut out = Tensor::empty([2, 8], (Kind::BFloat16, Device::Cpu));
         // Wrong dtype for the output type asked for.
-        assert!(rms_norm::<f32>(&x, &w, 1e-5, &mut out, 2, 8).is_err());
+        assert!(rms_norm::<f32, f32>(&x, &w, 1e-5, &mut out, 2, 8).is_err());
         // Wrong size.
-        assert!(rms_norm::<bf16>(&x, &w, 1e-5, &mut out, 3, 8).is_err());
+        assert!(rms_norm::<f32, bf16>(&x, &w, 1e-5, &mut out, 3, 8).is_err());
         // Not contiguous.
         let xt = rand(&[8, 2], Kind::Float, 10).transpose(0, 1);
-        assert!(rms_norm::<bf16>(&xt, &w, 1e-5, &mut out, 2, 8).is_err());
+        assert!(rms_norm::<f32, bf16>(&xt, &w, 1e-5, &mut out, 2, 8).is_err());
         // Aliasing.
         let mut same = x.shallow_clone();
-        assert!(add_into::<f32>(&mut same, &x, 16).is_err());
+        assert!(add_into::<f32, f32>(&mut same, &x, 16).is_err());
     }
 }

@@ -76,8 +76,8 @@ pub struct Llama {
     int8_fallbacks: usize,
     /// Bytes of all linear-layer weights (codes and scales included).
     linear_bytes: i64,
-    /// One-token steps run the fused CPU loops (`decode_blocks`): CPU, f32 residual stream,
-    /// f32 or bf16 activations.
+    /// One-token steps run the fused CPU loops (`decode_blocks`): CPU; f32 residual stream
+    /// with f32 or bf16 activations, or bf16 throughout.
     fused_decode: bool,
 }
 
@@ -306,8 +306,12 @@ impl Llama {
             int8_fallbacks: fallbacks,
             linear_bytes,
             fused_decode: device == Device::Cpu
-                && res_kind == Kind::Float
-                && matches!(kind, Kind::Float | Kind::BFloat16),
+                && matches!(
+                    (res_kind, kind),
+                    (Kind::Float, Kind::Float)
+                        | (Kind::Float, Kind::BFloat16)
+                        | (Kind::BFloat16, Kind::BFloat16)
+                ),
         })
     }
 
@@ -413,10 +417,17 @@ impl Llama {
 
         let mut x = Tensor::embedding(&self.embed, tokens, -1, false, false).to_kind(self.res_kind);
         let fused = t == 1 && self.fused_decode;
-        if fused && self.kind == Kind::BFloat16 {
-            self.decode_blocks::<bf16>(&mut x, &cos, &sin, mask.as_ref(), cache)?;
-        } else if fused {
-            self.decode_blocks::<f32>(&mut x, &cos, &sin, mask.as_ref(), cache)?;
+        if fused {
+            let m = mask.as_ref();
+            match (self.res_kind, self.kind) {
+                (Kind::Float, Kind::Float) => {
+                    self.decode_blocks::<f32, f32>(&mut x, &cos, &sin, m, cache)?
+                }
+                (Kind::Float, _) => {
+                    self.decode_blocks::<f32, bf16>(&mut x, &cos, &sin, m, cache)?
+                }
+                _ => self.decode_blocks::<bf16, bf16>(&mut x, &cos, &sin, m, cache)?,
+            }
         }
         // The general path below runs the blocks only when the fused step has not.
         let blocks = if fused { &[][..] } else { &self.blocks[..] };
@@ -475,10 +486,11 @@ impl Llama {
         Ok(self.refine_top_logits(logits, &last))
     }
 
-    /// The blocks for one new token per row (`x`: `[batch, 1, hidden]` f32, updated in
-    /// place), with the elementwise work in fused loops (see [`super::fused`]): the same
-    /// arithmetic as the general path in `forward`, in about a third of the libtorch calls.
-    fn decode_blocks<T: Elem>(
+    /// The blocks for one new token per row (`x`: `[batch, 1, hidden]` in the residual
+    /// dtype `R`, updated in place; activations in `T`), with the elementwise work in fused
+    /// loops (see [`super::fused`]): the same arithmetic as the general path in `forward`,
+    /// in about a third of the libtorch calls.
+    fn decode_blocks<R: Elem, T: Elem>(
         &self,
         x: &mut Tensor,
         cos: &Tensor,
@@ -512,7 +524,7 @@ impl Llama {
         let (cos, sin) = (cos.contiguous(), sin.contiguous());
         let keys_end = pos as i64 + 1;
         for (i, blk) in self.blocks.iter().enumerate() {
-            fused::rms_norm::<T>(x, &blk.attn_norm, eps, &mut normed, b, h)?;
+            fused::rms_norm::<R, T>(x, &blk.attn_norm, eps, &mut normed, b, h)?;
             let qkv = blk.wqkv.apply_rows(&normed);
             fused::rope_into_cache::<T>(
                 &qkv,
@@ -534,12 +546,12 @@ impl Llama {
                 nq != nkv,
             );
             let y = blk.wo.apply_rows(&y.reshape([bi, (nq * hd) as i64]));
-            fused::add_into::<T>(x, &y, b * h)?;
-            fused::rms_norm::<T>(x, &blk.mlp_norm, eps, &mut normed, b, h)?;
+            fused::add_into::<R, T>(x, &y, b * h)?;
+            fused::rms_norm::<R, T>(x, &blk.mlp_norm, eps, &mut normed, b, h)?;
             let gu = blk.w_gate_up.apply_rows(&normed);
             fused::silu_mul::<T>(&gu, &mut act, b, inter)?;
             let y = blk.w_down.apply_rows(&act);
-            fused::add_into::<T>(x, &y, b * h)?;
+            fused::add_into::<R, T>(x, &y, b * h)?;
         }
         cache.len = pos + 1;
         Ok(())
@@ -752,6 +764,7 @@ mod tests {
         };
         for mode in [
             WeightsMode::Dense(Kind::Float),
+            WeightsMode::Dense(Kind::BFloat16),
             WeightsMode::Int8,
             WeightsMode::Int4,
         ] {
@@ -776,7 +789,7 @@ mod tests {
         }
         // Other dtypes keep the general path.
         for mode in [
-            WeightsMode::Dense(Kind::BFloat16),
+            WeightsMode::Dense(Kind::Half),
             WeightsMode::Dense(Kind::Double),
         ] {
             let m = Llama::build(&cfg, w(), HashMap::new(), Device::Cpu, mode).unwrap();
