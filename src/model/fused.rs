@@ -234,18 +234,12 @@ pub(crate) fn silu_mul<T: Elem>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::quant::tests::max_abs;
 
     fn rand(shape: &[i64], kind: Kind, seed: i64) -> Tensor {
         crate::model::synthetic::seeded(seed, || {
             Tensor::randn(shape, (Kind::Float, Device::Cpu)).to_kind(kind)
         })
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a.to_kind(Kind::Double) - b.to_kind(Kind::Double))
-            .abs()
-            .max()
-            .double_value(&[])
     }
 
     #[test]
@@ -255,7 +249,7 @@ mod tests {
         let want = x.rms_norm([96], Some(&w), 1e-5);
         let mut got = Tensor::empty([3, 96], (Kind::Float, Device::Cpu));
         rms_norm::<f32, f32>(&x, &w, 1e-5, &mut got, 3, 96).unwrap();
-        assert!(max_diff(&want, &got) < 1e-5, "{}", max_diff(&want, &got));
+        assert!(max_abs(&want, &got) < 1e-5, "{}", max_abs(&want, &got));
         // To bf16: libtorch's norm then one rounding; ours may differ by one bf16 ulp at
         // most where the f32 sums differ in their last bit.
         let mut got = Tensor::empty([3, 96], (Kind::BFloat16, Device::Cpu));
@@ -342,7 +336,7 @@ mod tests {
             let mut got = Tensor::empty([2, 20], (kind, Device::Cpu));
             if kind == Kind::Float {
                 silu_mul::<f32>(&gu, &mut got, 2, 20).unwrap();
-                assert!(max_diff(&want, &got) < 1e-5);
+                assert!(max_abs(&want, &got) < 1e-5);
             } else {
                 silu_mul::<bf16>(&gu, &mut got, 2, 20).unwrap();
                 // exp may differ from libtorch's in the last f32 bit: at most one bf16 ulp.

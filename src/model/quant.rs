@@ -314,7 +314,7 @@ fn unflatten(y: Tensor, mut lead: Vec<i64>) -> Tensor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use tch::Device;
 
@@ -324,7 +324,8 @@ mod tests {
         })
     }
 
-    fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
+    /// Largest absolute elementwise difference, for tests of numerics.
+    pub(crate) fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
         (a.to_kind(Kind::Float) - b.to_kind(Kind::Float))
             .abs()
             .max()
