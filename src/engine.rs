@@ -71,6 +71,29 @@ impl DType {
     }
 }
 
+/// How f32 matrix products are computed (`--matmul-precision`), named as PyTorch's
+/// `set_float32_matmul_precision` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MatmulPrecision {
+    /// IEEE f32 products throughout.
+    Highest,
+    /// Prompts' f32 products as three bf16 products accumulated in f32 (about 16
+    /// significant bits per factor; see `model::bf16x3`), on CPUs with bf16 matrix
+    /// instructions; one-token steps stay f32.
+    High,
+}
+
+impl MatmulPrecision {
+    /// Name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatmulPrecision::Highest => "highest",
+            MatmulPrecision::High => "high",
+        }
+    }
+}
+
 /// Resolves `--run-on` to a device; asking for CUDA where there is none is an error.
 pub fn select_device(run_on: RunOn) -> Result<Device> {
     match run_on {
@@ -98,6 +121,7 @@ pub struct EngineOptions {
     pub model: String,
     pub run_on: RunOn,
     pub dtype: DType,
+    pub matmul_precision: MatmulPrecision,
     /// libtorch intra-op threads; `None` keeps libtorch's default (all cores).
     pub threads: Option<usize>,
     /// Seed for synthetic weights.
@@ -111,6 +135,7 @@ pub struct Engine {
     pub tokenizer: Option<Tokenizer>,
     pub device: Device,
     pub dtype: DType,
+    pub matmul_precision: MatmulPrecision,
     pub threads: usize,
 }
 
@@ -130,13 +155,17 @@ impl Engine {
         }
         let mut w = load::load(&r, home, opts.seed, opts.dtype == DType::Int4)?;
         let tokenizer = w.tokenizer.take();
-        let (model, info) = load::build_model(w, device, opts.dtype.mode())?;
+        let (mut model, info) = load::build_model(w, device, opts.dtype.mode())?;
+        if opts.matmul_precision == MatmulPrecision::High {
+            model = model.split_f32_matmuls()?;
+        }
         Ok(Engine {
             model,
             info,
             tokenizer,
             device,
             dtype: opts.dtype,
+            matmul_precision: opts.matmul_precision,
             threads: tch::get_num_threads().max(1) as usize,
         })
     }

@@ -128,6 +128,7 @@ fn run_report_states_weight_and_activation_dtypes() {
     ]);
     let r: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["environment"]["weights_dtype"], "int4");
+    assert_eq!(r["environment"]["matmul_precision"], "highest");
     assert_eq!(r["environment"]["dtype"], "bf16");
     assert_eq!(r["output_tokens"], 3);
     // Projections assume the run's weights dtype.

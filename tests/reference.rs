@@ -5,7 +5,7 @@
 mod common;
 
 use profiler::generate::{generate, GenerateOptions, Sampling};
-use profiler::model::llama::WeightsMode;
+use profiler::model::llama::{Llama, WeightsMode};
 use profiler::model::load;
 use profiler::paths::Home;
 use serde_json::Value;
@@ -41,12 +41,30 @@ fn assert_same_continuation(name: &str, ours: &[u32], reference: &[u32], gaps: &
     }
 }
 
+/// The `--matmul-precision` values to check: `high` only where this CPU runs it.
+fn precisions() -> Vec<&'static str> {
+    match profiler::model::bf16x3::check_available() {
+        Ok(()) => vec!["highest", "high"],
+        Err(e) => {
+            eprintln!("skipping --matmul-precision high: {e:#}");
+            vec!["highest"]
+        }
+    }
+}
+
+/// Greedy continuations through the binary, in f32 with IEEE products and with prompts'
+/// products as bf16x3 (the "unicode" and "long" cases have prompts long enough for it).
 #[test]
 fn binary_matches_transformers_token_for_token() {
     common::default_weights();
     let f = fixtures();
-    for case in f["cases"].as_array().unwrap() {
-        let name = case["name"].as_str().unwrap();
+    for (case, precision) in f["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| precisions().into_iter().map(move |p| (c, p)))
+    {
+        let name = &format!("{} ({precision})", case["name"].as_str().unwrap());
         let steps = case["greedy_tokens"].as_array().unwrap().len().to_string();
         let mut args = vec![
             "generate",
@@ -56,6 +74,8 @@ fn binary_matches_transformers_token_for_token() {
             "cpu",
             "--format",
             "json",
+            "--matmul-precision",
+            precision,
             "--ignore-eos",
             "--max-new-tokens",
             &steps,
@@ -116,8 +136,17 @@ fn first_step_logits_match_within_1e3_relative() {
     }
     let (model, _) = load::build_model(w, Device::Cpu, WeightsMode::Dense(Kind::Float)).unwrap();
     let _g = tch::no_grad_guard();
+    let model = first_step_logits_match(&f, model, "highest");
+    if precisions().contains(&"high") {
+        first_step_logits_match(&f, model.split_f32_matmuls().unwrap(), "high");
+    }
+}
+
+/// The first-step logits of every case within 1e-3 relative of transformers'; gives the
+/// model back.
+fn first_step_logits_match(f: &Value, model: Llama, precision: &str) -> Llama {
     for case in f["cases"].as_array().unwrap() {
-        let name = case["name"].as_str().unwrap();
+        let name = &format!("{} ({precision})", case["name"].as_str().unwrap());
         let p = ids(&case["prompt_tokens"]);
         let n = p.len() as i64;
         let toks =
@@ -144,6 +173,7 @@ fn first_step_logits_match_within_1e3_relative() {
             "{name}: top-1 id"
         );
     }
+    model
 }
 
 /// Two prompts of different lengths decoded together (left padding) give transformers'

@@ -112,6 +112,7 @@ fn json_report_has_the_schema_and_consistent_numbers() {
     assert_eq!(env["weights_kind"], "gguf");
     assert_eq!(env["model"], "smollm2-135m");
     assert_eq!(env["run_on"], "cpu");
+    assert_eq!(env["matmul_precision"], "highest");
     assert_eq!(env["tch_version"], "0.24.0");
     assert!(env["torch_version"].as_str().unwrap().starts_with("2.11.0"));
     assert_eq!(
@@ -543,4 +544,39 @@ fn samples_file_failing_mid_run_keeps_the_report() {
     let rebuilt: Value = serde_json::from_slice(&rebuilt.stdout).unwrap();
     let kept = rebuilt["requests"].as_u64().unwrap();
     assert!((1..n).contains(&kept), "{kept} on disk, {n} measured");
+}
+
+/// `--matmul-precision high` is stated in the report, in JSON and in the table.
+#[test]
+fn report_states_the_matmul_precision() {
+    if let Err(e) = profiler::model::bf16x3::check_available() {
+        eprintln!("skipped: {e:#}");
+        return;
+    }
+    common::default_weights();
+    let args = [
+        "run",
+        "--model",
+        "llama",
+        "--run-on",
+        "cpu",
+        "--matmul-precision",
+        "high",
+        "--input-len",
+        "80",
+        "--output-len",
+        "2",
+        "--requests",
+        "1",
+        "--warmup",
+        "0",
+        "--no-host-check",
+        "-q",
+    ];
+    let mut json = args.to_vec();
+    json.extend(["--format", "json"]);
+    let r: Value = serde_json::from_str(&common::run_ok(&json)).unwrap();
+    assert_eq!(r["environment"]["matmul_precision"], "high");
+    assert_eq!(r["environment"]["weights_dtype"], "f32");
+    assert!(common::run_ok(&args).contains("matmul precision high"));
 }

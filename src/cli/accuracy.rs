@@ -2,7 +2,7 @@
 
 use super::EngineArgs;
 use crate::accuracy::{compare, summarize, PromptAccuracy, Summary};
-use crate::engine::{DType, Engine};
+use crate::engine::{DType, Engine, MatmulPrecision};
 use crate::paths::Home;
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
@@ -59,6 +59,8 @@ pub fn run(a: AccuracyArgs) -> Result<()> {
     let home = Home::locate()?;
     let mut ref_opts = a.engine.options();
     ref_opts.dtype = a.reference_dtype;
+    // The reference is IEEE f32 whatever the candidate's products are.
+    ref_opts.matmul_precision = MatmulPrecision::Highest;
     let reference = Engine::load(&ref_opts, &home)?;
     let candidate = Engine::load(&a.engine.options(), &home)?;
     let tok = reference.tokenizer()?;
@@ -90,6 +92,7 @@ pub fn run(a: AccuracyArgs) -> Result<()> {
                 "reference_dtype": reference.dtype.as_str(),
                 "candidate_dtype": candidate.dtype.as_str(),
                 "candidate_activation_dtype": candidate.dtype.activation_str(),
+                "candidate_matmul_precision": candidate.matmul_precision.as_str(),
                 "summary": summary,
                 "prompts": results,
             });
@@ -101,7 +104,14 @@ pub fn run(a: AccuracyArgs) -> Result<()> {
                 &results,
                 &summary,
                 reference.dtype.as_str(),
-                candidate.dtype.as_str()
+                &match candidate.matmul_precision {
+                    MatmulPrecision::Highest => candidate.dtype.as_str().to_string(),
+                    p => format!(
+                        "{} (matmul precision {})",
+                        candidate.dtype.as_str(),
+                        p.as_str()
+                    ),
+                }
             )
         ),
     }

@@ -195,6 +195,7 @@ fn environment(engine: &Engine, started: SystemTime) -> Environment {
         device_name: crate::engine::device_name(engine.device),
         dtype: engine.dtype.activation_str().into(),
         weights_dtype: engine.dtype.as_str().into(),
+        matmul_precision: Some(engine.matmul_precision.as_str().into()),
         tch_version: crate::TCH_VERSION.into(),
         torch_version: crate::TORCH_VERSION.into(),
         profiler_version: env!("CARGO_PKG_VERSION").into(),

@@ -315,6 +315,29 @@ impl Llama {
         })
     }
 
+    /// Gives the blocks' f32 layers bf16 high and low parts, so that prompts multiply
+    /// through three bf16 products at f32 accuracy less about 7 bits (`--matmul-precision
+    /// high`, see [`super::bf16x3`]). The one-token steps and the LM head keep the f32
+    /// weights. Refused for anything but f32 weights on a CPU that runs bf16 products fast.
+    pub fn split_f32_matmuls(mut self) -> Result<Self> {
+        if self.device != Device::Cpu || self.mode != WeightsMode::Dense(Kind::Float) {
+            bail!("--matmul-precision high applies to f32 weights on the CPU (--weights-dtype f32 --run-on cpu)");
+        }
+        super::bf16x3::check_available()?;
+        for blk in &mut self.blocks {
+            for l in [
+                &mut blk.wqkv,
+                &mut blk.wo,
+                &mut blk.w_gate_up,
+                &mut blk.w_down,
+            ] {
+                let dense = std::mem::replace(l, Linear::Dense(Tensor::new()));
+                *l = dense.with_split()?;
+            }
+        }
+        Ok(self)
+    }
+
     /// How the linear layers are stored.
     pub fn weights_mode(&self) -> WeightsMode {
         self.mode
@@ -794,6 +817,45 @@ mod tests {
         ] {
             let m = Llama::build(&cfg, w(), HashMap::new(), Device::Cpu, mode).unwrap();
             assert!(!m.fused_decode, "{mode:?}");
+        }
+    }
+
+    /// bf16x3 products for prompts: logits near the IEEE f32 model's (about 2^-17 per
+    /// product, far below bf16's 2^-9), not equal to them (the split path ran), and refused
+    /// for anything but f32 weights.
+    #[test]
+    fn split_matmuls_track_f32_on_long_prompts() {
+        if let Err(e) = super::super::bf16x3::check_available() {
+            eprintln!("skipped: {e:#}");
+            return;
+        }
+        let cfg = LlamaConfig {
+            max_position_embeddings: 128,
+            ..quantisable(4, 2, false)
+        };
+        let w = || crate::model::synthetic::random_weights(&cfg, 9);
+        let build = |mode| Llama::build(&cfg, w(), HashMap::new(), Device::Cpu, mode).unwrap();
+        let n = 64i64;
+        let run = |m: &Llama| {
+            let mut c = m.new_cache(1, n as usize + 1).unwrap();
+            let t = (Tensor::arange(n, (Kind::Int64, Device::Cpu)) * 7).remainder(64);
+            let p = Tensor::arange(n, (Kind::Int64, Device::Cpu)).view([1, n]);
+            let first = m.forward(&t.view([1, n]), &p, None, &mut c).unwrap();
+            let t1 = Tensor::from_slice(&[5i64]).view([1, 1]);
+            let p1 = Tensor::from_slice(&[n]).view([1, 1]);
+            Tensor::stack(&[first, m.forward(&t1, &p1, None, &mut c).unwrap()], 0)
+        };
+        let exact = run(&build(WeightsMode::Dense(Kind::Float)));
+        let split = run(&build(WeightsMode::Dense(Kind::Float))
+            .split_f32_matmuls()
+            .unwrap());
+        let spread = exact.abs().max().double_value(&[]);
+        let err = (&split - &exact).abs().max().double_value(&[]);
+        assert!(err > 0.0, "the split path did not run");
+        assert!(err <= 1e-4 * spread, "{err} against logits up to {spread}");
+        for mode in [WeightsMode::Dense(Kind::BFloat16), WeightsMode::Int8] {
+            let e = build(mode).split_f32_matmuls().err().expect("refused");
+            assert!(e.to_string().contains("f32 weights"), "{e}");
         }
     }
 

@@ -1,5 +1,6 @@
 //! Models: architectures, cards, weights formats, tokenizer and the forward pass.
 
+pub mod bf16x3;
 pub mod card;
 pub mod config;
 pub(crate) mod fused;

@@ -9,11 +9,19 @@
 //! bf16 and running a dense matmul is several times faster, so [`Linear::apply`] switches on
 //! the row count.
 
+use super::bf16x3::SplitWeight;
 use anyhow::{bail, Context, Result};
 use tch::{Kind, Tensor};
 
 /// Elements per int4 quantisation group along the input dimension (as GGUF Q4_0/Q4_1).
 pub const INT4_GROUP: i64 = 32;
+
+/// From this many rows (batch × tokens) an f32 layer with a bf16x3 split multiplies through
+/// [`super::bf16x3`]; fewer rows read the f32 weight, as the split reads as many bytes and
+/// small products are bound by them. Measured on a 2-core Xeon with AMX, 3072 × 576 weight
+/// not in cache: the split is slower at 32 rows (0.97 against 0.89 ms), faster at 64 (1.19
+/// against 1.26 ms) and 1.7× faster at 512.
+const SPLIT_MIN_ROWS: i64 = 64;
 
 /// The int4 CPU kernel packs output rows in blocks of this many (see [`unpack_int4`]).
 const INT4_BLOCK_N: i64 = 64;
@@ -29,6 +37,9 @@ const INT4_DENSE_ROWS: i64 = 64;
 pub enum Linear {
     /// Plain weight in the compute dtype.
     Dense(Tensor),
+    /// f32 weight, with its bf16 high and low parts for products of many rows
+    /// (`--matmul-precision high`, see [`super::bf16x3`]).
+    DenseSplit { w: Tensor, split: SplitWeight },
     /// int8 weight `[out, in]` with one scale per output row (`[out]`, activation dtype, and
     /// the same in f32 for [`Linear::exact_rows`]): `w ≈ q * scale`.
     Int8 {
@@ -179,11 +190,32 @@ impl Linear {
         })
     }
 
+    /// This layer with bf16 high and low parts for products of many rows, when it is a
+    /// dense f32 layer; any other layer as it is.
+    pub fn with_split(self) -> Result<Linear> {
+        match self {
+            Linear::Dense(w) if w.kind() == Kind::Float => {
+                let split = SplitWeight::new(&w)?;
+                Ok(Linear::DenseSplit { w, split })
+            }
+            other => Ok(other),
+        }
+    }
+
     /// `x @ w.T` for `x` of shape `[.., in]`.
     pub fn apply(&self, x: &Tensor) -> Tensor {
         let (lead, rows, inp) = flatten(x);
         match self {
             Linear::Dense(w) => x.linear::<Tensor>(w, None),
+            Linear::DenseSplit { w, split } => {
+                let prod = (rows >= SPLIT_MIN_ROWS)
+                    .then(|| split.matmul(&x.reshape([rows, inp])))
+                    .flatten();
+                match prod {
+                    Some(y) => unflatten(y, lead),
+                    None => x.linear::<Tensor>(w, None),
+                }
+            }
             Linear::Int8 { q, scales, .. } if rows > INT8_DENSE_ROWS => {
                 // int8 times the bf16 scales promotes to bf16 in one pass.
                 x.linear::<Tensor>(&(q * scales.unsqueeze(-1)), None)
@@ -224,7 +256,7 @@ impl Linear {
     /// The weight `[out, in]` in `kind`, as the quantised form stands for it.
     pub fn dequantize(&self, kind: Kind) -> Tensor {
         match self {
-            Linear::Dense(w) => w.to_kind(kind),
+            Linear::Dense(w) | Linear::DenseSplit { w, .. } => w.to_kind(kind),
             Linear::Int8 { q, scales_f32, .. } => {
                 (q.to_kind(Kind::Float) * scales_f32.unsqueeze(-1)).to_kind(kind)
             }
@@ -265,7 +297,9 @@ impl Linear {
     /// for int4. Lets a caller recompute a few outputs of a bf16 kernel in f32.
     pub fn exact_rows(&self, idx: &Tensor) -> Option<Tensor> {
         match self {
-            Linear::Dense(w) => Some(w.index_select(0, idx).to_kind(Kind::Float)),
+            Linear::Dense(w) | Linear::DenseSplit { w, .. } => {
+                Some(w.index_select(0, idx).to_kind(Kind::Float))
+            }
             Linear::Int8 { q, scales_f32, .. } => Some(
                 q.index_select(0, idx).to_kind(Kind::Float)
                     * scales_f32.index_select(0, idx).unsqueeze(-1),
@@ -274,11 +308,12 @@ impl Linear {
         }
     }
 
-    /// Bytes the weight occupies (codes plus scales).
+    /// Bytes of weight a one-token step reads (codes plus scales; a split layer's f32
+    /// weight, not its bf16 parts, which only prompts read).
     pub fn bytes(&self) -> i64 {
         let b = |t: &Tensor| t.numel() as i64 * t.kind().elt_size_in_bytes() as i64;
         match self {
-            Linear::Dense(w) => b(w),
+            Linear::Dense(w) | Linear::DenseSplit { w, .. } => b(w),
             Linear::Int8 { q, scales, .. } => b(q) + b(scales),
             Linear::Int4 {
                 packed,

@@ -50,10 +50,14 @@ pub(super) fn provenance(r: &Report) -> Vec<String> {
             e.started_at, e.profiler_version, e.torch_version, e.tch_version
         ),
         format!(
-            "CPU: {}, {} cores. Weights: {}, sha256 {}.",
+            "CPU: {}, {} cores. Weights: {}{}, sha256 {}.",
             e.cpu_model,
             e.cores,
             e.weights_dtype,
+            match e.matmul_precision.as_deref() {
+                Some("high") => " (matmul precision high: prompts as bf16x3)",
+                _ => "",
+            },
             e.weights_sha256.as_deref().unwrap_or("-")
         ),
         format!("Command: {}", e.command_line),

@@ -36,6 +36,10 @@ pub struct Environment {
     /// How the weights were stored while running (`--weights-dtype`: `f32`, `bf16`, `f16`,
     /// `int8`, `int4`).
     pub weights_dtype: String,
+    /// `--matmul-precision`: `highest` (IEEE f32 products) or `high` (prompts' f32 products
+    /// as three bf16 products). Absent in reports of earlier versions.
+    #[serde(default)]
+    pub matmul_precision: Option<String>,
     pub tch_version: String,
     pub torch_version: String,
     pub profiler_version: String,
@@ -416,6 +420,7 @@ pub(crate) mod tests {
             weights_kind: "gguf".into(),
             weights_sha256: None,
             weights_bytes: None,
+            matmul_precision: Some("highest".into()),
             command_line: "profiler run --model tiny-llama --device inf2-profile".into(),
             started_at: "2024-05-01T12:44:56Z".into(),
         }
