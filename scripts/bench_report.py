@@ -227,6 +227,8 @@ def main():
     for dt in a.dtypes.split():
         d = {"runs": {}}
         for case, name in (("b1", f"q_{dt}_b1"), (f"b{B}", f"q_{dt}_b{B}"), (f"ttft_{L}", f"q_{dt}_ttft_{L}")):
+            if not os.path.exists(w(name + ".json")):
+                continue  # f32-high runs no batch-N decode: its one-token steps are f32's
             rep = load_json(w(name + ".json"))
             runs = sample_runs(w(name + ".samples.jsonl"), rep["workload"]["batch"])
             d["runs"][case] = {"report": rep, "runs": runs}
@@ -235,7 +237,7 @@ def main():
         d["ttft_short"] = ttft(b1r)
         d["ttft_long"] = ttft(d["runs"][f"ttft_{L}"]["runs"])
         d["decode_b1"] = tok_s(b1r, 1)
-        d["decode_bN"] = tok_s(d["runs"][f"b{B}"]["runs"], B)
+        d["decode_bN"] = tok_s(d["runs"][f"b{B}"]["runs"], B) if f"b{B}" in d["runs"] else None
         d["weights_bytes"] = d["runs"]["b1"]["report"]["environment"].get("weights_bytes")
         d["floor_ms"] = d["weights_bytes"] / bw * 1e3 if d["weights_bytes"] else None
         step = summary([r["step_ms"] for r in b1r])
@@ -263,6 +265,15 @@ def main():
             "raw": acc,
         }
         dtypes[dt] = d
+    # f32 with --matmul-precision high against transformers with torch's "high" (which
+    # leaves CPU matmuls IEEE f32): TTFT of the same prompts.
+    if "f32-high" in dtypes:
+        hi = dtypes["f32-high"]
+        short = hf["cases"]["decode_b1"]["input_len"]
+        for key, o, n, target in (("ttft_short_high", hi["ttft_short"], short, None),
+                                  ("ttft_long_high", hi["ttft_long"], L, TARGETS["ttft_long"])):
+            t = ttft(hf_runs.get(f"ttft_{n}_high", []))
+            rows[key] = row(f"TTFT {n}, precision high", o, t, speedup(o, t, False), target, "ms")
     quant = [d for k, d in dtypes.items() if k in ("int8", "int4")]
     quant_targets = {}
     if quant:
@@ -298,7 +309,8 @@ def main():
     print(file=out)
     hdr = f"{'':28} {'ours':>28} {'transformers':>28} {'ratio':>7} {'target':>8}  "
     print(hdr, file=out)
-    for r in rows.values():
+    order = ["ttft_128", "ttft_short_high", f"ttft_{L}", "ttft_long_high"]
+    for r in [rows[k] for k in order if k in rows] + [v for k, v in rows.items() if k not in order]:
         unit = r["unit"]
         digits = 0 if unit == "ms" and r["ours"] and r["ours"]["median"] >= 100 else 1
         tgt = f">={r['target']:.2f}x" if r["target"] else "-"
@@ -330,19 +342,22 @@ def main():
           f"{f['matmul_flop_per_s'] / 1e9:.0f} GFLOP/s (f32 matmul, measured)", file=out)
     if dtypes:
         print(file=out)
-        print(f"weights dtypes (ours; int8/int4 with bf16 activations; 'x HF' is decode b1 over transformers f32; "
+        print(f"weights dtypes (ours; int8/int4 with bf16 activations; f32-high: f32 at --matmul-precision high; "
+              f"'x HF' is decode b1 over transformers f32; "
               f"accuracy against our f32 on {next(iter(dtypes.values()))['accuracy']['prompts']} fixture prompts)", file=out)
-        print(f"{'dtype':6} {'TTFT ' + str(hf['cases']['decode_b1']['input_len']):>11} {'TTFT ' + str(L):>11} "
+        print(f"{'dtype':8} {'TTFT ' + str(hf['cases']['decode_b1']['input_len']):>11} {'TTFT ' + str(L):>11} "
               f"{'decode b1':>13} {'x HF':>6} {'decode b' + str(B):>13} {'weights':>9} {'floor':>6} "
               f"{'argmax =':>9} {'disagree':>9} {'mean|dl|':>9} {'max|dl|':>8}", file=out)
         f32_row = {"ttft_short": rows["ttft_128"]["ours"], "ttft_long": rows[f"ttft_{L}"]["ours"],
                    "decode_b1": rows["decode_b1"]["ours"], "decode_bN": rows[f"decode_b{B}"]["ours"],
                    "weights_bytes": env.get("weights_bytes"), "floor_fraction": floors["ours_fraction"],
                    "decode_b1_vs_transformers": rows["decode_b1"]["ratio"], "accuracy": None}
+        # Fixed digits, or two significant ones for differences too small to show so.
+        small = lambda x, d: format(x, f".{d}f") if x == 0 or x >= 10 ** -d else format(x, ".1e")  # noqa: E731
         med = lambda x, d=0: "-" if not x else format(x["median"], f".{d}f")  # noqa: E731
         for name, d in [("f32", f32_row)] + list(dtypes.items()):
             acc = d["accuracy"]
-            print(f"{name:6} {med(d['ttft_short']) + ' ms':>11} {med(d['ttft_long']) + ' ms':>11} "
+            print(f"{name:8} {med(d['ttft_short']) + ' ms':>11} {med(d['ttft_long']) + ' ms':>11} "
                   f"{med(d['decode_b1'], 1) + ' tok/s':>13} "
                   f"{(format(d['decode_b1_vs_transformers'], '.2f') + 'x') if d['decode_b1_vs_transformers'] else '-':>6} "
                   f"{med(d['decode_bN'], 1) + ' tok/s':>13} "
@@ -350,8 +365,8 @@ def main():
                   f"{format(d['floor_fraction'], '.2f') if d['floor_fraction'] else '-':>6} "
                   f"{(str(acc['agreeing_steps']) + '/' + str(acc['steps'])) if acc else 'ref':>9} "
                   f"{str(acc['real_disagreements']) if acc else '-':>9} "
-                  f"{format(acc['mean_abs_logit_diff'], '.3f') if acc else '-':>9} "
-                  f"{format(acc['max_abs_logit_diff'], '.2f') if acc else '-':>8}", file=out)
+                  f"{small(acc['mean_abs_logit_diff'], 3) if acc else '-':>9} "
+                  f"{small(acc['max_abs_logit_diff'], 2) if acc else '-':>8}", file=out)
         qt = quant_targets
         if qt:
             print(f"int8/int4 targets: best decode b1 {qt['decode_b1']['value']:.2f}x transformers f32 "

@@ -155,6 +155,8 @@ def main():
     p.add_argument("--output-len", type=int, default=32)
     p.add_argument("--batches", default="1,8")
     p.add_argument("--ttft-lens", default="512")
+    p.add_argument("--high-ttft-lens", default="",
+                   help='TTFT again for these prompt lengths with torch.set_float32_matmul_precision("high")')
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--out", required=True)
@@ -199,6 +201,12 @@ def main():
         )
     for n in [int(x) for x in a.ttft_lens.split(",") if x]:
         cases[f"ttft_{n}"] = measure(model, corpus, device, n, 1, 1, a.warmup, a.runs)
+    # The same prompts with float32 products allowed to be faster and less exact (TF32 on
+    # recent GPUs; PyTorch's CPU matmuls stay IEEE f32), to compare with our "high".
+    torch.set_float32_matmul_precision("high")
+    for n in [int(x) for x in a.high_ttft_lens.split(",") if x]:
+        cases[f"ttft_{n}_high"] = measure(model, corpus, device, n, 1, 1, a.warmup, a.runs)
+    torch.set_float32_matmul_precision("highest")
 
     result = {
         "engine": "transformers",
