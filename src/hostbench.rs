@@ -2,14 +2,16 @@
 //! projection method that predicts cloud instances predicts this machine from these two
 //! numbers, and the run shows how far that prediction is from the measurement.
 
+use crate::engine::MatmulPrecision;
 use crate::generate::sync;
+use crate::model::bf16x3::SplitWeight;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 /// Measured peak rates of the device the model runs on.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct HostRates {
-    /// Dense matmul rate at the run's dtype, FLOP/s.
+    /// Dense matmul rate at the run's dtype and matmul precision, FLOP/s.
     pub matmul_flops_per_s: f64,
     /// Copy bandwidth (bytes read plus bytes written per second).
     pub memory_bytes_per_s: f64,
@@ -31,14 +33,29 @@ fn best_of(reps: usize, device: Device, mut f: impl FnMut()) -> f64 {
 
 /// Measures matmul FLOP/s (square `n`×`n` matmuls, 2n³ FLOPs each) and copy bandwidth
 /// (a `bytes`-sized buffer copied, counting read and write). Takes well under a second on
-/// a CPU with the defaults used by `run` (n = 1024, 256 MiB).
-pub fn measure(device: Device, kind: Kind, n: i64, bytes: i64) -> HostRates {
+/// a CPU with the defaults used by `run` (n = 1024, 256 MiB). With `precision` high (f32
+/// on a CPU) the matmuls are the model's bf16x3 products, the input's split included.
+pub fn measure(
+    device: Device,
+    kind: Kind,
+    precision: MatmulPrecision,
+    n: i64,
+    bytes: i64,
+) -> HostRates {
     let _g = tch::no_grad_guard();
     let a = Tensor::randn([n, n], (kind, device));
     let b = Tensor::randn([n, n], (kind, device));
     let c = Tensor::zeros([n, n], (kind, device));
-    let t_mm = best_of(5, device, || {
-        let _ = a.matmul_out(&c, &b);
+    let split = (precision == MatmulPrecision::High)
+        .then(|| SplitWeight::new(&b).ok())
+        .flatten();
+    let t_mm = best_of(5, device, || match &split {
+        Some(w) => {
+            let _ = w.matmul(&a);
+        }
+        None => {
+            let _ = a.matmul_out(&c, &b);
+        }
     });
     let elems = bytes / 4;
     let src = Tensor::ones([elems], (Kind::Float, device));
@@ -58,7 +75,21 @@ mod tests {
 
     #[test]
     fn rates_are_positive_and_finite() {
-        let r = measure(Device::Cpu, Kind::Float, 128, 1 << 20);
+        let r = measure(
+            Device::Cpu,
+            Kind::Float,
+            MatmulPrecision::Highest,
+            128,
+            1 << 20,
+        );
+        assert!(r.matmul_flops_per_s.is_finite() && r.matmul_flops_per_s > 0.0);
+        let r = measure(
+            Device::Cpu,
+            Kind::Float,
+            MatmulPrecision::High,
+            128,
+            1 << 20,
+        );
         assert!(r.matmul_flops_per_s.is_finite() && r.matmul_flops_per_s > 0.0);
         assert!(r.memory_bytes_per_s.is_finite() && r.memory_bytes_per_s > 0.0);
     }

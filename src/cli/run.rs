@@ -384,8 +384,15 @@ pub fn run(a: RunArgs) -> Result<()> {
         })
         .transpose()?;
 
-    let host_rates = (!a.no_host_check)
-        .then(|| crate::hostbench::measure(engine.device, engine.dtype.kind(), 1024, 256 << 20));
+    let host_rates = (!a.no_host_check).then(|| {
+        crate::hostbench::measure(
+            engine.device,
+            engine.dtype.kind(),
+            engine.matmul_precision,
+            1024,
+            256 << 20,
+        )
+    });
 
     let mut writer = a
         .samples
