@@ -5,8 +5,7 @@
 //! thread-pool round trip) outweighs the arithmetic: about twenty such operations per block
 //! cost as much as the int4 matmuls themselves. These loops do the RMSNorm, the RoPE
 //! rotation with the KV-cache write, the SwiGLU product and the residual adds in one pass
-//! each, straight on the tensors' memory. Matmuls and attention stay in libtorch. Prompts
-//! use the RoPE loop too: its one pass replaces five libtorch operations and two copies.
+//! each, straight on the tensors' memory. Matmuls and attention stay in libtorch.
 //!
 //! Numerics follow libtorch's operation by operation (each intermediate rounded to the
 //! tensor dtype where libtorch rounds it), so the fused and unfused paths agree to the last
@@ -117,26 +116,24 @@ pub(crate) fn rms_norm<R: Elem, O: Elem>(
     Ok(())
 }
 
-/// Shapes of the attention inputs of `tokens` new positions per row.
+/// Shapes of one decode step's attention inputs.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Heads {
     pub batch: usize,
-    /// New positions per row: 1 for a decode step, the prompt's length for a prefill.
-    pub tokens: usize,
     pub q: usize,
     pub kv: usize,
     pub dim: usize,
     /// Cache capacity in positions.
     pub max_len: usize,
-    /// Cache column of the first new position.
+    /// Cache column this token goes to.
     pub pos: usize,
 }
 
-/// Splits `qkv` (`[batch, tokens, (q + 2 kv) * dim]`) into heads, rotates queries and keys
-/// by the positions' RoPE tables (`cos`, `sin`: `[batch, tokens, dim]`, the sine's first
-/// half negated, so the rotation is `x * cos + roll(x, dim/2) * sin`; Su et al. 2021, eq.
-/// 34), writes the queries to `q_out` (`[batch, q, tokens, dim]`) and the keys and values
-/// to the caches (`[batch, kv, max_len, dim]`) at columns `pos..pos + tokens`.
+/// Splits `qkv` (`[batch, (q + 2 kv) * dim]`) into heads, rotates queries and keys by the
+/// rows' RoPE tables (`cos`, `sin`: `[batch, dim]`, the sine's first half negated, so the
+/// rotation is `x * cos + roll(x, dim/2) * sin`; Su et al. 2021, eq. 34), writes the queries
+/// to `q_out` (`[batch, q, dim]`) and the keys and values to the caches (`[batch, kv,
+/// max_len, dim]`) at column `pos`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn rope_into_cache<T: Elem>(
     qkv: &Tensor,
@@ -149,7 +146,6 @@ pub(crate) fn rope_into_cache<T: Elem>(
 ) -> Result<()> {
     let Heads {
         batch,
-        tokens,
         q,
         kv,
         dim,
@@ -157,20 +153,19 @@ pub(crate) fn rope_into_cache<T: Elem>(
         pos,
     } = s;
     ensure!(
-        pos + tokens <= max_len,
-        "fused RoPE: positions {pos}..{} beyond the cache's {max_len}",
-        pos + tokens
+        pos < max_len,
+        "fused decode: position {pos} beyond the cache's {max_len}"
     );
-    ensure!(dim % 2 == 0, "fused RoPE: odd head dimension {dim}");
+    ensure!(dim % 2 == 0, "fused decode: odd head dimension {dim}");
     for o in [&*q_out, &*k_cache, &*v_cache] {
         distinct(qkv, o)?;
     }
     distinct(k_cache, v_cache)?;
-    let (width, rows) = ((q + 2 * kv) * dim, batch * tokens);
-    let x = view::<T>(qkv, rows * width, "qkv")?;
-    let c = view::<T>(cos, rows * dim, "cos rows")?;
-    let sn = view::<T>(sin, rows * dim, "sin rows")?;
-    let qo = view_mut::<T>(q_out, rows * q * dim, "query buffer")?;
+    let width = (q + 2 * kv) * dim;
+    let x = view::<T>(qkv, batch * width, "qkv")?;
+    let c = view::<T>(cos, batch * dim, "cos rows")?;
+    let sn = view::<T>(sin, batch * dim, "sin rows")?;
+    let qo = view_mut::<T>(q_out, batch * q * dim, "query buffer")?;
     let kc = view_mut::<T>(k_cache, batch * kv * max_len * dim, "key cache")?;
     let vc = view_mut::<T>(v_cache, batch * kv * max_len * dim, "value cache")?;
     let half = dim / 2;
@@ -183,22 +178,19 @@ pub(crate) fn rope_into_cache<T: Elem>(
         }
     };
     for b in 0..batch {
-        for t in 0..tokens {
-            let r = b * tokens + t;
-            let row = &x[r * width..(r + 1) * width];
-            let (cr, sr) = (&c[r * dim..(r + 1) * dim], &sn[r * dim..(r + 1) * dim]);
-            for h in 0..q {
-                let src = &row[h * dim..(h + 1) * dim];
-                let at = ((b * q + h) * tokens + t) * dim;
-                rotate(src, cr, sr, &mut qo[at..at + dim]);
-            }
-            for h in 0..kv {
-                let at = ((b * kv + h) * max_len + pos + t) * dim;
-                let k = &row[(q + h) * dim..(q + h + 1) * dim];
-                rotate(k, cr, sr, &mut kc[at..at + dim]);
-                let v = &row[(q + kv + h) * dim..(q + kv + h + 1) * dim];
-                vc[at..at + dim].copy_from_slice(v);
-            }
+        let row = &x[b * width..(b + 1) * width];
+        let (cr, sr) = (&c[b * dim..(b + 1) * dim], &sn[b * dim..(b + 1) * dim]);
+        for h in 0..q {
+            let src = &row[h * dim..(h + 1) * dim];
+            let at = (b * q + h) * dim;
+            rotate(src, cr, sr, &mut qo[at..at + dim]);
+        }
+        for h in 0..kv {
+            let at = ((b * kv + h) * max_len + pos) * dim;
+            let k = &row[(q + h) * dim..(q + h + 1) * dim];
+            rotate(k, cr, sr, &mut kc[at..at + dim]);
+            let v = &row[(q + kv + h) * dim..(q + kv + h + 1) * dim];
+            vc[at..at + dim].copy_from_slice(v);
         }
     }
     Ok(())
@@ -287,21 +279,19 @@ mod tests {
         x * c + x.roll([hd / 2], [-1]) * s
     }
 
-    fn rope_case(kind: Kind, tokens: usize) {
-        let (b, q, kv, hd, max_len, pos) = (2usize, 3usize, 1usize, 8usize, 6usize, 3usize);
+    fn rope_case(kind: Kind) {
+        let (b, q, kv, hd, max_len, pos) = (2usize, 3usize, 1usize, 8usize, 5usize, 3usize);
         let width = ((q + 2 * kv) * hd) as i64;
-        let (bi, ti, hdi) = (b as i64, tokens as i64, hd as i64);
-        let qkv = rand(&[bi, ti, width], kind, 3);
-        let c = rand(&[bi, ti, hdi], kind, 4);
-        let s = rand(&[bi, ti, hdi], kind, 5);
+        let qkv = rand(&[b as i64, width], kind, 3);
+        let c = rand(&[b as i64, hd as i64], kind, 4);
+        let s = rand(&[b as i64, hd as i64], kind, 5);
         let opts = (kind, Device::Cpu);
-        let mut qo = Tensor::zeros([bi, q as i64, ti, hdi], opts);
-        let cache_shape = [bi, kv as i64, max_len as i64, hdi];
+        let mut qo = Tensor::zeros([b as i64, q as i64, hd as i64], opts);
+        let cache_shape = [b as i64, kv as i64, max_len as i64, hd as i64];
         let mut kc = Tensor::zeros(cache_shape, opts);
         let mut vc = Tensor::zeros(cache_shape, opts);
         let heads = Heads {
             batch: b,
-            tokens,
             q,
             kv,
             dim: hd,
@@ -316,40 +306,26 @@ mod tests {
             }
         };
         run(&mut qo, &mut kc, &mut vc).unwrap();
-        // As the general path: heads `[b, n, tokens, hd]`, tables `[b, 1, tokens, hd]`.
         let heads_of = |from: usize, n: usize| {
-            qkv.narrow(2, (from * hd) as i64, (n * hd) as i64)
-                .view([bi, ti, n as i64, hdi])
-                .transpose(1, 2)
+            qkv.narrow(1, (from * hd) as i64, (n * hd) as i64)
+                .view([b as i64, n as i64, hd as i64])
         };
         let (cu, su) = (c.unsqueeze(1), s.unsqueeze(1));
-        assert!(qo.equal(&rope_reference(&heads_of(0, q), &cu, &su, hdi)));
-        let k_want = rope_reference(&heads_of(q, kv), &cu, &su, hdi);
-        assert!(kc.narrow(2, pos as i64, ti).equal(&k_want));
-        assert!(vc.narrow(2, pos as i64, ti).equal(&heads_of(q + kv, kv)));
+        let hd = hd as i64;
+        assert!(qo.equal(&rope_reference(&heads_of(0, q), &cu, &su, hd)));
+        let k_want = rope_reference(&heads_of(q, kv), &cu, &su, hd);
+        assert!(kc.select(2, pos as i64).equal(&k_want));
+        assert!(vc.select(2, pos as i64).equal(&heads_of(q + kv, kv)));
         // Other columns untouched.
         assert_eq!(kc.abs().sum(Kind::Double).double_value(&[]), {
             k_want.abs().sum(Kind::Double).double_value(&[])
         });
-        // Positions past the cache are refused before anything is written.
-        let late = Heads {
-            pos: max_len - tokens + 1,
-            ..heads
-        };
-        let r = if kind == Kind::Float {
-            rope_into_cache::<f32>(&qkv, &c, &s, late, &mut qo, &mut kc, &mut vc)
-        } else {
-            rope_into_cache::<bf16>(&qkv, &c, &s, late, &mut qo, &mut kc, &mut vc)
-        };
-        assert!(r.is_err());
     }
 
     #[test]
     fn rope_matches_libtorch_bit_for_bit() {
-        for tokens in [1, 3] {
-            rope_case(Kind::Float, tokens);
-            rope_case(Kind::BFloat16, tokens);
-        }
+        rope_case(Kind::Float);
+        rope_case(Kind::BFloat16);
     }
 
     #[test]

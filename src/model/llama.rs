@@ -76,10 +76,9 @@ pub struct Llama {
     int8_fallbacks: usize,
     /// Bytes of all linear-layer weights (codes and scales included).
     linear_bytes: i64,
-    /// The fused CPU loops run: the whole one-token step (`decode_blocks`), and the RoPE
-    /// rotation with the cache writes of longer inputs. CPU; f32 residual stream with f32 or
-    /// bf16 activations, or bf16 throughout.
-    fused_loops: bool,
+    /// One-token steps run the fused CPU loops (`decode_blocks`): CPU; f32 residual stream
+    /// with f32 or bf16 activations, or bf16 throughout.
+    fused_decode: bool,
 }
 
 /// Inverse RoPE frequencies, with Llama-3 scaling when configured.
@@ -306,7 +305,7 @@ impl Llama {
             mode,
             int8_fallbacks: fallbacks,
             linear_bytes,
-            fused_loops: device == Device::Cpu
+            fused_decode: device == Device::Cpu
                 && matches!(
                     (res_kind, kind),
                     (Kind::Float, Kind::Float)
@@ -440,7 +439,7 @@ impl Llama {
         let (mask, causal) = self.attention_mask(cache, start, t);
 
         let mut x = Tensor::embedding(&self.embed, tokens, -1, false, false).to_kind(self.res_kind);
-        let fused = t == 1 && self.fused_loops;
+        let fused = t == 1 && self.fused_decode;
         if fused {
             let m = mask.as_ref();
             match (self.res_kind, self.kind) {
@@ -460,42 +459,20 @@ impl Llama {
                 .rms_norm(hsz, Some(&blk.attn_norm), eps)
                 .to_kind(self.kind);
             let qkv = blk.wqkv.apply(&h);
-            let q = if self.fused_loops {
-                // One pass: rotation, query layout, cache writes (see `fused`).
-                let mut q = Tensor::empty([b, nq, t, hd], (self.kind, self.device));
-                let heads = fused::Heads {
-                    batch: b as usize,
-                    tokens: t as usize,
-                    q: nq as usize,
-                    kv: nkv as usize,
-                    dim: hd as usize,
-                    max_len: cache.max_len,
-                    pos: start as usize,
-                };
-                let (qkv, cos, sin) = (qkv.contiguous(), cos.contiguous(), sin.contiguous());
-                let (kc, vc) = (&mut cache.k[i], &mut cache.v[i]);
-                match self.kind {
-                    Kind::Float => {
-                        fused::rope_into_cache::<f32>(&qkv, &cos, &sin, heads, &mut q, kc, vc)?
-                    }
-                    _ => fused::rope_into_cache::<bf16>(&qkv, &cos, &sin, heads, &mut q, kc, vc)?,
-                }
-                q
-            } else {
-                // Q and K are adjacent: one rotation for both.
-                let qk = rope(
-                    &qkv.narrow(2, 0, (nq + nkv) * hd)
-                        .view([b, t, nq + nkv, hd])
-                        .transpose(1, 2),
-                );
-                let v = qkv
-                    .narrow(2, (nq + nkv) * hd, nkv * hd)
-                    .view([b, t, nkv, hd])
-                    .transpose(1, 2);
-                cache.k[i].narrow(2, start, t).copy_(&qk.narrow(1, nq, nkv));
-                cache.v[i].narrow(2, start, t).copy_(&v);
-                qk.narrow(1, 0, nq)
-            };
+            // Q and K are adjacent: one rotation for both.
+            let qk = rope(
+                &qkv.narrow(2, 0, (nq + nkv) * hd)
+                    .view([b, t, nq + nkv, hd])
+                    .transpose(1, 2),
+            );
+            let q = qk.narrow(1, 0, nq);
+            let k = qk.narrow(1, nq, nkv);
+            let v = qkv
+                .narrow(2, (nq + nkv) * hd, nkv * hd)
+                .view([b, t, nkv, hd])
+                .transpose(1, 2);
+            cache.k[i].narrow(2, start, t).copy_(&k);
+            cache.v[i].narrow(2, start, t).copy_(&v);
             let keys = cache.k[i].narrow(2, 0, end);
             let values = cache.v[i].narrow(2, 0, end);
             let y = Tensor::scaled_dot_product_attention(
@@ -555,7 +532,6 @@ impl Llama {
         let pos = cache.len;
         let heads = fused::Heads {
             batch: b,
-            tokens: 1,
             q: nq,
             kv: nkv,
             dim: hd,
@@ -793,7 +769,7 @@ mod tests {
     /// The fused one-token step (`decode_blocks`) computes what the general path computes,
     /// for every mode that uses it, with left padding in a batch of two.
     #[test]
-    fn fused_loops_match_the_general_path() {
+    fn fused_decode_matches_the_general_path() {
         let cfg = quantisable(4, 2, false);
         let w = || crate::model::synthetic::random_weights(&cfg, 5);
         let run = |m: &Llama| {
@@ -816,9 +792,9 @@ mod tests {
             WeightsMode::Int4,
         ] {
             let mut m = Llama::build(&cfg, w(), HashMap::new(), Device::Cpu, mode).unwrap();
-            assert!(m.fused_loops, "{mode:?} should use the fused step");
+            assert!(m.fused_decode, "{mode:?} should use the fused step");
             let fused = run(&m);
-            m.fused_loops = false;
+            m.fused_decode = false;
             let general = run(&m);
             let spread = general.abs().max().double_value(&[]);
             let err = (&fused - &general).abs().max().double_value(&[]);
@@ -840,7 +816,7 @@ mod tests {
             WeightsMode::Dense(Kind::Double),
         ] {
             let m = Llama::build(&cfg, w(), HashMap::new(), Device::Cpu, mode).unwrap();
-            assert!(!m.fused_loops, "{mode:?}");
+            assert!(!m.fused_decode, "{mode:?}");
         }
     }
 
