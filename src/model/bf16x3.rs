@@ -7,9 +7,10 @@
 //!
 //! This is what PyTorch's `set_float32_matmul_precision("high")` permits ("treat each
 //! float32 number as the sum of two bfloat16 numbers"), but libtorch does not implement it
-//! on CPUs. For prompt-sized inputs the three bf16 products cost about 0.6 of one f32
-//! product on a CPU with bf16 matrix instructions; the error is about 2^-17 of `Σ|a||b|`
-//! per output against 2^-24 for an f32 product, and far below bf16's 2^-8.
+//! on CPUs. For prompt-sized inputs the three bf16 products (two MKL calls, see
+//! [`SplitWeight`]) cost about two thirds of one f32 product on a CPU with bf16 matrix
+//! instructions; the error is about 2^-17 of `Σ|a||b|` per output, against 2^-24 for an
+//! f32 product and 2^-9 for a bf16 one.
 
 use anyhow::{bail, Result};
 use std::ffi::{c_int, c_void};
