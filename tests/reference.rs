@@ -58,11 +58,12 @@ fn precisions() -> Vec<&'static str> {
 fn binary_matches_transformers_token_for_token() {
     common::default_weights();
     let f = fixtures();
-    for (case, precision) in f["cases"]
+    let precisions = precisions();
+    for (case, &precision) in f["cases"]
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|c| precisions().into_iter().map(move |p| (c, p)))
+        .flat_map(|c| precisions.iter().map(move |p| (c, p)))
     {
         let name = &format!("{} ({precision})", case["name"].as_str().unwrap());
         let steps = case["greedy_tokens"].as_array().unwrap().len().to_string();
