@@ -103,7 +103,7 @@ fn int8_picks_transformers_tokens() {
 #[test]
 fn run_report_states_weight_and_activation_dtypes() {
     default_weights();
-    let out = run_ok(&[
+    let mut args = vec![
         "run",
         "--model",
         "llama",
@@ -115,17 +115,13 @@ fn run_report_states_weight_and_activation_dtypes() {
         "8",
         "--output-len",
         "3",
-        "--requests",
-        "1",
-        "--warmup",
-        "0",
-        "--no-host-check",
-        "-q",
         "--device",
         "inf2-profile",
         "--format",
         "json",
-    ]);
+    ];
+    args.extend(common::ONE_QUIET_REQUEST);
+    let out = run_ok(&args);
     let r: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["environment"]["weights_dtype"], "int4");
     assert_eq!(r["environment"]["matmul_precision"], "highest");

@@ -566,14 +566,12 @@ fn report_states_the_matmul_precision() {
         "80",
         "--output-len",
         "2",
-        "--requests",
-        "1",
-        "--warmup",
-        "0",
-        "--no-host-check",
-        "-q",
-    ];
-    let mut json = args.to_vec();
+    ]
+    .iter()
+    .chain(common::ONE_QUIET_REQUEST)
+    .copied()
+    .collect::<Vec<_>>();
+    let mut json = args.clone();
     json.extend(["--format", "json"]);
     let r: Value = serde_json::from_str(&common::run_ok(&json)).unwrap();
     assert_eq!(r["environment"]["matmul_precision"], "high");

@@ -21,6 +21,11 @@ pub fn default_weights() -> PathBuf {
     p
 }
 
+/// The tail of a `profiler run` that measures one request and nothing else: no warm-up,
+/// no host self-check, no progress output.
+pub const ONE_QUIET_REQUEST: &[&str] =
+    &["--requests", "1", "--warmup", "0", "--no-host-check", "-q"];
+
 /// A `profiler` command with the project home set.
 pub fn profiler() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_profiler"));
