@@ -13,64 +13,10 @@
 //! f32 product and 2^-9 for a bf16 one.
 
 use anyhow::{bail, Result};
-use std::ffi::{c_int, c_void};
-use std::sync::OnceLock;
+use std::ffi::c_int;
 use tch::{Device, Kind, Tensor};
 
-/// MKL's `cblas_gemm_bf16bf16f32` (LP64): `C = alpha·op(A)·op(B) + beta·C`, A and B bf16
-/// (as `u16` bit patterns), C f32.
-type GemmBf16 = unsafe extern "C" fn(
-    layout: c_int,
-    transa: c_int,
-    transb: c_int,
-    m: c_int,
-    n: c_int,
-    k: c_int,
-    alpha: f32,
-    a: *const u16,
-    lda: c_int,
-    b: *const u16,
-    ldb: c_int,
-    beta: f32,
-    c: *mut f32,
-    ldc: c_int,
-);
-/// MKL's `mkl_set_num_threads_local` (C entry point `MKL_Set_Num_Threads_Local`; the
-/// lower-case symbol is the Fortran one, which takes a pointer): the thread count for MKL calls from this thread.
-type SetThreads = unsafe extern "C" fn(n: c_int) -> c_int;
-
-const CBLAS_ROW_MAJOR: c_int = 101;
-const CBLAS_NO_TRANS: c_int = 111;
-const CBLAS_TRANS: c_int = 112;
-
-struct Mkl {
-    gemm: GemmBf16,
-    set_threads: Option<SetThreads>,
-}
-
-/// Looks a symbol up among the libraries already loaded (libtorch_cpu carries MKL).
-fn symbol(name: &std::ffi::CStr) -> Option<*mut c_void> {
-    // SAFETY: dlsym with RTLD_DEFAULT only reads the loaded libraries' symbol tables.
-    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-    (!p.is_null()).then_some(p)
-}
-
-fn mkl() -> Option<&'static Mkl> {
-    static MKL: OnceLock<Option<Mkl>> = OnceLock::new();
-    MKL.get_or_init(|| {
-        let gemm = symbol(c"cblas_gemm_bf16bf16f32")?;
-        let set_threads = symbol(c"MKL_Set_Num_Threads_Local");
-        // SAFETY: the symbols are MKL's functions of these C signatures (MKL reference,
-        // "cblas_gemm_bf16bf16f32" and "mkl_set_num_threads_local").
-        Some(unsafe {
-            Mkl {
-                gemm: std::mem::transmute::<*mut c_void, GemmBf16>(gemm),
-                set_threads: set_threads.map(|p| std::mem::transmute::<*mut c_void, SetThreads>(p)),
-            }
-        })
-    })
-    .as_ref()
-}
+use super::mkl::{self, CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS};
 
 /// Whether this CPU has bf16 matrix instructions (AVX512-BF16; AMX-BF16 CPUs have it too).
 fn cpu_has_bf16_math() -> bool {
@@ -88,7 +34,7 @@ fn cpu_has_bf16_math() -> bool {
 /// GEMM and the CPU has bf16 matrix instructions (without them MKL emulates bf16 and the
 /// three products cost more than one f32 product).
 pub fn check_available() -> Result<()> {
-    if mkl().is_none() {
+    if mkl::gemm_bf16().is_none() {
         bail!("this libtorch has no MKL bf16 GEMM (cblas_gemm_bf16bf16f32), needed for --matmul-precision high");
     }
     if !cpu_has_bf16_math() {
@@ -176,7 +122,7 @@ impl SplitWeight {
         if inp != self.inp || x.kind() != Kind::Float || x.device() != Device::Cpu {
             return None;
         }
-        let mkl = mkl()?;
+        let gemm_bf16 = mkl::gemm_bf16()?;
         let (m, n, k) = (
             c_int::try_from(rows).ok()?,
             self.out as c_int,
@@ -197,12 +143,10 @@ impl SplitWeight {
         // transposed; its right half starts `k` elements in), output `[m, n]` f32. They live
         // until the calls return.
         unsafe {
-            if let Some(set) = mkl.set_threads {
-                set(tch::get_num_threads().max(1));
-            }
+            mkl::use_torch_threads();
             // Products over the first `depth` columns of both (leading dimension 2k).
             let gemm = |depth: c_int, b: *const u16, beta: f32| {
-                (mkl.gemm)(
+                gemm_bf16(
                     CBLAS_ROW_MAJOR,
                     CBLAS_NO_TRANS,
                     CBLAS_TRANS,

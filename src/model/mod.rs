@@ -8,6 +8,7 @@ pub mod gguf;
 pub mod kv_cache;
 pub mod llama;
 pub mod load;
+pub(crate) mod mkl;
 pub mod quant;
 pub mod synthetic;
 pub mod tokenizer;

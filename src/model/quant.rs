@@ -206,6 +206,12 @@ impl Linear {
     pub fn apply(&self, x: &Tensor) -> Tensor {
         let (lead, rows, inp) = flatten(x);
         match self {
+            Linear::Dense(w) | Linear::DenseSplit { w, .. } if rows == 1 => {
+                match super::mkl::gemv_f32(w, &x.reshape([1, inp])) {
+                    Some(y) => unflatten(y, lead),
+                    None => x.linear::<Tensor>(w, None),
+                }
+            }
             Linear::Dense(w) => x.linear::<Tensor>(w, None),
             Linear::DenseSplit { w, split } => {
                 let prod = (rows >= SPLIT_MIN_ROWS)
@@ -248,6 +254,10 @@ impl Linear {
                 ..
             } if rows <= INT4_DENSE_ROWS => {
                 x.internal_weight_int4pack_mm_for_cpu(packed, INT4_GROUP, scales_zeros)
+            }
+            // One f32 row: MKL's matrix-vector product directly (see `mkl::gemv_f32`).
+            Linear::Dense(w) | Linear::DenseSplit { w, .. } if rows == 1 => {
+                super::mkl::gemv_f32(w, x).unwrap_or_else(|| self.apply(x))
             }
             _ => self.apply(x),
         }
