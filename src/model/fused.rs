@@ -174,11 +174,19 @@ pub(crate) fn rope_into_cache<T: Elem>(
     let vc = view_mut::<T>(v_cache, batch * kv * max_len * dim, "value cache")?;
     let half = dim / 2;
     // x * cos and roll(x) * sin are separate libtorch products, each rounded, then added.
+    // roll(x, half) reads x[j + half] in the first half, x[j - half] in the second: two
+    // loops without an index modulo, which the compiler vectorises.
     let rotate = |src: &[T], c: &[T], s: &[T], dst: &mut [T]| {
-        for j in 0..dim {
-            let a = T::round(src[j].get() * c[j].get());
-            let b = T::round(src[(j + half) % dim].get() * s[j].get());
-            dst[j] = T::put(a + b);
+        let (lo, hi) = src.split_at(half);
+        for (part, rolled) in [(0, hi), (half, lo)] {
+            let out = &mut dst[part..part + half];
+            let own = &src[part..part + half];
+            let (c, s) = (&c[part..part + half], &s[part..part + half]);
+            for ((((d, x), r), c), s) in out.iter_mut().zip(own).zip(rolled).zip(c).zip(s) {
+                let a = T::round(x.get() * c.get());
+                let b = T::round(r.get() * s.get());
+                *d = T::put(a + b);
+            }
         }
     };
     for b in 0..batch {
@@ -216,19 +224,20 @@ fn mask_flags(mask: &Tensor, batch: usize, len: usize) -> Result<&[bool]> {
     Ok(unsafe { std::slice::from_raw_parts(mask.data_ptr() as *const bool, batch * len) })
 }
 
-/// `e^x` for `x ≤ 0` (softmax after subtracting the maximum), branch-free so that a loop of
-/// it vectorises: `x = n ln2 + r` with `|r| ≤ ln2/2`, `e^r` by Cephes' degree-7 minimax
+/// `e^x` in f32, branch-free so that a loop of it vectorises (libm's `expf` is a call per
+/// element): `x = n ln2 + r` with `|r| ≤ ln2/2`, `e^r` by Cephes' degree-7 minimax
 /// polynomial (`expf.c`, S. Moshier), times `2^n` built in the exponent bits. Relative
-/// error under 2 ulp; `x` below -87 (and -∞, a masked position) gives 0, never a denormal.
+/// error under 2 ulp; below -87 (and at -∞, a masked position) 0, never a denormal; above
+/// 88.5, +∞.
 #[inline(always)]
-fn exp_nonpositive(x: f32) -> f32 {
+fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 in two parts, the first with few significant bits, so that n·LN2_HI is exact.
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // Adding and subtracting 1.5·2^23 rounds to the nearest integer (|x·log2e| < 2^22).
     const ROUND: f32 = 12_582_912.0;
-    let xc = x.max(-87.0);
+    let xc = x.clamp(-87.0, 88.5);
     let n = (xc * LOG2E + ROUND) - ROUND;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
@@ -238,11 +247,17 @@ fn exp_nonpositive(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5; // Cephes: 5.0000001201e-1, which rounds to 0.5 in f32
     let er = p * r * r + r + 1.0;
-    let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n as two factors: n reaches 128, and 2^128 is not an f32.
+    let half = (n * 0.5).floor();
+    let a = f32::from_bits(((half as i32 + 127) as u32) << 23);
+    let b = f32::from_bits((((n - half) as i32 + 127) as u32) << 23);
+    let y = er * a * b;
     if x < -87.0 {
         0.0
+    } else if x > 88.5 {
+        f32::INFINITY
     } else {
-        er * two_n
+        y
     }
 }
 
@@ -276,7 +291,7 @@ fn softmax_rows(scores: &mut [f32], len: usize, keep: Option<&[bool]>, scale: f3
         }
         // scale > 0, so the largest product stays the largest after scaling.
         for sc in row.iter_mut() {
-            *sc = exp_nonpositive((*sc - top) * scale);
+            *sc = exp_f32((*sc - top) * scale);
         }
         let mut total = [0f32; LANES];
         for c in row.chunks(LANES) {
@@ -292,18 +307,25 @@ fn softmax_rows(scores: &mut [f32], len: usize, keep: Option<&[bool]>, scale: f3
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
 fn softmax_rows_avx512(scores: &mut [f32], len: usize, keep: Option<&[bool]>, scale: f32) {
     softmax_rows(scores, len, keep, scale)
+}
+
+/// Whether the CPU has the AVX-512 subsets (and FMA) that the `*_avx512` loops here are
+/// compiled for: those loops are the plain ones at a wider vector width.
+#[cfg(target_arch = "x86_64")]
+fn avx512() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+        && std::arch::is_x86_feature_detected!("fma")
 }
 
 /// [`softmax_rows`] at the CPU's vector width (AVX-512 where it has it).
 fn softmax(scores: &mut [f32], len: usize, keep: Option<&[bool]>, scale: f32) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512vl")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
+    if avx512() {
         // SAFETY: the CPU has the features the function is compiled for (checked above).
         return unsafe { softmax_rows_avx512(scores, len, keep, scale) };
     }
@@ -437,15 +459,33 @@ pub(crate) fn silu_mul<T: Elem>(
     distinct(gu, out)?;
     let g = view::<T>(gu, rows * 2 * inter, "gate/up")?;
     let o = view_mut::<T>(out, rows * inter, "SwiGLU output")?;
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU has the features the function is compiled for (checked).
+        unsafe { silu_rows_avx512(g, o, inter) };
+        return Ok(());
+    }
+    silu_rows(g, o, inter);
+    Ok(())
+}
+
+/// The arithmetic of [`silu_mul`] on checked slices.
+#[inline(always)]
+fn silu_rows<T: Elem>(g: &[T], o: &mut [T], inter: usize) {
     for (r, or) in g.chunks_exact(2 * inter).zip(o.chunks_exact_mut(inter)) {
         let (gate, up) = r.split_at(inter);
         for ((o, &a), &u) in or.iter_mut().zip(gate).zip(up) {
             let a = a.get();
-            let s = T::round(a / (1.0 + (-a).exp()));
+            let s = T::round(a / (1.0 + exp_f32(-a)));
             *o = T::put(s * u.get());
         }
     }
-    Ok(())
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
+fn silu_rows_avx512<T: Elem>(g: &[T], o: &mut [T], inter: usize) {
+    silu_rows(g, o, inter)
 }
 
 #[cfg(test)]
@@ -576,18 +616,21 @@ mod tests {
     }
 
     #[test]
-    fn exp_is_within_two_ulp_and_zero_below_the_range() {
-        assert_eq!(exp_nonpositive(0.0), 1.0);
-        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
-        assert_eq!(exp_nonpositive(-87.5), 0.0);
+    fn exp_is_within_two_ulp_and_saturates_outside_the_range() {
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_f32(-87.5), 0.0);
+        assert_eq!(exp_f32(89.0), f32::INFINITY);
+        assert_eq!(exp_f32(f32::INFINITY), f32::INFINITY);
         let mut worst = 0f64;
-        for i in 0..=200_000 {
-            let x = -87.0 * i as f32 / 200_000.0;
+        // Normal results: from e^-80 to e^88.5 (f32's largest is about e^88.72).
+        for i in 0..=400_000 {
+            let x = -80.0 + 168.5 * i as f32 / 400_000.0;
             let want = f64::from(x).exp();
-            let got = f64::from(exp_nonpositive(x));
+            let got = f64::from(exp_f32(x));
             worst = worst.max((got - want).abs() / want);
         }
-        // One f32 ulp is 2^-23 of the value at most.
+        // One f32 ulp is at most 2^-23 of the value.
         assert!(worst < 2.0 * 2f64.powi(-23), "relative error {worst:e}");
     }
 
