@@ -90,7 +90,8 @@ fn mkl() -> &'static Mkl {
     static MKL: OnceLock<Mkl> = OnceLock::new();
     MKL.get_or_init(|| {
         // SAFETY: each symbol is MKL's function of the C signature given above (MKL
-        // reference: "cblas_gemm_bf16bf16f32", "?gemv", "mkl_set_num_threads_local").
+        // reference: "cblas_gemm_bf16bf16f32", "?gemv", "cblas_?gemm_batch",
+        // "mkl_set_num_threads_local").
         unsafe {
             Mkl {
                 gemm_bf16: symbol(c"cblas_gemm_bf16bf16f32")
@@ -188,11 +189,9 @@ pub(crate) fn gemv_f32(w: &Tensor, x: &Tensor) -> Option<Tensor> {
     let sgemv = mkl().sgemv?;
     let cpu_f32 = |t: &Tensor| t.kind() == Kind::Float && t.device() == Device::Cpu;
     let (ws, xs) = (w.size(), x.size());
-    let ([out, inp], [1, xin]) = (&ws[..], &xs[..]) else {
+    let (&[out, inp], &[1, xin]) = (&ws[..], &xs[..]) else {
         return None;
     };
-    let (out, inp) = (*out, *inp);
-    let xin = *xin;
     if !(cpu_f32(w) && cpu_f32(x) && w.is_contiguous() && x.is_contiguous()) || inp != xin {
         return None;
     }
