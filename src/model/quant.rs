@@ -255,9 +255,10 @@ impl Linear {
             } if rows <= INT4_DENSE_ROWS => {
                 x.internal_weight_int4pack_mm_for_cpu(packed, INT4_GROUP, scales_zeros)
             }
-            // One f32 row: MKL's matrix-vector product directly (see `mkl::gemv_f32`).
+            // One f32 row: MKL's matrix-vector product directly (see `mkl::gemv_f32`); other
+            // dtypes straight to `linear`, not through `apply`, which would try MKL again.
             Linear::Dense(w) | Linear::DenseSplit { w, .. } if rows == 1 => {
-                super::mkl::gemv_f32(w, x).unwrap_or_else(|| self.apply(x))
+                super::mkl::gemv_f32(w, x).unwrap_or_else(|| x.linear::<Tensor>(w, None))
             }
             _ => self.apply(x),
         }
