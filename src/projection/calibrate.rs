@@ -65,6 +65,15 @@ pub struct CalibrationReport {
     /// Error after the fit.
     pub after: CalibrationError,
     pub points: Vec<PointError>,
+    /// Points left out because they repeat an earlier line's run exactly (the Neuron
+    /// benchmark pages publish some batch-1 runs in both their latency and throughput
+    /// tables): `(line, line it repeats)`. Counting them twice would weight those runs
+    /// double in the fit and in the calibration error.
+    pub repeated: Vec<(usize, usize)>,
+    /// Leave-one-model-out error: every point projected by a fit on the other models'
+    /// points only, which says how well the profile extrapolates to a model it has not
+    /// seen (`None` with fewer than two models).
+    pub held_out: Option<CalibrationError>,
     /// Levenberg–Marquardt iterations and the final sum of squared log errors.
     pub iterations: usize,
     pub sum_squared_log_error: f64,
@@ -77,6 +86,7 @@ pub struct CalibrationReport {
 }
 
 /// A point with its model card resolved.
+#[derive(Clone, Copy)]
 struct Case<'a> {
     point: &'a Point,
     card: &'a ModelCard,
@@ -133,7 +143,7 @@ pub fn evaluate(
     cards: &[ModelCard],
     all_points: &[Point],
 ) -> Result<Vec<PointError>> {
-    let cases = cases(profile, cards, all_points, "points")?;
+    let (cases, _) = cases(profile, cards, all_points, "points")?;
     Ok(errors(profile, &profile.latency, &cases))
 }
 
@@ -172,18 +182,57 @@ pub fn calibrate_profile(
     all_points: &[Point],
     points_file: &str,
 ) -> Result<CalibrationReport> {
-    let cases = cases(profile, cards, all_points, points_file)?;
-    fit_cases(profile, &cases, points_file)
+    let (cases, repeated) = cases(profile, cards, all_points, points_file)?;
+    let mut report = fit_cases(profile, &cases, points_file)?;
+    report.repeated = repeated;
+    report.held_out = held_out(profile, &cases, points_file)?;
+    Ok(report)
+}
+
+/// Leave-one-model-out: for each model card, fits on the other cards' points and projects
+/// the left-out card's points with that fit; the error over all points so projected.
+fn held_out(profile: &Profile, cases: &[Case], points_file: &str) -> Result<Option<CalibrationError>> {
+    let mut models: Vec<&str> = cases.iter().map(|c| c.card.name.as_str()).collect();
+    models.sort_unstable();
+    models.dedup();
+    if models.len() < 2 {
+        return Ok(None);
+    }
+    let mut all = Vec::with_capacity(cases.len());
+    for m in models {
+        let (out, keep): (Vec<Case>, Vec<Case>) = cases
+            .iter()
+            .copied()
+            .partition(|c| c.card.name == m);
+        let fit = fit_cases(profile, &keep, points_file)?;
+        all.extend(errors(profile, &fit.fitted, &out));
+    }
+    Ok(Some(mape(&all)))
 }
 
 /// The points on `profile`'s instances, with their model cards.
+/// Two points describe the same run: same model, instance, shape and dtype, and the same
+/// published TTFT and TPOT.
+fn same_run(a: &Point, b: &Point) -> bool {
+    a.model.eq_ignore_ascii_case(&b.model)
+        && a.instance.eq_ignore_ascii_case(&b.instance)
+        && (a.tp, a.batch, a.input_len, a.output_len, a.compiled_seq_len)
+            == (b.tp, b.batch, b.input_len, b.output_len, b.compiled_seq_len)
+        && a.weights_dtype == b.weights_dtype
+        && a.ttft_ms == b.ttft_ms
+        && a.tpot_ms == b.tpot_ms
+}
+
+/// The points on `profile`'s instances, with their model cards, each run once, and the
+/// lines left out as repeats.
 fn cases<'a>(
     profile: &Profile,
     cards: &'a [ModelCard],
     all_points: &'a [Point],
     points_file: &str,
-) -> Result<Vec<Case<'a>>> {
-    let mut cases = Vec::new();
+) -> Result<(Vec<Case<'a>>, Vec<(usize, usize)>)> {
+    let mut cases: Vec<Case<'a>> = Vec::new();
+    let mut repeated = Vec::new();
     for p in all_points {
         if !profile
             .instances
@@ -204,6 +253,10 @@ fn cases<'a>(
                     .join(", ")
             )
         })?;
+        if let Some(first) = cases.iter().find(|c| same_run(c.point, p)) {
+            repeated.push((p.line, first.point.line));
+            continue;
+        }
         cases.push(Case { point: p, card });
     }
     if cases.is_empty() {
@@ -218,7 +271,7 @@ fn cases<'a>(
                 .join(", ")
         );
     }
-    Ok(cases)
+    Ok((cases, repeated))
 }
 
 fn fit_cases(profile: &Profile, cases: &[Case], points_file: &str) -> Result<CalibrationReport> {
@@ -270,6 +323,8 @@ fn fit_cases(profile: &Profile, cases: &[Case], points_file: &str) -> Result<Cal
         before,
         after: mape(&after_points),
         points: after_points,
+        repeated: Vec::new(),
+        held_out: None,
         iterations: fit.iterations,
         sum_squared_log_error: fit.cost,
         fitted,
@@ -437,7 +492,16 @@ mod tests {
             + "\n";
         let path = dir.path().join("inf2-profile.toml");
         std::fs::write(&path, &text).unwrap();
+        // Without its points file the profile loads but knows nothing of their coverage.
+        assert!(Profile::load(&path).unwrap().calibration.runs.is_none());
+        std::fs::create_dir(dir.path().join("calibration")).unwrap();
+        std::fs::copy(
+            root().join("profiles/calibration/neuron_published_points.csv"),
+            dir.path().join("calibration/neuron_published_points.csv"),
+        )
+        .unwrap();
         let p = Profile::load(&path).unwrap();
+        assert!(p.calibration.runs.as_ref().is_some_and(|r| !r.is_empty()));
         assert_eq!(p.latency.step_overhead_ms, 9.0);
         let pts =
             points::load(&root().join("profiles/calibration/neuron_published_points.csv")).unwrap();
@@ -462,6 +526,63 @@ mod tests {
 
     /// Re-fits every fitted profile on the shipped points and fails if the shipped
     /// parameters or the recorded errors drift by more than 1% (relative).
+    #[test]
+    fn a_repeated_run_counts_once() {
+        let profiles = root().join("profiles");
+        let p = profile::load(&profiles, "inf2-profile").unwrap();
+        let cards = card::load_all(&root().join("models")).unwrap();
+        let file = root().join("profiles/calibration/neuron_published_points.csv");
+        let pts = points::load(&file).unwrap();
+        let base = calibrate_profile(&p, &cards, &pts, "points").unwrap();
+        // The shipped file publishes six inf2 batch-1 runs twice (latency and throughput
+        // tables); every repeat names an earlier line with the same numbers.
+        assert_eq!(base.repeated.len(), 6, "{:?}", base.repeated);
+        for &(line, first) in &base.repeated {
+            assert!(first < line);
+            let a = pts.iter().find(|q| q.line == line).unwrap();
+            let b = pts.iter().find(|q| q.line == first).unwrap();
+            assert_eq!((a.ttft_ms, a.tpot_ms), (b.ttft_ms, b.tpot_ms));
+        }
+        assert_eq!(base.after.points as usize, base.points.len());
+        // One more copy of a run changes nothing but the list of repeats.
+        let mut more = pts.clone();
+        let mut copy = pts
+            .iter()
+            .find(|q| q.instance == "inf2.48xlarge")
+            .unwrap()
+            .clone();
+        let first = copy.line;
+        copy.line = 10_000;
+        more.push(copy);
+        let again = calibrate_profile(&p, &cards, &more, "points").unwrap();
+        assert_eq!(again.after, base.after);
+        assert_eq!(again.params, base.params);
+        assert_eq!(again.repeated.last(), Some(&(10_000, first)));
+        // Leave-one-model-out projects every point once, from a fit without its model.
+        let h = base.held_out.unwrap();
+        assert_eq!(h.points, base.after.points);
+        assert!(h.ttft.is_finite() && h.tpot.is_finite());
+        let one: Vec<Point> = pts
+            .iter()
+            .filter(|q| q.model == "Llama-2-70b")
+            .cloned()
+            .collect();
+        let single = calibrate_profile(&p, &cards, &one, "points").unwrap();
+        assert!(single.held_out.is_none());
+        // A run with a different measurement is a new point.
+        let mut other = pts.clone();
+        let mut changed = pts
+            .iter()
+            .find(|q| q.instance == "inf2.48xlarge")
+            .unwrap()
+            .clone();
+        changed.line = 10_001;
+        changed.tpot_ms *= 1.5;
+        other.push(changed);
+        let r = calibrate_profile(&p, &cards, &other, "points").unwrap();
+        assert_eq!(r.after.points, base.after.points + 1);
+    }
+
     #[test]
     fn shipped_fitted_profiles_do_not_drift() {
         let profiles = root().join("profiles");

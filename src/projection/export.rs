@@ -394,14 +394,34 @@ fn params_grid(r: &CalibrationReport) -> Grid {
 }
 
 fn mape_line(r: &CalibrationReport) -> String {
-    format!(
+    let mut s = format!(
         "MAPE on {} points: TTFT {} (before {}), TPOT {} (before {})",
         r.after.points,
         pct(r.after.ttft),
         pct(r.before.ttft),
         pct(r.after.tpot),
         pct(r.before.tpot)
-    )
+    );
+    if let Some(h) = &r.held_out {
+        s.push_str(&format!(
+            "\nLeave-one-model-out (each model's points projected by a fit on the other models): TTFT {}, TPOT {}",
+            pct(h.ttft),
+            pct(h.tpot)
+        ));
+    }
+    if !r.repeated.is_empty() {
+        let lines: Vec<String> = r
+            .repeated
+            .iter()
+            .map(|(line, first)| format!("{line} (= {first})"))
+            .collect();
+        s.push_str(&format!(
+            "\nCounted once: {} line(s) repeat an earlier line's run exactly: {}",
+            r.repeated.len(),
+            lines.join(", ")
+        ));
+    }
+    s
 }
 
 /// Renders `profiler calibrate` output.

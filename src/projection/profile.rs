@@ -1,8 +1,9 @@
 //! Device profiles: loading `profiles/NAME.toml` by name, validating it, and the profile of
 //! the local machine built from two micro-benchmark numbers.
 
-use super::dtype::ComputeRate;
+use super::dtype::{ComputeRate, WeightsDtype};
 use super::params::{LatencyParams, PARAM_NAMES};
+use super::points;
 use super::profile_file::{self, Num, PriceFile, ProfileFile, Qty};
 use super::types::CalibrationError;
 use anyhow::{bail, Context, Result};
@@ -88,6 +89,50 @@ pub struct Calibration {
     pub fitted: Vec<String>,
     /// Error on the points, as last written by `calibrate --write`.
     pub error: Option<CalibrationError>,
+    /// The (instance, TP degree, weights dtype) runs of the points file on this profile's
+    /// instances, read when the profile is loaded from a file, so that a projection
+    /// outside them can say that its calibration error was not measured there.
+    pub runs: Option<Vec<CalibratedRun>>,
+}
+
+/// One kind of run the calibration points cover.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CalibratedRun {
+    pub instance: String,
+    pub tp: u32,
+    pub dtype: WeightsDtype,
+}
+
+impl Calibration {
+    /// Why the calibration error does not vouch for a projection at this instance, TP
+    /// degree and dtype (`None` when the points cover it, or when they were not read).
+    pub fn outside(&self, instance: &str, tp: u32, dtype: WeightsDtype) -> Option<String> {
+        let runs = self.runs.as_ref()?;
+        let here = runs
+            .iter()
+            .any(|r| r.instance.eq_ignore_ascii_case(instance) && r.tp == tp);
+        let dtype_seen = runs.iter().any(|r| r.dtype == dtype);
+        let mut seen: Vec<String> = runs
+            .iter()
+            .map(|r| format!("{} at TP {}", r.instance, r.tp))
+            .collect();
+        seen.dedup();
+        let points = format!("points: {}", seen.join(", "));
+        match (here, dtype_seen) {
+            (true, true) => None,
+            (false, true) => Some(format!(
+                "calibration error not measured for {instance} at TP {tp} ({points})"
+            )),
+            (true, false) => Some(format!(
+                "calibration error not measured for {} weights (no point has them)",
+                dtype.name()
+            )),
+            (false, false) => Some(format!(
+                "calibration error not measured for {instance} at TP {tp} ({points}) nor for {} weights",
+                dtype.name()
+            )),
+        }
+    }
 }
 
 /// An hourly price.
@@ -241,11 +286,42 @@ impl Profile {
         Validator::new(&what, &raw)?.profile(raw, path)
     }
 
-    /// Reads and validates one profile file.
+    /// Reads and validates one profile file, and the kinds of run its calibration points
+    /// cover where the points file is present (a profile copied elsewhere to change a
+    /// price still loads; its projections then make no claim about coverage).
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read profile {}", path.display()))?;
-        Self::parse(&text, path)
+        let mut p = Self::parse(&text, path)?;
+        if let Some(points_path) = p.calibration.points.as_ref().filter(|f| f.is_file()) {
+            let pts = points::load(points_path).with_context(|| {
+                format!(
+                    "{}: field `calibration.points` names {}",
+                    path.display(),
+                    points_path.display()
+                )
+            })?;
+            let mut runs: Vec<CalibratedRun> = Vec::new();
+            for q in pts {
+                if !p
+                    .instances
+                    .iter()
+                    .any(|i| i.name.eq_ignore_ascii_case(&q.instance))
+                {
+                    continue;
+                }
+                let r = CalibratedRun {
+                    instance: q.instance,
+                    tp: q.tp,
+                    dtype: q.weights_dtype,
+                };
+                if !runs.contains(&r) {
+                    runs.push(r);
+                }
+            }
+            p.calibration.runs = Some(runs);
+        }
+        Ok(p)
     }
 }
 
@@ -359,6 +435,7 @@ pub fn host_profile(
             points: None,
             fitted: Vec::new(),
             error: None,
+            runs: None,
         },
         instances: vec![Instance {
             name: "host".into(),
@@ -720,6 +797,7 @@ impl<'a> Validator<'a> {
             points,
             fitted,
             error,
+            runs: None,
         })
     }
 }

@@ -195,6 +195,9 @@ fn build(
     if matches!(t.dtype, WeightsDtype::Int8 | WeightsDtype::Int4) {
         notes.push("int weights are weight-only quantization: matmuls run at the bf16 rate".into());
     }
+    if let Some(why) = profile.calibration.outside(&inst.name, t.tp, t.dtype) {
+        notes.push(why);
+    }
     if host {
         notes.push("host profile: rates measured by start-up micro-benchmarks".into());
     } else if profile.calibration.status == CalibrationStatus::Assumed {
@@ -397,6 +400,37 @@ mod tests {
         let p70 = card("llama-3.1-70b").architecture.parameter_count() as f64;
         assert!((p8 / 8.03e9 - 1.0).abs() < 0.005, "{p8}");
         assert!((p70 / 70.6e9 - 1.0).abs() < 0.005, "{p70}");
+    }
+
+    #[test]
+    fn projections_outside_the_calibration_points_say_so() {
+        let profiles = vec![profile::load(&root().join("profiles"), "inf2-profile").unwrap()];
+        let note = |rows: &[Projected], n: &str| -> Option<String> {
+            rows.iter()
+                .find(|r| r.projection.instance == n)
+                .unwrap()
+                .projection
+                .notes
+                .iter()
+                .find(|x| x.starts_with("calibration error not measured"))
+                .cloned()
+        };
+        let bf16 = project_profiles(&card("llama-3.1-8b"), &profiles, &req(128, 128)).unwrap();
+        // The points ran on inf2.48xlarge at TP 24 with bf16 weights.
+        assert_eq!(note(&bf16, "inf2.48xlarge"), None);
+        let small = note(&bf16, "inf2.xlarge").unwrap();
+        assert!(small.contains("inf2.xlarge at TP 2"), "{small}");
+        assert!(small.contains("points: inf2.48xlarge at TP 24"), "{small}");
+        let mut r = req(128, 128);
+        r.dtype = WeightsDtype::Int8;
+        let int8 = project_profiles(&card("llama-3.1-8b"), &profiles, &r).unwrap();
+        let big = note(&int8, "inf2.48xlarge").unwrap();
+        assert!(big.contains("int8 weights"), "{big}");
+        assert!(!big.contains("TP 24 ("), "{big}");
+        // A profile parsed from text has not read its points and claims nothing.
+        let text = std::fs::read_to_string(root().join("profiles/inf2-profile.toml")).unwrap();
+        let parsed = Profile::parse(&text, &root().join("profiles/inf2-profile.toml")).unwrap();
+        assert!(parsed.calibration.runs.is_none());
     }
 
     #[test]
