@@ -63,8 +63,11 @@ pub struct Projection<'a> {
     pub ttft_s: f64,
     /// Projected time per output token in seconds.
     pub tpot_s: f64,
-    /// Projected cost in US dollars per million generated tokens.
-    pub cost_usd_per_million_tokens: f64,
+    /// Projected cost in US dollars per million generated tokens (`None` where the
+    /// instance has no price of the chosen kind: the gauge is then not set).
+    pub cost_usd_per_million_output_tokens: Option<f64>,
+    /// Projected cost in US dollars per million tokens, prompt and generated together.
+    pub cost_usd_per_million_tokens: Option<f64>,
 }
 
 /// Which measured quantity a host projection error refers to.
@@ -101,6 +104,7 @@ pub struct Metrics {
     streamed: AtomicU64,
     projected_ttft: GaugeVec,
     projected_tpot: GaugeVec,
+    projected_cost_output: GaugeVec,
     projected_cost: GaugeVec,
     host_error: GaugeVec,
 }
@@ -140,8 +144,11 @@ impl Metrics {
             Ok(c)
         };
         let projection_gauge = |name: &str, help: &str| -> Result<GaugeVec> {
-            let g = GaugeVec::new(opts(name, help), &["profile", "instance", "tp", "batch"])
-                .map_err(|e| anyhow!("cannot create metric {name}: {e}"))?;
+            let g = GaugeVec::new(
+                opts(name, help),
+                &["profile", "instance_type", "tp", "batch"],
+            )
+            .map_err(|e| anyhow!("cannot create metric {name}: {e}"))?;
             register(registry, name, g.clone())?;
             Ok(g)
         };
@@ -205,9 +212,13 @@ impl Metrics {
             "profiler_projected_tpot_seconds",
             "Time per output token projected onto a device profile and instance.",
         )?;
+        let projected_cost_output = projection_gauge(
+            "profiler_projected_cost_usd_per_million_output_tokens",
+            "Projected cost in US dollars per million generated tokens on a device profile and instance.",
+        )?;
         let projected_cost = projection_gauge(
             "profiler_projected_cost_usd_per_million_tokens",
-            "Projected cost in US dollars per million generated tokens on a device profile and instance.",
+            "Projected cost in US dollars per million tokens, prompt and generated together, on a device profile and instance.",
         )?;
 
         let name = "profiler_host_projection_error_ratio";
@@ -258,6 +269,7 @@ impl Metrics {
             streamed: AtomicU64::new(0),
             projected_ttft,
             projected_tpot,
+            projected_cost_output,
             projected_cost,
             host_error,
         })
@@ -313,9 +325,18 @@ impl Metrics {
         let labels = [p.profile, p.instance, tp.as_str(), batch.as_str()];
         self.projected_ttft.with_label_values(&labels).set(p.ttft_s);
         self.projected_tpot.with_label_values(&labels).set(p.tpot_s);
-        self.projected_cost
-            .with_label_values(&labels)
-            .set(p.cost_usd_per_million_tokens);
+        let costs = [
+            (
+                &self.projected_cost_output,
+                p.cost_usd_per_million_output_tokens,
+            ),
+            (&self.projected_cost, p.cost_usd_per_million_tokens),
+        ];
+        for (gauge, cost) in costs {
+            if let Some(c) = cost.filter(|c| c.is_finite()) {
+                gauge.with_label_values(&labels).set(c);
+            }
+        }
     }
 
     /// Sets the relative error of projecting this host's own TTFT or TPOT.
@@ -544,7 +565,19 @@ mod tests {
             batch: 4,
             ttft_s: 0.1,
             tpot_s: 0.02,
-            cost_usd_per_million_tokens: 1.5,
+            cost_usd_per_million_output_tokens: Some(6.0),
+            cost_usd_per_million_tokens: Some(1.5),
+        });
+        // An unpriced instance has projections but no cost series.
+        m.set_projection(&Projection {
+            profile: "trn2",
+            instance: "trn2.48xlarge",
+            tp: 64,
+            batch: 4,
+            ttft_s: 0.1,
+            tpot_s: 0.02,
+            cost_usd_per_million_output_tokens: None,
+            cost_usd_per_million_tokens: Some(f64::NAN),
         });
         m.set_host_error(HostMetric::Tpot, 0.05);
         let families = registry.gather();
@@ -559,6 +592,7 @@ mod tests {
             "profiler_tokens_per_second",
             "profiler_projected_ttft_seconds",
             "profiler_projected_tpot_seconds",
+            "profiler_projected_cost_usd_per_million_output_tokens",
             "profiler_projected_cost_usd_per_million_tokens",
             "profiler_host_projection_error_ratio",
             "profiler_build_info",
@@ -581,8 +615,26 @@ mod tests {
             &family(&families, "profiler_projected_cost_usd_per_million_tokens").get_metric()[0];
         assert_eq!(label(cost, "tp"), Some("2"));
         assert_eq!(label(cost, "batch"), Some("4"));
-        assert_eq!(label(cost, "instance"), Some("inf2.xlarge"));
+        assert_eq!(label(cost, "instance_type"), Some("inf2.xlarge"));
         assert_eq!(cost.get_gauge().value(), 1.5);
+        let out = family(
+            &families,
+            "profiler_projected_cost_usd_per_million_output_tokens",
+        );
+        assert_eq!(out.get_metric().len(), 1);
+        assert_eq!(out.get_metric()[0].get_gauge().value(), 6.0);
+        assert_eq!(
+            family(&families, "profiler_projected_cost_usd_per_million_tokens")
+                .get_metric()
+                .len(),
+            1
+        );
+        assert_eq!(
+            family(&families, "profiler_projected_ttft_seconds")
+                .get_metric()
+                .len(),
+            2
+        );
         let host = &family(&families, "profiler_host_projection_error_ratio").get_metric()[0];
         assert_eq!(label(host, "metric"), Some("tpot"));
         let info = &family(&families, "profiler_build_info").get_metric()[0];

@@ -326,6 +326,8 @@ fn prometheus_scrapes_a_real_run() {
             addr.clone(),
             "--out".into(),
             hold.path.display().to_string(),
+            "--device".into(),
+            "inf2-profile".into(),
         ]),
         dir.path(),
     );
@@ -338,6 +340,15 @@ fn prometheus_scrapes_a_real_run() {
     let ttft = prom.wait_for_samples(r#"profiler_ttft_seconds_count{run_on="cpu"} > 0"#);
     assert!(ttft.len() == 1 && ttft[0] >= 1.0, "{ttft:?}");
     assert_eq!(prom.wait_for_samples(r#"up{job="profiler"}"#), vec![1.0]);
+    // Projections are published while the run goes on, not only with its report.
+    let projected = prom.wait_for_samples(
+        r#"profiler_projected_tpot_seconds{job="profiler",instance_type="inf2.48xlarge"} > 0"#,
+    );
+    assert_eq!(projected.len(), 1, "{projected:?}");
+    assert!(
+        !hold.held(&run),
+        "projections appeared only once the report was being written"
+    );
 
     // Many concurrent scrapes while the model generates.
     let (first_text, first) = scrape(&addr);
@@ -432,6 +443,39 @@ fn prometheus_scrapes_a_real_run() {
         value_of(&last, "profiler_prompt_tokens_total", &[]),
         count(&report, "prompt_tokens")
     );
+    // The final projection gauges are the report's projections (to the last bits that
+    // serde_json's float parsing may lose).
+    let rows = report["projections"].as_array().expect("projections");
+    assert_eq!(rows.len(), 4, "{report}");
+    for row in rows {
+        let instance = row["instance"].as_str().unwrap();
+        let at = [("profile", "inf2-profile"), ("instance_type", instance)];
+        let pairs = [
+            (
+                "profiler_projected_tpot_seconds",
+                row["tpot_ms"].as_f64().unwrap() / 1e3,
+            ),
+            (
+                "profiler_projected_ttft_seconds",
+                row["ttft_ms"].as_f64().unwrap() / 1e3,
+            ),
+            (
+                "profiler_projected_cost_usd_per_million_output_tokens",
+                row["cost_usd_per_million_output_tokens"].as_f64().unwrap(),
+            ),
+            (
+                "profiler_projected_cost_usd_per_million_tokens",
+                row["cost_usd_per_million_tokens"].as_f64().unwrap(),
+            ),
+        ];
+        for (name, want) in pairs {
+            let got = value_of(&last, name, &at);
+            assert!(
+                (got - want).abs() <= 1e-12 * want.abs(),
+                "{name} {instance}: scraped {got}, report {want}"
+            );
+        }
+    }
     eprintln!(
         "prometheus_scrapes_a_real_run: {requests} requests, {:.1} s",
         started.elapsed().as_secs_f64()

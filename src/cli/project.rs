@@ -45,6 +45,100 @@ fn card_of(engine: &Engine) -> ModelCard {
     })
 }
 
+/// Projections of a workload shape (batch, prompt and output tokens per sequence) onto
+/// `profiles`; none without profiles.
+fn project_workload(
+    card: &ModelCard,
+    profiles: &[Profile],
+    dtype: WeightsDtype,
+    batch: u32,
+    input_len: u32,
+    output_len: u32,
+) -> Result<Vec<proj::Projected>> {
+    if profiles.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut req = ProjectRequest::new(input_len.max(1), output_len.max(1), dtype);
+    req.batch = batch.max(1);
+    proj::project::project_profiles(card, profiles, &req)
+}
+
+/// Sets the `profiler_projected_*` gauges of one projection.
+fn publish(m: &crate::metrics::Metrics, p: &proj::Projected) {
+    let x = &p.projection;
+    let cost = |c: f64| c.is_finite().then_some(c);
+    m.set_projection(&crate::metrics::Projection {
+        profile: &x.profile,
+        instance: &x.instance,
+        tp: x.tp,
+        batch: x.batch,
+        ttft_s: x.ttft_ms / 1e3,
+        tpot_s: x.tpot_ms / 1e3,
+        cost_usd_per_million_output_tokens: cost(x.cost_usd_per_million_output_tokens),
+        cost_usd_per_million_tokens: cost(x.cost_usd_per_million_tokens),
+    });
+}
+
+/// The projection gauges while a run goes on: after every finished request they are set
+/// again from the mean prompt and output tokens so far, so that a scrape during a long
+/// run sees them (the report's projections, from the same means over the whole run, set
+/// them a last time at the end).
+pub struct LiveProjections<'a> {
+    card: ModelCard,
+    profiles: &'a [Profile],
+    dtype: WeightsDtype,
+    batch: u32,
+    metrics: &'a crate::metrics::Metrics,
+    sums: std::cell::Cell<(u64, u64, u64)>,
+}
+
+impl<'a> LiveProjections<'a> {
+    /// `None` when there is nothing to publish (no metrics or no profiles).
+    pub fn new(
+        engine: &Engine,
+        profiles: &'a [Profile],
+        weights_dtype: &str,
+        batch: u32,
+        metrics: Option<&'a crate::metrics::Metrics>,
+    ) -> Result<Option<Self>> {
+        let Some(metrics) = metrics.filter(|_| !profiles.is_empty()) else {
+            return Ok(None);
+        };
+        let dtype = WeightsDtype::parse(weights_dtype)
+            .with_context(|| format!("--project-dtype {weights_dtype}"))?;
+        Ok(Some(LiveProjections {
+            card: card_of(engine),
+            profiles,
+            dtype,
+            batch,
+            metrics,
+            sums: std::cell::Cell::new((0, 0, 0)),
+        }))
+    }
+
+    /// Counts one finished request and publishes the projections of the means so far.
+    pub fn observe(&self, prompt_tokens: u64, output_tokens: u64) {
+        let (n, p, o) = self.sums.get();
+        let (n, p, o) = (n + 1, p + prompt_tokens, o + output_tokens);
+        self.sums.set((n, p, o));
+        let mean = |t: u64| ((t as f64 / n as f64).round() as u32).max(1);
+        // A workload the profiles refuse is reported by the final projection; live
+        // gauges just stay unset.
+        if let Ok(rows) = project_workload(
+            &self.card,
+            self.profiles,
+            self.dtype,
+            self.batch,
+            mean(p),
+            mean(o),
+        ) {
+            for r in &rows {
+                publish(self.metrics, r);
+            }
+        }
+    }
+}
+
 /// Adds to `report` the projections of its measured workload (mean prompt and output
 /// tokens, batch) onto `profiles`, and the host self-check from `rates`.
 pub fn attach_projections(
@@ -65,24 +159,11 @@ pub fn attach_projections(
     let batch = report.workload.batch.max(1);
     let dtype = WeightsDtype::parse(weights_dtype)
         .with_context(|| format!("--project-dtype {weights_dtype}"))?;
-    if !profiles.is_empty() {
-        let mut req = ProjectRequest::new(input_len, output_len, dtype);
-        req.batch = batch;
-        for p in proj::project::project_profiles(&card, profiles, &req)? {
-            if let Some(m) = metrics {
-                let x = &p.projection;
-                m.set_projection(&crate::metrics::Projection {
-                    profile: &x.profile,
-                    instance: &x.instance,
-                    tp: x.tp,
-                    batch: x.batch,
-                    ttft_s: x.ttft_ms / 1e3,
-                    tpot_s: x.tpot_ms / 1e3,
-                    cost_usd_per_million_tokens: x.cost_usd_per_million_tokens,
-                });
-            }
-            report.projections.push(p.projection);
+    for p in project_workload(&card, profiles, dtype, batch, input_len, output_len)? {
+        if let Some(m) = metrics {
+            publish(m, &p);
         }
+        report.projections.push(p.projection);
     }
     if let Some(r) = rates {
         let run_dtype = match engine.dtype {

@@ -297,6 +297,7 @@ impl Progress {
 struct Observers<'a> {
     progress: &'a Progress,
     metrics: Option<&'a crate::metrics::Metrics>,
+    live: Option<&'a super::project::LiveProjections<'a>>,
 }
 
 impl RunObserver for Observers<'_> {
@@ -320,6 +321,9 @@ impl RunObserver for Observers<'_> {
                 s.prompt_tokens,
                 s.output_tokens,
             );
+        }
+        if let Some(l) = self.live {
+            l.observe(s.prompt_tokens, s.output_tokens);
         }
     }
 }
@@ -401,9 +405,19 @@ pub fn run(a: RunArgs) -> Result<()> {
         .transpose()?;
     let flags = StopFlags::install()?;
     let progress = Progress::new(a.quiet, plan.requests.map(|r| r as u64), plan.duration);
+    let live = super::project::LiveProjections::new(
+        &engine,
+        &profiles,
+        a.project_dtype
+            .as_deref()
+            .unwrap_or(project_dtype_for(engine.dtype)),
+        u32::try_from(a.batch).unwrap_or(u32::MAX),
+        metrics.as_ref(),
+    )?;
     let obs = Observers {
         progress: &progress,
         metrics: metrics.as_ref(),
+        live: live.as_ref(),
     };
     let result = runner::execute(
         &engine,

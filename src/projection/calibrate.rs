@@ -85,6 +85,9 @@ pub struct CalibrationReport {
     pub profile_path: PathBuf,
 }
 
+/// `(line, earlier line it repeats)` for points left out as repeats.
+type Repeats = Vec<(usize, usize)>;
+
 /// A point with its model card resolved.
 #[derive(Clone, Copy)]
 struct Case<'a> {
@@ -191,7 +194,11 @@ pub fn calibrate_profile(
 
 /// Leave-one-model-out: for each model card, fits on the other cards' points and projects
 /// the left-out card's points with that fit; the error over all points so projected.
-fn held_out(profile: &Profile, cases: &[Case], points_file: &str) -> Result<Option<CalibrationError>> {
+fn held_out(
+    profile: &Profile,
+    cases: &[Case],
+    points_file: &str,
+) -> Result<Option<CalibrationError>> {
     let mut models: Vec<&str> = cases.iter().map(|c| c.card.name.as_str()).collect();
     models.sort_unstable();
     models.dedup();
@@ -200,10 +207,8 @@ fn held_out(profile: &Profile, cases: &[Case], points_file: &str) -> Result<Opti
     }
     let mut all = Vec::with_capacity(cases.len());
     for m in models {
-        let (out, keep): (Vec<Case>, Vec<Case>) = cases
-            .iter()
-            .copied()
-            .partition(|c| c.card.name == m);
+        let (out, keep): (Vec<Case>, Vec<Case>) =
+            cases.iter().copied().partition(|c| c.card.name == m);
         let fit = fit_cases(profile, &keep, points_file)?;
         all.extend(errors(profile, &fit.fitted, &out));
     }
@@ -230,7 +235,7 @@ fn cases<'a>(
     cards: &'a [ModelCard],
     all_points: &'a [Point],
     points_file: &str,
-) -> Result<(Vec<Case<'a>>, Vec<(usize, usize)>)> {
+) -> Result<(Vec<Case<'a>>, Repeats)> {
     let mut cases: Vec<Case<'a>> = Vec::new();
     let mut repeated = Vec::new();
     for p in all_points {
