@@ -97,7 +97,8 @@ fn prometheus_scrapes_the_endpoint_during_a_run() {
         batch: 1,
         ttft_s: 0.2,
         tpot_s: 0.03,
-        cost_usd_per_million_tokens: 4.2,
+        cost_usd_per_million_output_tokens: Some(8.4),
+        cost_usd_per_million_tokens: Some(4.2),
     });
     m.set_host_error(HostMetric::Ttft, -0.04);
     m.set_host_error(HostMetric::Tpot, 0.02);
@@ -117,6 +118,13 @@ fn prometheus_scrapes_the_endpoint_during_a_run() {
     assert_eq!(prom.wait_for_samples(r#"up{job="profiler"}"#), vec![1.0]);
     prom.wait_for_samples("profiler_tokens_per_second > 0");
     prom.wait_for_samples("profiler_build_info == 1");
+    // The instance type keeps its own label through the scrape (not `exported_instance`).
+    assert_eq!(
+        prom.wait_for_samples(
+            r#"profiler_projected_cost_usd_per_million_output_tokens{instance_type="inf2.xlarge",tp="2"}"#
+        ),
+        vec![8.4]
+    );
     prom.wait_for_samples(r#"process_resident_memory_bytes{model="test/tiny"} > 0"#);
 
     // Every query of the Grafana dashboard parses and finds data.
