@@ -73,14 +73,14 @@ fn random_bytes(n: usize) -> Vec<u8> {
         .collect()
 }
 
-/// A valid tiny Llama GGUF whose only tensor is Q5_K (GGML type 13), which the reader
-/// parses but cannot dequantise.
-fn q5_k_gguf() -> Vec<u8> {
+/// A tiny Llama GGUF with one block whose embedding is Q5_K (GGML type 13), which the
+/// reader parses but cannot dequantise; `blocks` is the block count its metadata claims.
+fn q5_k_gguf(blocks: u32) -> Vec<u8> {
     let s = |x: &str| x.to_string();
     write_gguf(
         &[
             (s("general.architecture"), MetaValue::Str(s("llama"))),
-            (s("llama.block_count"), MetaValue::U32(1)),
+            (s("llama.block_count"), MetaValue::U32(blocks)),
             (s("llama.context_length"), MetaValue::U32(64)),
             (s("llama.embedding_length"), MetaValue::U32(256)),
             (s("llama.feed_forward_length"), MetaValue::U32(256)),
@@ -90,12 +90,20 @@ fn q5_k_gguf() -> Vec<u8> {
                 MetaValue::F32(1e-5),
             ),
         ],
-        &[(
-            s("token_embd.weight"),
-            vec![256, 2],
-            GgmlType::Other(13),
-            vec![0u8; 2 * 176],
-        )],
+        &[
+            (
+                s("token_embd.weight"),
+                vec![256, 2],
+                GgmlType::Other(13),
+                vec![0u8; 2 * 176],
+            ),
+            (
+                s("blk.0.attn_norm.weight"),
+                vec![256],
+                GgmlType::F32,
+                vec![0u8; 256 * 4],
+            ),
+        ],
     )
 }
 
@@ -144,7 +152,13 @@ fn cases() -> Vec<Case> {
             &["generate", "--model", "{dir}/q5k.gguf", "--prompt", "hi"],
             "Q5_K",
         )
-        .file("q5k.gguf", q5_k_gguf()),
+        .file("q5k.gguf", q5_k_gguf(1)),
+        case(
+            "a block count beyond the file's blocks is refused before anything is allocated",
+            &["generate", "--model", "{dir}/blocks.gguf", "--prompt", "hi"],
+            "llama.block_count is 4000000000, but the file holds tensors for 1 blocks",
+        )
+        .file("blocks.gguf", q5_k_gguf(4_000_000_000)),
         case(
             "synthetic weights larger than the free memory (1.5 TiB as f32)",
             &["run", "--model", "llama-3.1-405b", "--run-on", "cpu"],

@@ -232,7 +232,7 @@ impl Llama {
         };
         drop(head_f32);
         let embed = put(embed_f32)?;
-        let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
+        let mut blocks = Vec::new();
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
             let n = |s: &str| format!("{p}.{s}");

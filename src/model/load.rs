@@ -248,6 +248,21 @@ pub fn config_from_gguf(g: &GgufFile, file: &str) -> Result<LlamaConfig> {
         tie_word_embeddings: g.tensor("output.weight").is_none(),
     };
     cfg.validate(file)?;
+    // The block count sizes everything built per layer: it must match the blocks whose
+    // tensors the file holds, before anything is allocated for them.
+    let blocks = g
+        .tensors()
+        .iter()
+        .filter_map(|t| t.name.strip_prefix("blk.")?.split_once('.')?.0.parse::<usize>().ok())
+        .map(|i| i + 1)
+        .max()
+        .unwrap_or(0);
+    if blocks != cfg.num_hidden_layers {
+        bail!(
+            "{file}: metadata llama.block_count is {}, but the file holds tensors for {blocks} blocks",
+            cfg.num_hidden_layers
+        );
+    }
     Ok(cfg)
 }
 
