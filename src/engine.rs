@@ -147,6 +147,13 @@ impl Engine {
             if n == 0 {
                 bail!("--threads must be at least 1, got 0");
             }
+            // More threads than cores only oversubscribes them; far more makes libtorch's
+            // thread pool start for minutes.
+            let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+            let most = (4 * cores).max(16);
+            if n > most {
+                bail!("--threads {n}: at most {most} (4 per core, {cores} cores here)");
+            }
             tch::set_num_threads(n as i32);
         }
         let r: ModelRef = load::resolve(&opts.model, home)?;

@@ -83,8 +83,13 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         total += value * scale;
         rest = &rest[unit_len..];
     }
-    if total <= 0.0 || !total.is_finite() {
-        return Err(bad());
+    if !total.is_finite() || total <= 0.0 {
+        bail!("duration {s:?}: must be longer than 0 (e.g. 30s, 10m, 2h)");
+    }
+    // A year: long enough for any soak, and far inside what a Duration and the clock hold.
+    const MAX_S: f64 = 366.0 * 24.0 * 3600.0;
+    if total > MAX_S {
+        bail!("duration {s:?}: at most 8784h (a year), got {total:.0} s");
     }
     Ok(Duration::from_secs_f64(total))
 }
@@ -131,9 +136,19 @@ mod tests {
         assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        for bad in ["5x", "", "s", "10", "-3s", "0s"] {
+        for bad in ["5x", "", "s", "10", "-3s"] {
             let e = parse_duration(bad).unwrap_err().to_string();
             assert!(e.contains("expected a number followed by"), "{bad}: {e}");
+        }
+        let e = parse_duration("0s").unwrap_err().to_string();
+        assert!(e.contains("must be longer than 0"), "{e}");
+        assert_eq!(
+            parse_duration("8784h").unwrap(),
+            Duration::from_secs(8784 * 3600)
+        );
+        for huge in ["8785h", "99999999999999999h", "18446744073709551615ms"] {
+            let e = parse_duration(huge).unwrap_err().to_string();
+            assert!(e.contains("at most 8784h"), "{huge}: {e}");
         }
     }
 

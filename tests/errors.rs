@@ -154,6 +154,16 @@ fn cases() -> Vec<Case> {
         )
         .file("q5k.gguf", q5_k_gguf(1)),
         case(
+            "threads far beyond the cores",
+            &["run", "--threads", "100000", "--requests", "1"],
+            "--threads 100000: at most",
+        ),
+        case(
+            "a duration beyond a year",
+            &["run", "--duration", "99999999999999999h"],
+            "duration \"99999999999999999h\": at most 8784h",
+        ),
+        case(
             "a block count beyond the file's blocks is refused before anything is allocated",
             &["generate", "--model", "{dir}/blocks.gguf", "--prompt", "hi"],
             "llama.block_count is 4000000000, but the file holds tensors for 1 blocks",

@@ -168,7 +168,7 @@ fn plan(a: &RunArgs) -> Result<(RunPlan, Workload)> {
         requests: requests.map(|r| r as u64),
         duration_s: duration.map(|d| d.as_secs_f64()),
         warmup: a.warmup as u32,
-        seed: a.engine.seed as u64,
+        seed: a.engine.seed,
         ignore_eos: output_len.is_some(),
     };
     Ok((plan, workload))

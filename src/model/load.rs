@@ -253,7 +253,14 @@ pub fn config_from_gguf(g: &GgufFile, file: &str) -> Result<LlamaConfig> {
     let blocks = g
         .tensors()
         .iter()
-        .filter_map(|t| t.name.strip_prefix("blk.")?.split_once('.')?.0.parse::<usize>().ok())
+        .filter_map(|t| {
+            t.name
+                .strip_prefix("blk.")?
+                .split_once('.')?
+                .0
+                .parse::<usize>()
+                .ok()
+        })
         .map(|i| i + 1)
         .max()
         .unwrap_or(0);

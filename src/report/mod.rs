@@ -78,7 +78,7 @@ pub struct Workload {
     pub duration_s: Option<f64>,
     /// Warm-up requests run first and not counted.
     pub warmup: u32,
-    pub seed: u64,
+    pub seed: i64,
     /// Whether generation ignored end-of-sequence tokens (exact output lengths).
     pub ignore_eos: bool,
 }
