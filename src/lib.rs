@@ -17,6 +17,7 @@ pub mod runner;
 pub mod server;
 pub mod signals;
 pub mod sysinfo;
+pub mod toml_error;
 pub mod workload;
 
 /// Version of the tch crate this binary is built with.

@@ -59,10 +59,24 @@ impl ModelCard {
     /// Parses and validates a card from TOML text; `path` names it in errors.
     pub fn parse(text: &str, path: &Path) -> Result<Self> {
         let what = path.display().to_string();
-        let raw: CardFile = toml::from_str(text)
-            .map_err(|e| anyhow::anyhow!("{what}: {}", one_line(&e.to_string())))?;
+        let raw: CardFile =
+            toml::from_str(text).map_err(|e| crate::toml_error::describe(text, &what, &e))?;
         if raw.name.trim().is_empty() {
             bail!("{what}: field `name` must not be empty");
+        }
+        if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+            if raw.name != stem {
+                bail!(
+                    "{what}: field `name` is {:?}, expected the file name {stem:?}",
+                    raw.name
+                );
+            }
+        }
+        if let Some(a) = raw.aliases.iter().find(|a| a.trim().is_empty()) {
+            bail!("{what}: field `aliases` holds an empty name {a:?}");
+        }
+        if raw.source.trim().is_empty() {
+            bail!("{what}: field `source` must say where the architecture comes from");
         }
         if !matches!(raw.default_dtype.as_str(), "bf16" | "f16" | "f32") {
             bail!(
@@ -125,6 +139,22 @@ pub fn load_all(dir: &Path) -> Result<Vec<ModelCard>> {
         }
     }
     cards.sort_by(|a, b| a.name.cmp(&b.name));
+    // A name or alias answers for one card only, whatever its case: `--model llama` must
+    // not depend on which file is read first.
+    let mut seen: Vec<(String, &Path)> = Vec::new();
+    for c in &cards {
+        for n in std::iter::once(&c.name).chain(&c.aliases) {
+            let key = n.to_ascii_lowercase();
+            if let Some((_, other)) = seen.iter().find(|(k, _)| *k == key) {
+                bail!(
+                    "{}: name or alias {n:?} is already used by {}; each must name one card",
+                    c.path.display(),
+                    other.display()
+                );
+            }
+            seen.push((key, &c.path));
+        }
+    }
     Ok(cards)
 }
 
@@ -188,6 +218,51 @@ tie_word_embeddings = true
         let c = ModelCard::parse(CARD, Path::new("tiny.toml")).unwrap();
         assert!(c.answers_to("t"));
         assert_eq!(c.architecture.head_dim(), 4);
+    }
+
+    #[test]
+    fn names_and_aliases_answer_for_one_card_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tiny.toml"), CARD).unwrap();
+        let other = CARD
+            .replace("name = \"tiny\"", "name = \"other\"")
+            .replace("aliases = [\"t\"]", "aliases = [\"o\", \"T\"]");
+        std::fs::write(dir.path().join("other.toml"), &other).unwrap();
+        let e = format!("{:#}", load_all(dir.path()).unwrap_err());
+        assert!(
+            e.contains("alias \"t\" is already used by")
+                || e.contains("alias \"T\" is already used by"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("other.toml"), other.replace(", \"T\"", "")).unwrap();
+        assert_eq!(load_all(dir.path()).unwrap().len(), 2);
+        // A copy under another file name keeps its name: refused.
+        std::fs::write(dir.path().join("copy.toml"), CARD).unwrap();
+        let e = format!("{:#}", load_all(dir.path()).unwrap_err());
+        assert!(e.contains("expected the file name \"copy\""), "{e}");
+    }
+
+    #[test]
+    fn empty_alias_and_source_are_refused() {
+        let e = ModelCard::parse(&CARD.replace("[\"t\"]", "[\"\"]"), Path::new("tiny.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("field `aliases` holds an empty name"), "{e}");
+        let e = ModelCard::parse(
+            &CARD.replace("hand-written (test)", " "),
+            Path::new("tiny.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("field `source`"), "{e}");
+        let e = ModelCard::parse(
+            &CARD.replace("vocab_size = 10", "vocab_size = \"x\""),
+            Path::new("tiny.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("tiny.toml: line 8:"), "{e}");
+        assert!(e.contains("(in [architecture])"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! Every number is a `{ value = …, source = "key" }` pair whose key names an entry of the
 //! file's `[sources]` table (an address and its date). [`super::profile`] validates it.
 
-use anyhow::{anyhow, Result};
+use anyhow::Result;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -153,19 +153,5 @@ pub struct ProfileFile {
 /// Parses the text; a syntax error, unknown key or missing field becomes one line naming
 /// the file, the line and the key.
 pub fn parse(text: &str, what: &str) -> Result<ProfileFile> {
-    toml::from_str(text).map_err(|e| {
-        let start = e.span().map(|s| s.start.min(text.len()));
-        let line = start.map(|s| text[..s].matches('\n').count() + 1);
-        // The table the error is in: the last `[header]` at or before the error's line.
-        let table = line.and_then(|l| {
-            text.lines()
-                .take(l)
-                .filter(|x| x.trim_start().starts_with('['))
-                .last()
-                .map(|h| format!(" (in {})", h.trim()))
-        });
-        let msg = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
-        let at = line.map_or(String::new(), |l| format!(" line {l}:"));
-        anyhow!("{what}:{at} {msg}{}", table.unwrap_or_default())
-    })
+    toml::from_str(text).map_err(|e| crate::toml_error::describe(text, what, &e))
 }
