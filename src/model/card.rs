@@ -145,7 +145,7 @@ pub fn load_all(dir: &Path) -> Result<Vec<ModelCard>> {
     for c in &cards {
         for n in std::iter::once(&c.name).chain(&c.aliases) {
             let key = n.to_ascii_lowercase();
-            if let Some((_, other)) = seen.iter().find(|(k, _)| *k == key) {
+            if let Some((_, other)) = seen.iter().find(|(k, p)| *k == key && *p != c.path) {
                 bail!(
                     "{}: name or alias {n:?} is already used by {}; each must name one card",
                     c.path.display(),

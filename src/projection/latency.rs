@@ -262,7 +262,8 @@ mod tests {
         // max(compute, memory) + 2·L·α·⌈log₂ 2⌉.
         let text = GOOD
             .replace("[runtime.static_shapes]\nbucket_min = { value = 128, source = \"doc\" }\nseq_len_multiple = { value = 128, source = \"doc\" }\n", "")
-            .replace("value = 3.0, source", "value = 0.0, source");
+            .replace("value = 3.0, source", "value = 0.0, source")
+            .replace("kind = \"neuron\"", "kind = \"gpu\"");
         let p = profile(&text);
         let cfg = cfg_7b();
         let t = target(100, 2); // one decode step, attending over 101 tokens

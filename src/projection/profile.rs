@@ -452,6 +452,58 @@ pub fn host_profile(
     }
 }
 
+/// `YYYY-MM-DD` (a real calendar day) or `YYYY-MM`.
+fn is_date(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    let num = |p: &str, n: usize| p.len() == n && p.chars().all(|c| c.is_ascii_digit());
+    let (y, m) = match parts.as_slice() {
+        [y, m] | [y, m, _] if num(y, 4) && num(m, 2) => {
+            (y.parse::<u32>().unwrap_or(0), m.parse::<u32>().unwrap_or(0))
+        }
+        _ => return false,
+    };
+    if !(1..=12).contains(&m) {
+        return false;
+    }
+    match parts.as_slice() {
+        [_, _, d] if num(d, 2) => {
+            let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+            let days = [
+                31,
+                if leap { 29 } else { 28 },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ];
+            let d = d.parse::<u32>().unwrap_or(0);
+            (1..=days[m as usize - 1]).contains(&d)
+        }
+        [_, _] => true,
+        _ => false,
+    }
+}
+
+/// Whether `text` holds a date as [`is_date`] reads it, between non-digits.
+fn has_date(text: &str) -> bool {
+    let b = text.as_bytes();
+    (0..b.len()).any(|i| {
+        (i == 0 || !b[i - 1].is_ascii_digit())
+            && [10, 7].iter().any(|&n| {
+                i + n <= b.len()
+                    && (i + n == b.len() || !b[i + n].is_ascii_digit())
+                    && text.is_char_boundary(i + n)
+                    && is_date(&text[i..i + n])
+            })
+    })
+}
+
 /// Validation state: the file name for messages and the `[sources]` table.
 struct Validator<'a> {
     what: &'a str,
@@ -467,6 +519,13 @@ impl<'a> Validator<'a> {
         for (k, v) in &raw.sources {
             if v.trim().is_empty() {
                 bail!("{what}: field `sources.{k}` must not be empty");
+            }
+            // A source is an address with its date; `assume-` entries are this project's
+            // own assumptions and carry their reason instead.
+            if !k.starts_with("assume-") && !(v.contains('/') && has_date(v)) {
+                bail!(
+                    "{what}: field `sources.{k}` must give an address (URL or repository path) and a date (YYYY-MM-DD or YYYY-MM); a key starting with `assume-` marks an assumption instead"
+                );
             }
         }
         Ok(Validator {
@@ -583,10 +642,7 @@ impl<'a> Validator<'a> {
                 p.usd_per_hour
             );
         }
-        let date_ok = p.date.len() >= 7
-            && p.date.chars().all(|c| c.is_ascii_digit() || c == '-')
-            && p.date.as_bytes()[4] == b'-';
-        if !date_ok {
+        if !is_date(&p.date) {
             bail!(
                 "{}: field `{field}.date` is {:?}, expected YYYY-MM-DD or YYYY-MM",
                 self.what,
@@ -640,11 +696,31 @@ impl<'a> Validator<'a> {
             tdp_watts: opt(&mut self, "chip.tdp_watts", &c.tdp_watts)?,
         };
         let runtime = self.runtime(&raw)?;
+        match (kind, runtime.static_shapes.is_some()) {
+            (DeviceKind::Neuron, false) => bail!("{what}: table `[runtime.static_shapes]` is missing: Neuron compiles static shapes (prompt buckets, a compiled sequence length)"),
+            (DeviceKind::Gpu, true) => bail!("{what}: table `[runtime.static_shapes]` is for Neuron profiles; GPU engines run dynamic shapes"),
+            _ => {}
+        }
+        if raw.description.trim().is_empty() || runtime.tp_unit.trim().is_empty() {
+            bail!("{what}: fields `description` and `runtime.tp_unit` must not be empty");
+        }
         let latency = self.latency(&raw)?;
         let calibration = self.calibration(&raw, path)?;
         let mut instances = Vec::new();
         for (i, inst) in raw.instances.iter().enumerate() {
             let f = format!("instances[{i}]");
+            if inst.name.trim().is_empty() {
+                bail!("{what}: field `{f}.name` must not be empty");
+            }
+            if raw.instances[..i]
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case(&inst.name))
+            {
+                bail!(
+                    "{what}: field `{f}.name`: instance {:?} is listed twice",
+                    inst.name
+                );
+            }
             let accelerators = self.count(&format!("{f}.accelerators"), &inst.accelerators)?;
             let units = accelerators * runtime.tp_units_per_chip;
             let max_tp = runtime.tp_degrees.last().copied().unwrap_or(1);
@@ -780,6 +856,9 @@ impl<'a> Validator<'a> {
                 "{what}: fields `calibration.ttft_mape`, `tpot_mape` and `point_count` go together"
             ),
         };
+        if status == CalibrationStatus::Assumed && error.is_some() {
+            bail!("{what}: fields `calibration.ttft_mape`, `tpot_mape` and `point_count` belong to a fitted profile, but `calibration.status` is \"assumed\"");
+        }
         if status == CalibrationStatus::Fitted {
             if points.is_none() {
                 bail!("{what}: field `calibration.points` is missing (needed when status is \"fitted\")");
@@ -813,7 +892,7 @@ description = "test"
 kind = "neuron"
 [sources]
 doc = "https://example.org/chip (2025-01-01)"
-fit = "fitted"
+fit = "Fitted on calibration/points.csv (2025-01-01)"
 [chip]
 name = "Chip"
 cores = { value = 2, source = "doc" }
@@ -863,6 +942,55 @@ on_demand = { usd_per_hour = 12.981, region = "us-east-1", date = "2024-04-30", 
         assert!(!e.contains('\n'), "not one line: {e}");
         assert!(e.starts_with("profiles/test-profile.toml"), "{e}");
         e
+    }
+
+    #[test]
+    fn sources_dates_names_and_shapes_are_checked() {
+        let e = err(&GOOD.replace(
+            "doc = \"https://example.org/chip (2025-01-01)\"",
+            "doc = \"https://example.org/chip\"",
+        ));
+        assert!(
+            e.contains("field `sources.doc` must give an address"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "doc = \"https://example.org/chip (2025-01-01)\"",
+            "doc = \"x (2025-01-01)\"",
+        ));
+        assert!(e.contains("field `sources.doc`"), "{e}");
+        // An assumption carries its reason, not an address.
+        parse(&GOOD.replace("fit = ", "assume-x = \"reason\"\nfit = ")).unwrap();
+        for bad in [
+            "2024-13-01",
+            "2024-02-30",
+            "2023-02-29",
+            "2024-4-30",
+            "24-04-30",
+        ] {
+            let e = err(&GOOD.replacen("2024-04-30", bad, 1));
+            assert!(e.contains("expected YYYY-MM-DD or YYYY-MM"), "{bad}: {e}");
+        }
+        parse(&GOOD.replacen("2024-04-30", "2024-02-29", 1)).unwrap();
+        parse(&GOOD.replacen("2024-04-30", "2024-12", 1)).unwrap();
+        let e = err(&GOOD.replace("name = \"x.large\"", "name = \"X.small\""));
+        assert!(e.contains("instance \"X.small\" is listed twice"), "{e}");
+        let e = err(&GOOD.replace("name = \"x.large\"", "name = \" \""));
+        assert!(
+            e.contains("field `instances[1].name` must not be empty"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "note = \"test values\"",
+            "note = \"test values\"\nttft_mape = 0.1\ntpot_mape = 0.1\npoint_count = 3",
+        ));
+        assert!(e.contains("belong to a fitted profile"), "{e}");
+        let start = GOOD.find("[runtime.static_shapes]").unwrap();
+        let end = GOOD[start..].find("[latency]").unwrap() + start;
+        let e = err(&format!("{}{}", &GOOD[..start], &GOOD[end..]));
+        assert!(e.contains("`[runtime.static_shapes]` is missing"), "{e}");
+        let e = err(&GOOD.replace("kind = \"neuron\"", "kind = \"gpu\""));
+        assert!(e.contains("is for Neuron profiles"), "{e}");
     }
 
     #[test]
