@@ -83,6 +83,9 @@ pub struct CalibrationReport {
     /// File the profile was read from, for `--write`.
     #[serde(skip)]
     pub profile_path: PathBuf,
+    /// The points file fitted on, for `--write` (empty when the points came from memory).
+    #[serde(skip)]
+    pub points_path: PathBuf,
 }
 
 /// `(line, earlier line it repeats)` for points left out as repeats.
@@ -246,6 +249,24 @@ fn cases<'a>(
         {
             continue;
         }
+        let inst = profile
+            .instances
+            .iter()
+            .find(|i| i.name.eq_ignore_ascii_case(&p.instance));
+        if !profile.runtime.tp_degrees.contains(&p.tp)
+            || inst.is_some_and(|i| p.tp > profile.units(i))
+        {
+            bail!(
+                "{points_file}: line {}: TP {} on {} is not a degree {} allows there (TP degrees {:?}, {} {}s per instance)",
+                p.line,
+                p.tp,
+                p.instance,
+                profile.name,
+                profile.runtime.tp_degrees,
+                inst.map_or(0, |i| profile.units(i)),
+                profile.runtime.tp_unit
+            );
+        }
         let card = find_card(cards, &p.model).with_context(|| {
             format!(
                 "{points_file}: line {}: model {:?} has no model card (known: {})",
@@ -285,6 +306,14 @@ fn fit_cases(profile: &Profile, cases: &[Case], points_file: &str) -> Result<Cal
     } else {
         profile.calibration.fitted.clone()
     };
+    if cases.len() < names.len() {
+        bail!(
+            "{points_file}: {} distinct run(s) on {}'s instances cannot determine its {} fitted parameters",
+            cases.len(),
+            profile.name,
+            names.len()
+        );
+    }
     let mut base = profile.latency;
     for n in &names {
         base.set(n, START.get(n).unwrap_or(1.0));
@@ -334,6 +363,7 @@ fn fit_cases(profile: &Profile, cases: &[Case], points_file: &str) -> Result<Cal
         sum_squared_log_error: fit.cost,
         fitted,
         profile_path: profile.path.clone(),
+        points_path: PathBuf::new(),
     })
 }
 
@@ -357,7 +387,9 @@ pub fn calibrate(
     };
     let pts = points::load(&path)?;
     let cards = card::load_all(models_dir)?;
-    calibrate_profile(&profile, &cards, &pts, &path.display().to_string())
+    let mut r = calibrate_profile(&profile, &cards, &pts, &path.display().to_string())?;
+    r.points_path = path;
+    Ok(r)
 }
 
 /// Rounds to 4 significant digits for writing; below 1e-6 is written as 0.
@@ -439,6 +471,23 @@ pub fn write_back(text: &str, report: &CalibrationReport) -> Result<String> {
 pub fn write_profile(profile_path: &Path, report: &CalibrationReport) -> Result<()> {
     let text = std::fs::read_to_string(profile_path)
         .with_context(|| format!("cannot read profile {}", profile_path.display()))?;
+    // The profile says which points its numbers were fitted on (its note, sources and the
+    // coverage notes of projections follow from them): a fit on other points would be
+    // recorded under the wrong provenance.
+    let own = Profile::parse(&text, profile_path)?.calibration.points;
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    match own {
+        Some(own) if same(&own, &report.points_path) => {}
+        own => bail!(
+            "--write: the fit used {}, but {} names {} as its calibration points; point `calibration.points` (and its note and sources) at the new file first",
+            report.points_path.display(),
+            profile_path.display(),
+            own.map_or("none".to_string(), |p| p.display().to_string())
+        ),
+    }
     let new = write_back(&text, report)?;
     Profile::parse(&new, profile_path)?;
     std::fs::write(profile_path, new)
@@ -520,6 +569,16 @@ mod tests {
                 .before,
             9.0
         );
+        // Fitted on points other than the profile's own: not written.
+        let mut r = r;
+        r.points_path = root().join("profiles/calibration/neuron_published_points.csv");
+        let e = format!("{:#}", write_profile(&r.profile_path, &r).unwrap_err());
+        assert!(
+            e.contains("names") && e.contains("as its calibration points"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+        r.points_path = dir.path().join("calibration/neuron_published_points.csv");
         write_profile(&r.profile_path, &r).unwrap();
         let new = std::fs::read_to_string(&path).unwrap();
         assert_eq!(new.lines().count(), text.lines().count());
@@ -586,6 +645,41 @@ mod tests {
         other.push(changed);
         let r = calibrate_profile(&p, &cards, &other, "points").unwrap();
         assert_eq!(r.after.points, base.after.points + 1);
+    }
+
+    #[test]
+    fn points_the_profile_cannot_run_or_too_few_are_refused() {
+        let profiles = root().join("profiles");
+        let p = profile::load(&profiles, "inf2-profile").unwrap();
+        let cards = card::load_all(&root().join("models")).unwrap();
+        let file = root().join("profiles/calibration/neuron_published_points.csv");
+        let pts = points::load(&file).unwrap();
+        let first = pts
+            .iter()
+            .find(|q| q.instance == "inf2.48xlarge")
+            .unwrap()
+            .clone();
+        let mut odd = pts.clone();
+        let mut bad = first.clone();
+        bad.tp = 7;
+        bad.line = 10_000;
+        odd.push(bad);
+        let e = format!(
+            "{:#}",
+            calibrate_profile(&p, &cards, &odd, "p.csv").unwrap_err()
+        );
+        assert!(
+            e.contains("p.csv: line 10000: TP 7 on inf2.48xlarge"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            calibrate_profile(&p, &cards, &[first], "p.csv").unwrap_err()
+        );
+        assert!(
+            e.contains("1 distinct run(s)") && e.contains("6 fitted parameters"),
+            "{e}"
+        );
     }
 
     #[test]
