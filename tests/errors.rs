@@ -4,7 +4,7 @@
 
 mod common;
 
-use profiler::model::gguf::{write_gguf, GgmlType, MetaValue};
+use profiler::model::gguf::{write_gguf, GgmlType, GgufFile, MetaValue};
 use std::path::Path;
 use std::process::Output;
 
@@ -107,6 +107,19 @@ fn q5_k_gguf(blocks: u32) -> Vec<u8> {
     )
 }
 
+/// The default model with its first RMSNorm weight (f32 in the file) set to NaN.
+fn nan_weights(real: &Path) -> Vec<u8> {
+    let g = GgufFile::open(real).expect("open the default model");
+    let t = g
+        .tensor("blk.0.attn_norm.weight")
+        .expect("attn_norm tensor");
+    assert_eq!(t.ggml_type, GgmlType::F32);
+    let mut bytes = std::fs::read(real).expect("read the default model");
+    let at = t.offset as usize;
+    bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    bytes
+}
+
 /// Every case that exits 1 with one `error: ` line.
 fn cases() -> Vec<Case> {
     let real = common::default_weights();
@@ -153,6 +166,12 @@ fn cases() -> Vec<Case> {
             "Q5_K",
         )
         .file("q5k.gguf", q5_k_gguf(1)),
+        case(
+            "NaN weights are refused, not run",
+            &["generate", "--model", "{dir}/nan.gguf", "--prompt", "hi"],
+            "weight model.layers.0.input_layernorm.weight holds NaN or infinite values",
+        )
+        .file("nan.gguf", nan_weights(&real)),
         case(
             "threads far beyond the cores",
             &["run", "--threads", "100000", "--requests", "1"],

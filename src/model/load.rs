@@ -611,8 +611,32 @@ pub fn build_model(
         path: w.path.clone(),
         card: w.card.clone(),
     };
+    check_finite(&w)?;
     let model = super::llama::Llama::build(&w.config, w.tensors, w.q4_codes, device, mode)?;
     Ok((model, info))
+}
+
+/// Refuses weights holding NaN or infinity: they would make every logit NaN, the argmax
+/// token 0, and accuracy comparisons meaningless, without any other sign.
+fn check_finite(w: &LoadedWeights) -> Result<()> {
+    let mut names: Vec<&String> = w.tensors.keys().collect();
+    names.sort();
+    for n in names {
+        let t = &w.tensors[n];
+        let finite = t
+            .f_isfinite()
+            .and_then(|f| f.f_all())
+            .and_then(|a| bool::try_from(&a))
+            .with_context(|| format!("cannot check the values of weight {n}"))?;
+        if !finite {
+            let what = w
+                .path
+                .as_ref()
+                .map_or(w.name.clone(), |p| p.display().to_string());
+            bail!("{what}: weight {n} holds NaN or infinite values");
+        }
+    }
+    Ok(())
 }
 
 /// Provenance of a loaded model, for reports.
