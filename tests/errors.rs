@@ -173,6 +173,22 @@ fn cases() -> Vec<Case> {
         )
         .file("nan.gguf", nan_weights(&real)),
         case(
+            "a projection beyond the model's positions",
+            &[
+                "project",
+                "--model",
+                "llama-3.1-8b",
+                "--input-len",
+                "1000000000",
+            ],
+            "more than the 131072 positions of llama-3.1-8b",
+        ),
+        case(
+            "an empty --device for project",
+            &["project", "--model", "llama-3.1-8b", "--device", ""],
+            "--device \"\": expected profile names",
+        ),
+        case(
             "threads far beyond the cores",
             &["run", "--threads", "100000", "--requests", "1"],
             "--threads 100000: at most",
@@ -600,12 +616,21 @@ fn gguf_too_big_for_memory_is_refused_before_loading() {
                 MetaValue::F32(1e-5),
             ),
         ],
-        &[(
-            s("token_embd.weight"),
-            vec![hidden, rows],
-            GgmlType::Q4_0,
-            Vec::new(),
-        )],
+        &[
+            (
+                s("blk.0.attn_norm.weight"),
+                vec![hidden],
+                GgmlType::F32,
+                vec![0u8; hidden as usize * 4],
+            ),
+            // Last, so that its data can be a sparse tail of the file.
+            (
+                s("token_embd.weight"),
+                vec![hidden, rows],
+                GgmlType::Q4_0,
+                Vec::new(),
+            ),
+        ],
     );
     let dir = common::tempdir();
     let path = dir.path().join("huge.gguf");
@@ -622,7 +647,10 @@ fn gguf_too_big_for_memory_is_refused_before_loading() {
     let out = common::run_err(&[
         "generate", "--run-on", "cpu", "--model", &p, "--prompt", "hi",
     ]);
-    let want = format!("{p}: its {weights} weights as f32 tensors need {need_gib}.0 GiB but only ");
+    let want = format!(
+        "{p}: its {} weights as f32 tensors need {need_gib}.0 GiB but only ",
+        weights + hidden
+    );
     common::assert_one_line_error(&out, &want);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

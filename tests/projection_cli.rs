@@ -227,3 +227,57 @@ fn device_accepts_a_profile_file() {
     let out = common::run_err(&["project", "--model", "llama-3.1-8b", "--device", &p]);
     common::assert_one_line_error(&out, &p);
 }
+
+#[test]
+fn compare_keeps_its_table_when_nothing_can_be_plotted() {
+    let dir = common::tempdir();
+    let svg = dir.path().join("p.svg");
+    let out = common::profiler()
+        .args([
+            "compare",
+            "--model",
+            "llama-3.1-405b",
+            "--device",
+            "l4-profile",
+            "--plot",
+            &common::path_str(&svg),
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("g6.48xlarge"), "{stdout}");
+    assert!(stdout.contains("No instance fits the model"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warning: --plot"), "{stderr}");
+    assert!(!svg.exists());
+}
+
+#[test]
+fn a_profile_named_twice_is_projected_once() {
+    let out = common::run_ok(&[
+        "project",
+        "--model",
+        "llama-3.1-8b",
+        "--device",
+        "inf2,inf2-profile",
+        "--format",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = v["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["instance"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "inf2.xlarge",
+            "inf2.8xlarge",
+            "inf2.24xlarge",
+            "inf2.48xlarge"
+        ]
+    );
+}

@@ -306,11 +306,21 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     req.price = PriceKind::parse(&a.price)?;
     let r = proj::compare(&home.profiles_dir(), &card, &a.device, &req)?;
     if let Some(path) = &a.plot {
-        let svg = proj::plot_svg(&r)?;
-        std::fs::write(path, svg)
-            .with_context(|| format!("cannot write the chart to {}", path.display()))?;
+        crate::paths::check_output_file("--plot", path)?;
     }
-    write_out(&export::comparison(format, &r))
+    write_out(&export::comparison(format, &r))?;
+    if let Some(path) = &a.plot {
+        // The comparison stands even when nothing in it can be drawn (no instance fits).
+        match proj::plot_svg(&r) {
+            Ok(svg) => std::fs::write(path, svg)
+                .with_context(|| format!("cannot write the chart to {}", path.display()))?,
+            Err(e) => eprintln!(
+                "warning: --plot {}: no chart written: {e:#}",
+                path.display()
+            ),
+        }
+    }
+    Ok(())
 }
 
 #[derive(Args, Debug)]

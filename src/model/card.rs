@@ -160,6 +160,12 @@ pub fn load_all(dir: &Path) -> Result<Vec<ModelCard>> {
 
 /// Finds the card called `name` (or aliased so) in `dir`; the error lists the nearest names.
 pub fn find(dir: &Path, name: &str) -> Result<ModelCard> {
+    find_or(dir, name, "")
+}
+
+/// [`find`], for commands that also take other forms of model (`others`, e.g. ", a .gguf
+/// file or a Hugging Face directory"), which the error then names.
+pub fn find_or(dir: &Path, name: &str, others: &str) -> Result<ModelCard> {
     let cards = load_all(dir)?;
     if let Some(c) = cards.iter().find(|c| c.answers_to(name)) {
         return Ok(c.clone());
@@ -170,7 +176,7 @@ pub fn find(dir: &Path, name: &str) -> Result<ModelCard> {
         .collect();
     names.sort_by_key(|n| edit_distance(n, name));
     bail!(
-        "unknown model {name:?}: expected a model card name (nearest: {}), a .gguf file or a Hugging Face directory",
+        "unknown model {name:?}: expected a model card name (nearest: {}){others}",
         names.iter().take(3).copied().collect::<Vec<_>>().join(", ")
     )
 }

@@ -75,9 +75,10 @@ pub fn resolve(spec: &str, home: &Home) -> Result<ModelRef> {
     if spec.ends_with(".gguf") || spec.contains('/') {
         bail!("model file or directory {spec} does not exist");
     }
-    Ok(ModelRef::Card(Box::new(card::find(
+    Ok(ModelRef::Card(Box::new(card::find_or(
         &home.models_dir(),
         spec,
+        ", a .gguf file or a Hugging Face directory",
     )?)))
 }
 

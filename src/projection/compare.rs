@@ -193,6 +193,7 @@ pub fn compare_profiles(
     if req.input_len == 0 || req.output_len == 0 || req.batch == 0 {
         bail!("--input-len, --output-len and --batch must be positive");
     }
+    super::project::check_positions(card, req.input_len, req.output_len)?;
     for (name, v) in [
         ("--slo-ttft-ms", req.slo.ttft_ms),
         ("--slo-tpot-ms", req.slo.tpot_ms),

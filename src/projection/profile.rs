@@ -377,10 +377,21 @@ pub fn load_all(dir: &Path) -> Result<Vec<Profile>> {
 
 /// Resolves a `--device` list: `all`, or comma-separated profile names.
 pub fn load_selection(dir: &Path, selection: &str) -> Result<Vec<Profile>> {
-    if selection.trim().eq_ignore_ascii_case("all") || selection.trim().is_empty() {
+    if selection.trim().eq_ignore_ascii_case("all") {
         return load_all(dir);
     }
-    selection.split(',').map(|n| load(dir, n.trim())).collect()
+    if selection.split(',').any(|n| n.trim().is_empty()) {
+        bail!("--device {selection:?}: expected profile names (comma-separated) or `all`, with no empty name (see `profiler devices`)");
+    }
+    let mut out: Vec<Profile> = Vec::new();
+    for n in selection.split(',') {
+        let p = load(dir, n.trim())?;
+        // The same profile named twice (`inf2,inf2-profile`) is projected once.
+        if !out.iter().any(|q| q.name == p.name) {
+            out.push(p);
+        }
+    }
+    Ok(out)
 }
 
 /// Profile of the local machine from two micro-benchmark results: achieved matmul FLOP/s

@@ -171,12 +171,6 @@ fn build(
             e.kv_len
         ));
     }
-    if (t.input_len + t.output_len) as usize > card.architecture.max_position_embeddings {
-        notes.push(format!(
-            "input + output exceeds the model's {} positions",
-            card.architecture.max_position_embeddings
-        ));
-    }
     let host = profile.kind == DeviceKind::Host;
     if price.is_none() && !host {
         notes.push(format!(
@@ -283,6 +277,20 @@ fn unreachable_host(
     project_one(card, host, &inst, 1, batch, req)
 }
 
+/// Refuses a sequence longer than the model's positions: the model cannot serve it, and
+/// its latency and cost would be extrapolations of nothing.
+pub fn check_positions(card: &ModelCard, input_len: u32, output_len: u32) -> Result<()> {
+    let total = input_len as u64 + output_len as u64;
+    let max = card.architecture.max_position_embeddings as u64;
+    if total > max {
+        bail!(
+            "--input-len {input_len} + --output-len {output_len} = {total} tokens, more than the {max} positions of {}",
+            card.name
+        );
+    }
+    Ok(())
+}
+
 /// Projects `card` on the given profiles: one instance when the request names one, else
 /// every instance at its natural TP degree (or at `req.tp` where the instance allows it).
 pub fn project_profiles(
@@ -293,6 +301,7 @@ pub fn project_profiles(
     if req.batch == 0 || req.input_len == 0 || req.output_len == 0 {
         bail!("--batch, --input-len and --output-len must be positive");
     }
+    check_positions(card, req.input_len, req.output_len)?;
     let mut out = Vec::new();
     if let Some(name) = &req.instance {
         let found = profiles.iter().find_map(|p| {
