@@ -533,7 +533,8 @@ impl<'a> Validator<'a> {
             }
             // A source is an address with its date; `assume-` entries are this project's
             // own assumptions and carry their reason instead.
-            if !k.starts_with("assume-") && !(v.contains('/') && has_date(v)) {
+            let sourced = v.contains('/') && has_date(v);
+            if !(k.starts_with("assume-") || sourced) {
                 bail!(
                     "{what}: field `sources.{k}` must give an address (URL or repository path) and a date (YYYY-MM-DD or YYYY-MM); a key starting with `assume-` marks an assumption instead"
                 );
