@@ -189,6 +189,12 @@ fn cases() -> Vec<Case> {
             "--device \"\": expected profile names",
         ),
         case(
+            "an existing samples file is not overwritten",
+            &["run", "--requests", "1", "--samples", "{dir}/old.jsonl"],
+            "old.jsonl: the file exists (12 bytes); remove it or choose another path",
+        )
+        .file("old.jsonl", "{\"line\": 1}\n"),
+        case(
             "threads far beyond the cores",
             &["run", "--threads", "100000", "--requests", "1"],
             "--threads 100000: at most",

@@ -71,7 +71,8 @@ pub struct RunArgs {
     /// Also write the report to this file (format from --format).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Append one JSON line per finished request to this file as it finishes.
+    /// Write one JSON line per finished request to this new file as it finishes (an
+    /// existing non-empty file is refused, not overwritten).
     #[arg(long)]
     pub samples: Option<PathBuf>,
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464 or :9464).
@@ -337,6 +338,16 @@ pub fn run(a: RunArgs) -> Result<()> {
     }
     if let Some(samples) = &a.samples {
         crate::paths::check_output_file("--samples", samples)?;
+        // Another run's samples are results too: never replaced silently.
+        if let Ok(m) = std::fs::metadata(samples) {
+            if m.is_file() && m.len() > 0 {
+                bail!(
+                    "--samples {}: the file exists ({} bytes); remove it or choose another path",
+                    samples.display(),
+                    m.len()
+                );
+            }
+        }
     }
     let home = Home::locate()?;
     let profiles = super::project::resolve_profiles(a.device.as_deref(), &home)?;
