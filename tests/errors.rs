@@ -311,19 +311,6 @@ fn cases() -> Vec<Case> {
             "nosuch-profile",
         ),
         case(
-            "project --weights-dtype int3",
-            &[
-                "project",
-                "--model",
-                "llama-3.1-8b",
-                "--device",
-                "inf2-profile",
-                "--weights-dtype",
-                "int3",
-            ],
-            "int3",
-        ),
-        case(
             "generate --matmul-precision high with bf16 weights",
             &[
                 "generate",
@@ -482,6 +469,28 @@ fn usage_errors_exit_2_and_name_the_flag_or_value() {
         (
             &["project", "--model", "llama-3.1-8b", "--tp", "many"],
             "many",
+        ),
+        (
+            &["project", "--model", "llama-3.1-8b", "--format", "nosuch"],
+            "nosuch",
+        ),
+        (
+            &["compare", "--model", "llama-3.1-8b", "--price", "spot"],
+            "spot",
+        ),
+        (
+            &[
+                "project",
+                "--model",
+                "llama-3.1-8b",
+                "--weights-dtype",
+                "fp64",
+            ],
+            "fp64",
+        ),
+        (
+            &["calibrate", "--device", "inf2", "--format", "yaml"],
+            "yaml",
         ),
         (&["nosuch-command"], "nosuch-command"),
         (&["generate"], "--prompt"),

@@ -200,6 +200,20 @@ pub fn attach_projections(
     Ok(())
 }
 
+/// Flag values checked by clap, so that a bad one is a usage error (exit 2) like every
+/// other command's.
+fn weights_dtype(s: &str) -> std::result::Result<WeightsDtype, String> {
+    WeightsDtype::parse(s).map_err(|e| format!("{e:#}"))
+}
+
+fn price_kind(s: &str) -> std::result::Result<PriceKind, String> {
+    PriceKind::parse(s).map_err(|e| format!("{e:#}"))
+}
+
+fn format(s: &str) -> std::result::Result<Format, String> {
+    Format::parse(s).map_err(|e| format!("{e:#}"))
+}
+
 #[derive(Args, Debug)]
 pub struct ProjectArgs {
     /// Model card (`profiler models`).
@@ -221,29 +235,25 @@ pub struct ProjectArgs {
     #[arg(long, default_value_t = 128)]
     output_len: u32,
     /// bf16, fp16, fp8, int8, int4 or fp32.
-    #[arg(long, default_value = "bf16")]
-    weights_dtype: String,
+    #[arg(long, default_value = "bf16", value_parser = weights_dtype)]
+    weights_dtype: WeightsDtype,
     /// on-demand, reserved or capacity-block.
-    #[arg(long, default_value = "on-demand")]
-    price: String,
+    #[arg(long, default_value = "on-demand", value_parser = price_kind)]
+    price: PriceKind,
     /// table, json, csv or markdown.
-    #[arg(long, default_value = "table")]
-    format: String,
+    #[arg(long, default_value = "table", value_parser = format)]
+    format: Format,
 }
 
 pub fn project(a: ProjectArgs) -> Result<()> {
     let home = Home::locate()?;
-    let format = Format::parse(&a.format)?;
+    let format = a.format;
     let card = card::find(&home.models_dir(), &a.model)?;
-    let mut req = ProjectRequest::new(
-        a.input_len,
-        a.output_len,
-        WeightsDtype::parse(&a.weights_dtype)?,
-    );
+    let mut req = ProjectRequest::new(a.input_len, a.output_len, a.weights_dtype);
     req.instance = a.instance;
     req.tp = a.tp;
     req.batch = a.batch;
-    req.price = PriceKind::parse(&a.price)?;
+    req.price = a.price;
     let rows = proj::project_detailed(&home.profiles_dir(), &card, &a.device, &req)?;
     write_out(&export::projections(
         format,
@@ -272,12 +282,12 @@ pub struct CompareArgs {
     /// Time-per-output-token target, ms.
     #[arg(long)]
     slo_tpot_ms: Option<f64>,
-    #[arg(long, default_value = "bf16")]
-    weights_dtype: String,
-    #[arg(long, default_value = "on-demand")]
-    price: String,
-    #[arg(long, default_value = "table")]
-    format: String,
+    #[arg(long, default_value = "bf16", value_parser = weights_dtype)]
+    weights_dtype: WeightsDtype,
+    #[arg(long, default_value = "on-demand", value_parser = price_kind)]
+    price: PriceKind,
+    #[arg(long, default_value = "table", value_parser = format)]
+    format: Format,
     /// Write an SVG chart of cost per 1M tokens against TPOT.
     #[arg(long)]
     plot: Option<PathBuf>,
@@ -285,7 +295,7 @@ pub struct CompareArgs {
 
 pub fn compare(a: CompareArgs) -> Result<()> {
     let home = Home::locate()?;
-    let format = Format::parse(&a.format)?;
+    let format = a.format;
     let card = card::find(&home.models_dir(), &a.model)?;
     for (flag, v) in [
         ("--slo-ttft-ms", a.slo_ttft_ms),
@@ -295,15 +305,11 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             bail!("{flag} must be a positive number of milliseconds");
         }
     }
-    let mut req = CompareRequest::new(
-        a.input_len,
-        a.output_len,
-        WeightsDtype::parse(&a.weights_dtype)?,
-    );
+    let mut req = CompareRequest::new(a.input_len, a.output_len, a.weights_dtype);
     req.batch = a.batch;
     req.slo.ttft_ms = a.slo_ttft_ms;
     req.slo.tpot_ms = a.slo_tpot_ms;
-    req.price = PriceKind::parse(&a.price)?;
+    req.price = a.price;
     let r = proj::compare(&home.profiles_dir(), &card, &a.device, &req)?;
     if let Some(path) = &a.plot {
         crate::paths::check_output_file("--plot", path)?;
@@ -334,13 +340,13 @@ pub struct CalibrateArgs {
     /// Write the fitted parameters back into the profile file.
     #[arg(long)]
     write: bool,
-    #[arg(long, default_value = "table")]
-    format: String,
+    #[arg(long, default_value = "table", value_parser = format)]
+    format: Format,
 }
 
 pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     let home = Home::locate()?;
-    let format = Format::parse(&a.format)?;
+    let format = a.format;
     let r = proj::calibrate(
         &home.profiles_dir(),
         &home.models_dir(),
