@@ -38,18 +38,25 @@ fn check_version(torch: &std::path::Path) {
     }
 }
 
-/// Records the git commit (when built from a checkout) for reports.
+/// Records the git commit (when built from a checkout) for reports, with `-dirty` when
+/// tracked files differ from it, so that a report never names code it did not run.
 fn git_commit() {
-    println!("cargo:rerun-if-changed=.git/HEAD");
-    println!("cargo:rerun-if-changed=.git/refs");
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output();
-    if let Ok(o) = out {
-        if o.status.success() {
-            let c = String::from_utf8_lossy(&o.stdout).trim().to_string();
-            println!("cargo:rustc-env=PROFILER_GIT_COMMIT={c}");
-        }
+    for p in [".git/HEAD", ".git/refs", ".git/index", "src", "Cargo.toml", "build.rs"] {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    if let Some(c) = git(&["rev-parse", "--short=12", "HEAD"]) {
+        let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+            .is_some_and(|s| !s.is_empty());
+        let suffix = if dirty { "-dirty" } else { "" };
+        println!("cargo:rustc-env=PROFILER_GIT_COMMIT={c}{suffix}");
     }
 }
 
@@ -69,6 +76,10 @@ fn main() {
         .canonicalize()
         .unwrap_or_else(|_| torch.join("lib"));
     println!("cargo:rustc-link-search=native={}", lib.display());
+    // The binary finds libtorch beside the checkout it was built in, wherever that
+    // checkout is moved (target/release/profiler -> ../../.venv/torch/lib), and at the
+    // folder it was built against otherwise.
+    println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/../../.venv/torch/lib");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     if lib.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
