@@ -41,7 +41,14 @@ fn check_version(torch: &std::path::Path) {
 /// Records the git commit (when built from a checkout) for reports, with `-dirty` when
 /// tracked files differ from it, so that a report never names code it did not run.
 fn git_commit() {
-    for p in [".git/HEAD", ".git/refs", ".git/index", "src", "Cargo.toml", "build.rs"] {
+    for p in [
+        ".git/HEAD",
+        ".git/refs",
+        ".git/index",
+        "src",
+        "Cargo.toml",
+        "build.rs",
+    ] {
         println!("cargo:rerun-if-changed={p}");
     }
     let git = |args: &[&str]| {
@@ -53,8 +60,8 @@ fn git_commit() {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     if let Some(c) = git(&["rev-parse", "--short=12", "HEAD"]) {
-        let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-            .is_some_and(|s| !s.is_empty());
+        let dirty =
+            git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
         let suffix = if dirty { "-dirty" } else { "" };
         println!("cargo:rustc-env=PROFILER_GIT_COMMIT={c}{suffix}");
     }

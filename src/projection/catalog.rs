@@ -80,8 +80,13 @@ pub fn models_text(list: &[ModelSummary]) -> String {
     let w = list.iter().map(|m| m.name.len()).max().unwrap_or(0);
     list.iter()
         .map(|m| {
+            let aliases = if m.aliases.is_empty() {
+                String::new()
+            } else {
+                format!(" (also: {})", m.aliases.join(", "))
+            };
             format!(
-                "{:<w$}  {:>7.2} B  {}\n",
+                "{:<w$}  {:>7.2} B  {}{aliases}\n",
                 m.name,
                 m.parameters as f64 / 1e9,
                 m.description
@@ -124,5 +129,8 @@ mod tests {
         );
         let t = models_text(&m);
         assert!(t.contains("llama-3.2-1b") && t.contains("1.24 B"), "{t}");
+        // The default model's card lists the alias that `--model llama` uses.
+        let line = t.lines().find(|l| l.starts_with("smollm2-135m")).unwrap();
+        assert!(line.ends_with("(also: llama, smollm2)"), "{line}");
     }
 }
