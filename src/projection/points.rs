@@ -174,7 +174,7 @@ Llama-2-7b,inf2.48xlarge,24,1,4096,128,3968,bf16,27.6,6.47,\"repo, file (2024-04
             "/profiles/calibration/neuron_published_points.csv"
         );
         let p = load(Path::new(path)).unwrap();
-        assert_eq!(p.len(), 58);
+        assert_eq!(p.len(), 90);
         assert!(p.iter().all(|x| x.source.contains("aws-neuron-sdk")));
     }
 }

@@ -425,17 +425,21 @@ mod tests {
                 .cloned()
         };
         let bf16 = project_profiles(&card("llama-3.1-8b"), &profiles, &req(128, 128)).unwrap();
-        // The points ran on inf2.48xlarge at TP 24 with bf16 weights.
+        // The points ran on inf2.48xlarge at TP 24 with bf16 and int8 weights.
         assert_eq!(note(&bf16, "inf2.48xlarge"), None);
         let small = note(&bf16, "inf2.xlarge").unwrap();
         assert!(small.contains("inf2.xlarge at TP 2"), "{small}");
         assert!(small.contains("points: inf2.48xlarge at TP 24"), "{small}");
         let mut r = req(128, 128);
+        r.dtype = WeightsDtype::Int4;
+        let int4 = project_profiles(&card("llama-3.1-8b"), &profiles, &r).unwrap();
+        let big = note(&int4, "inf2.48xlarge").unwrap();
+        assert!(big.contains("int4 weights"), "{big}");
+        assert!(!big.contains("TP 24 ("), "{big}");
+        // int8 runs are among the points (Llama-3-8B).
         r.dtype = WeightsDtype::Int8;
         let int8 = project_profiles(&card("llama-3.1-8b"), &profiles, &r).unwrap();
-        let big = note(&int8, "inf2.48xlarge").unwrap();
-        assert!(big.contains("int8 weights"), "{big}");
-        assert!(!big.contains("TP 24 ("), "{big}");
+        assert_eq!(note(&int8, "inf2.48xlarge"), None);
         // A profile parsed from text has not read its points and claims nothing.
         let text = std::fs::read_to_string(root().join("profiles/inf2-profile.toml")).unwrap();
         let parsed = Profile::parse(&text, &root().join("profiles/inf2-profile.toml")).unwrap();
