@@ -195,6 +195,21 @@ fn cases() -> Vec<Case> {
         )
         .file("old.jsonl", "{\"line\": 1}\n"),
         case(
+            "a KV cache larger than the memory is refused with its size",
+            &[
+                "run",
+                "--requests",
+                "1",
+                "--input-len",
+                "8",
+                "--output-len",
+                "2",
+                "--batch",
+                "100000000",
+            ],
+            "batch 100000000 × 10 positions: the K and V tensors of its KV cache need",
+        ),
+        case(
             "threads far beyond the cores",
             &["run", "--threads", "100000", "--requests", "1"],
             "--threads 100000: at most",

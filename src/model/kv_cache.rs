@@ -1,6 +1,6 @@
 //! Pre-allocated key/value cache, written in place (no concatenation per step).
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use tch::{Device, Kind, Tensor};
 
 /// Keys and values of every layer for `batch` sequences of up to `max_len` positions.
@@ -35,10 +35,28 @@ impl KvCache {
             max_len as i64,
             head_dim as i64,
         ];
-        let bytes = layers * 2 * batch * kv_heads * max_len * head_dim * kind.elt_size_in_bytes();
+        // One layer's K (or V) tensor, and the whole cache: K and V of every layer.
+        let layer_bytes = [batch, kv_heads, max_len, head_dim, kind.elt_size_in_bytes()]
+            .iter()
+            .try_fold(1u64, |acc, &n| acc.checked_mul(n as u64));
+        let total = layer_bytes.and_then(|b| b.checked_mul(2 * layers as u64));
+        let Some((layer_bytes, total)) = layer_bytes.zip(total) else {
+            bail!("a KV cache for batch {batch} and {max_len} positions is too large to size");
+        };
+        if device == Device::Cpu {
+            crate::model::load::ensure_memory_for(
+                &format!("batch {batch} × {max_len} positions"),
+                "the K and V tensors of its KV cache",
+                total,
+                " (lower --batch or the prompt and output lengths)",
+            )?;
+        }
         let alloc = || {
-            Tensor::f_zeros(shape, (kind, device))
-                .with_context(|| format!("cannot allocate the KV cache ({bytes} bytes)"))
+            Tensor::f_zeros(shape, (kind, device)).with_context(|| {
+                format!(
+                    "cannot allocate the KV cache ({layer_bytes} bytes per layer, {total} in all)"
+                )
+            })
         };
         let mut k = Vec::with_capacity(layers);
         let mut v = Vec::with_capacity(layers);
