@@ -102,6 +102,38 @@ impl RequestSample {
                     self.e2e_ms
                 ));
             }
+            // The counts and times of one request must tell one story: a step per token
+            // after the first, e2e = TTFT + the steps, TPOT from them.
+            let n = self.output_tokens;
+            if n == 0 {
+                return Err(
+                    "field `output_tokens` is 0 in an ok sample, expected at least 1".into(),
+                );
+            }
+            if self.decode_step_ms.len() as u64 != n - 1 {
+                return Err(format!(
+                    "field `decode_step_ms` holds {} steps, expected {} (one per output token after the first)",
+                    self.decode_step_ms.len(),
+                    n - 1
+                ));
+            }
+            let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0);
+            let sum: f64 = ttft + self.decode_step_ms.iter().sum::<f64>();
+            if !close(self.e2e_ms, sum) {
+                return Err(format!(
+                    "field `e2e_ms` is {}, expected `ttft_ms` plus the decode steps ({sum})",
+                    self.e2e_ms
+                ));
+            }
+            match (self.tpot_ms, Self::tpot(self.e2e_ms, ttft, n)) {
+                (None, None) => {}
+                (Some(t), Some(want)) if close(t, want) => {}
+                (t, want) => {
+                    return Err(format!(
+                        "field `tpot_ms` is {t:?}, expected {want:?}: (e2e − TTFT) / (output tokens − 1), null below 2 tokens"
+                    ))
+                }
+            }
         }
         Ok(())
     }
@@ -253,6 +285,7 @@ pub fn parse_samples(bytes: &[u8], file: &str) -> Result<SamplesFile> {
     let count = pieces.len();
     let mut header = None;
     let mut samples = Vec::new();
+    let mut index_lines = std::collections::HashMap::new();
     let mut end = None;
     let mut warnings = Vec::new();
     for (i, piece) in pieces.into_iter().enumerate() {
@@ -296,6 +329,13 @@ pub fn parse_samples(bytes: &[u8], file: &str) -> Result<SamplesFile> {
             (_, false) => bail!("{file}:{n}: expected the header line (\"kind\":\"header\") first"),
             (Line::Sample(s), true) => {
                 s.validate().map_err(|e| anyhow!("{file}:{n}: {e}"))?;
+                if let Some(first) = index_lines.get(&s.index) {
+                    bail!(
+                        "{file}:{n}: sample index {} was already on line {first} (expected each request once)",
+                        s.index
+                    );
+                }
+                index_lines.insert(s.index, n);
                 samples.push(s);
             }
             (Line::End(e), true) => end = Some(e),
@@ -457,6 +497,52 @@ pub(crate) mod tests {
         let bad = text.replace("\"ttft_ms\":5.0", "\"ttft_ms\":500.0");
         let err = parse_samples(bad.as_bytes(), "f").unwrap_err().to_string();
         assert!(err.starts_with("f:2: field `e2e_ms`"), "{err}");
+    }
+
+    #[test]
+    fn a_sample_must_agree_with_itself_and_come_once() {
+        let (_dir, path) = write_file(&[ok_sample(0, 5.0, 3), ok_sample(0, 5.0, 3)], None);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let err = parse_samples(text.as_bytes(), "f").unwrap_err().to_string();
+        assert!(
+            err.starts_with("f:3: sample index 0 was already on line 2"),
+            "{err}"
+        );
+        let one: String = text.lines().take(2).map(|l| format!("{l}\n")).collect();
+        parse_samples(one.as_bytes(), "f").unwrap();
+        let cases = [
+            (
+                "\"output_tokens\":3",
+                "\"output_tokens\":99",
+                "f:2: field `decode_step_ms` holds 2 steps, expected 98",
+            ),
+            (
+                "\"output_tokens\":3",
+                "\"output_tokens\":0",
+                "f:2: field `output_tokens` is 0",
+            ),
+            (
+                "\"tpot_ms\":10.0",
+                "\"tpot_ms\":1e300",
+                "f:2: field `tpot_ms`",
+            ),
+            (
+                "\"tpot_ms\":10.0",
+                "\"tpot_ms\":null",
+                "f:2: field `tpot_ms`",
+            ),
+            (
+                "\"e2e_ms\":25.0",
+                "\"e2e_ms\":26.0",
+                "f:2: field `e2e_ms` is 26",
+            ),
+        ];
+        for (from, to, want) in cases {
+            assert!(one.contains(from), "{from} not in {one}");
+            let bad = one.replace(from, to);
+            let err = parse_samples(bad.as_bytes(), "f").unwrap_err().to_string();
+            assert!(err.starts_with(want), "{err} (wanted {want})");
+        }
     }
 
     #[test]
