@@ -78,7 +78,14 @@ impl Corpus {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read the text corpus {}", path.display()))?;
-        Ok(Some(Corpus(tok.encode(&text)?)))
+        let ids = tok.encode(&text)?;
+        if ids.is_empty() {
+            bail!(
+                "the text corpus {} has no tokens (expected text that --input-len prompts are cut from)",
+                path.display()
+            );
+        }
+        Ok(Some(Corpus(ids)))
     }
 }
 

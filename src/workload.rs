@@ -18,6 +18,8 @@ pub struct WorkloadLine {
 /// Parses a workload file's text; errors name the file and line.
 pub fn parse_workload(text: &str, file: &str) -> Result<Vec<WorkloadLine>> {
     let mut out = Vec::new();
+    // A byte-order mark some editors write is not part of the first line's JSON.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
         if line.trim().is_empty() {
@@ -160,6 +162,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ok[1].max_new_tokens, Some(3));
+        let bom = parse_workload("\u{feff}{\"prompt\":\"a\"}\n", "w.jsonl").unwrap();
+        assert_eq!(bom[0].prompt, "a");
         let e = parse_workload("{\"prompt\":\"a\"}\n{\"prompt\": 3}\n", "w.jsonl")
             .unwrap_err()
             .to_string();

@@ -210,6 +210,22 @@ fn cases() -> Vec<Case> {
             "batch 100000000 × 10 positions: the K and V tensors of its KV cache need",
         ),
         case(
+            "a push interval of 0",
+            &[
+                "run",
+                "--pushgateway",
+                "http://127.0.0.1:9",
+                "--push-interval",
+                "0",
+            ],
+            "--push-interval must be at least 1",
+        ),
+        case(
+            "generate nothing",
+            &["generate", "--prompt", "hi", "--max-new-tokens", "0"],
+            "--max-new-tokens must be at least 1",
+        ),
+        case(
             "threads far beyond the cores",
             &["run", "--threads", "100000", "--requests", "1"],
             "--threads 100000: at most",

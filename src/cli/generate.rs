@@ -54,6 +54,9 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     };
     let ids = tok.encode(&text)?;
     let window = engine.model.config().max_position_embeddings;
+    if a.max_new_tokens == 0 {
+        bail!("--max-new-tokens must be at least 1");
+    }
     if ids.len() + a.max_new_tokens > window {
         bail!(
             "prompt of {} tokens plus --max-new-tokens {} exceeds the context window of {window} tokens",

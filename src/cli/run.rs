@@ -106,6 +106,9 @@ fn plan(a: &RunArgs) -> Result<(RunPlan, Workload)> {
     if a.requests == Some(0) {
         bail!("--requests must be at least 1");
     }
+    if a.push_interval == 0 {
+        bail!("--push-interval must be at least 1 (seconds)");
+    }
     if !(a.temperature >= 0.0 && a.temperature.is_finite()) {
         bail!("--temperature must be a number >= 0, got {}", a.temperature);
     }
@@ -394,7 +397,7 @@ pub fn run(a: RunArgs) -> Result<()> {
                 registry.clone(),
                 &env.model,
                 &env.run_on,
-                Duration::from_secs(a.push_interval.max(1)),
+                Duration::from_secs(a.push_interval),
             )
         })
         .transpose()?;
