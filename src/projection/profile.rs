@@ -553,6 +553,10 @@ impl<'a> Validator<'a> {
                 self.field_sources.insert(field.to_string(), addr.clone());
                 Ok(addr.clone())
             }
+            None if self.sources.is_empty() => bail!(
+                "{}: field `{field}.source` names unknown source {key:?} (the [sources] table is empty)",
+                self.what
+            ),
             None => bail!(
                 "{}: field `{field}.source` names unknown source {key:?} (the [sources] table has {})",
                 self.what,
