@@ -223,6 +223,30 @@ fn notes_block(rows: &[Projected]) -> String {
     s
 }
 
+/// The sources behind `rows` (model card, profile fields, prices, calibration points), each
+/// once, in order of first use: what a reader needs to check a projected number.
+fn sources_block(rows: &[Projected]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in rows {
+        for src in &p.projection.sources {
+            if !out.contains(src) {
+                out.push(src.clone());
+            }
+        }
+    }
+    out
+}
+
+/// "bf16 weights, on-demand prices" for a header line.
+fn basis(rows: &[Projected]) -> String {
+    rows.first().map_or(String::new(), |p| {
+        format!(
+            ", {} weights, {} prices",
+            p.projection.weights_dtype, p.price_kind
+        )
+    })
+}
+
 /// Renders `profiler project` output for `model`.
 pub fn projections(format: Format, model: &str, parameters: u64, rows: &[Projected]) -> Vec<u8> {
     match format {
@@ -234,14 +258,22 @@ pub fn projections(format: Format, model: &str, parameters: u64, rows: &[Project
         })),
         Format::Table => {
             let mut s = format!(
-                "Projected (not measured): {model} ({:.2} B parameters)\n\n",
-                parameters as f64 / 1e9
+                "Projected (not measured): {model} ({:.2} B parameters){}\n\n",
+                parameters as f64 / 1e9,
+                basis(rows)
             );
             s.push_str(&projection_grid(rows).text());
             let n = notes_block(rows);
             if !n.is_empty() {
                 s.push_str("\nNotes:\n");
                 s.push_str(&n);
+            }
+            let src = sources_block(rows);
+            if !src.is_empty() {
+                s.push_str("\nSources:\n");
+                for x in src {
+                    s.push_str(&format!("  - {x}\n"));
+                }
             }
             s.into_bytes()
         }
@@ -256,13 +288,20 @@ pub fn projections(format: Format, model: &str, parameters: u64, rows: &[Project
             g.csv().into_bytes()
         }
         Format::Markdown => {
-            let mut s = format!("### Projected (not measured): {model}\n\n");
+            let mut s = format!("### Projected (not measured): {model}{}\n\n", basis(rows));
             s.push_str(&projection_grid(rows).markdown());
             let n = notes_block(rows);
             if !n.is_empty() {
                 s.push('\n');
                 for l in n.lines() {
                     s.push_str(&format!("- {l}\n"));
+                }
+            }
+            let src = sources_block(rows);
+            if !src.is_empty() {
+                s.push_str("\nSources:\n\n");
+                for x in src {
+                    s.push_str(&format!("- {x}\n"));
                 }
             }
             s.into_bytes()
@@ -311,6 +350,19 @@ pub fn comparison(format: Format, r: &CompareReport) -> Vec<u8> {
             s.push('\n');
             s.push_str(&r.recommendation);
             s.push('\n');
+            let rows: Vec<Projected> = r.rows.iter().map(|x| x.projected.clone()).collect();
+            let n = notes_block(&rows);
+            if !n.is_empty() {
+                s.push_str("\nNotes:\n");
+                s.push_str(&n);
+            }
+            let src = sources_block(&rows);
+            if !src.is_empty() {
+                s.push_str("\nSources:\n");
+                for x in src {
+                    s.push_str(&format!("  - {x}\n"));
+                }
+            }
             s.into_bytes()
         }
         Format::Csv => compare_grid(r).csv().into_bytes(),
@@ -531,6 +583,20 @@ mod tests {
         );
         let m = String::from_utf8(projections(Format::Markdown, "m", 1, &rows())).unwrap();
         assert!(m.contains("| profile | instance |"), "{m}");
+        // Table and markdown say on what basis and from which sources, each source once.
+        for text in [&t, &m] {
+            assert!(
+                text.lines()
+                    .next()
+                    .unwrap()
+                    .contains(", bf16 weights, on-demand prices"),
+                "{text}"
+            );
+            let card = rows()[0].projection.sources[0].clone();
+            assert_eq!(text.matches(card.as_str()).count(), 1, "{text}");
+            let price = "inf2_instance_prices.csv";
+            assert_eq!(text.matches(price).count(), 1, "{text}");
+        }
     }
 
     #[test]
