@@ -234,10 +234,18 @@ pub struct ProjectArgs {
     input_len: u32,
     #[arg(long, default_value_t = 128)]
     output_len: u32,
-    /// bf16, fp16, fp8, int8, int4 or fp32.
+    #[command(flatten)]
+    basis: Basis,
+}
+
+/// What projected numbers are computed on and printed as, shared by `project` and
+/// `compare`.
+#[derive(Args, Debug)]
+pub struct Basis {
+    /// Serving dtype projected: bf16, fp16, fp8, int8, int4 or fp32.
     #[arg(long, default_value = "bf16", value_parser = weights_dtype)]
     weights_dtype: WeightsDtype,
-    /// on-demand, reserved or capacity-block.
+    /// Price kind: on-demand, reserved or capacity-block.
     #[arg(long, default_value = "on-demand", value_parser = price_kind)]
     price: PriceKind,
     /// table, json, csv or markdown.
@@ -247,13 +255,13 @@ pub struct ProjectArgs {
 
 pub fn project(a: ProjectArgs) -> Result<()> {
     let home = Home::locate()?;
-    let format = a.format;
+    let format = a.basis.format;
     let card = card::find(&home.models_dir(), &a.model)?;
-    let mut req = ProjectRequest::new(a.input_len, a.output_len, a.weights_dtype);
+    let mut req = ProjectRequest::new(a.input_len, a.output_len, a.basis.weights_dtype);
     req.instance = a.instance;
     req.tp = a.tp;
     req.batch = a.batch;
-    req.price = a.price;
+    req.price = a.basis.price;
     let rows = proj::project_detailed(&home.profiles_dir(), &card, &a.device, &req)?;
     write_out(&export::projections(
         format,
@@ -282,12 +290,8 @@ pub struct CompareArgs {
     /// Time-per-output-token target, ms.
     #[arg(long)]
     slo_tpot_ms: Option<f64>,
-    #[arg(long, default_value = "bf16", value_parser = weights_dtype)]
-    weights_dtype: WeightsDtype,
-    #[arg(long, default_value = "on-demand", value_parser = price_kind)]
-    price: PriceKind,
-    #[arg(long, default_value = "table", value_parser = format)]
-    format: Format,
+    #[command(flatten)]
+    basis: Basis,
     /// Write an SVG chart of cost per 1M tokens against TPOT.
     #[arg(long)]
     plot: Option<PathBuf>,
@@ -295,7 +299,7 @@ pub struct CompareArgs {
 
 pub fn compare(a: CompareArgs) -> Result<()> {
     let home = Home::locate()?;
-    let format = a.format;
+    let format = a.basis.format;
     let card = card::find(&home.models_dir(), &a.model)?;
     for (flag, v) in [
         ("--slo-ttft-ms", a.slo_ttft_ms),
@@ -305,11 +309,11 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             bail!("{flag} must be a positive number of milliseconds");
         }
     }
-    let mut req = CompareRequest::new(a.input_len, a.output_len, a.weights_dtype);
+    let mut req = CompareRequest::new(a.input_len, a.output_len, a.basis.weights_dtype);
     req.batch = a.batch;
     req.slo.ttft_ms = a.slo_ttft_ms;
     req.slo.tpot_ms = a.slo_tpot_ms;
-    req.price = a.price;
+    req.price = a.basis.price;
     let r = proj::compare(&home.profiles_dir(), &card, &a.device, &req)?;
     if let Some(path) = &a.plot {
         crate::paths::check_output_file("--plot", path)?;
