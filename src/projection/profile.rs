@@ -509,6 +509,7 @@ fn has_date(text: &str) -> bool {
             && [10, 7].iter().any(|&n| {
                 i + n <= b.len()
                     && (i + n == b.len() || !b[i + n].is_ascii_digit())
+                    && text.is_char_boundary(i)
                     && text.is_char_boundary(i + n)
                     && is_date(&text[i..i + n])
             })
@@ -988,6 +989,10 @@ on_demand = { usd_per_hour = 12.981, region = "us-east-1", date = "2024-04-30", 
             assert!(e.contains("expected YYYY-MM-DD or YYYY-MM"), "{bad}: {e}");
         }
         parse(&GOOD.replacen("2024-04-30", "2024-02-29", 1)).unwrap();
+        // Multi-byte characters next to digits are not dates and do not panic.
+        assert!(!has_date("5 µs per step"));
+        assert!(!has_date("µ2024-13µ"));
+        assert!(has_date("µ2024-01-02µ"));
         parse(&GOOD.replacen("2024-04-30", "2024-12", 1)).unwrap();
         let e = err(&GOOD.replace("name = \"x.large\"", "name = \"X.small\""));
         assert!(e.contains("instance \"X.small\" is listed twice"), "{e}");
