@@ -242,20 +242,10 @@ fn cases<'a>(
     let mut cases: Vec<Case<'a>> = Vec::new();
     let mut repeated = Vec::new();
     for p in all_points {
-        if !profile
-            .instances
-            .iter()
-            .any(|i| i.name.eq_ignore_ascii_case(&p.instance))
-        {
+        let Ok(inst) = profile.instance(&p.instance) else {
             continue;
-        }
-        let inst = profile
-            .instances
-            .iter()
-            .find(|i| i.name.eq_ignore_ascii_case(&p.instance));
-        if !profile.runtime.tp_degrees.contains(&p.tp)
-            || inst.is_some_and(|i| p.tp > profile.units(i))
-        {
+        };
+        if !profile.runtime.tp_degrees.contains(&p.tp) || p.tp > profile.units(inst) {
             bail!(
                 "{points_file}: line {}: TP {} on {} is not a degree {} allows there (TP degrees {:?}, {} {}s per instance)",
                 p.line,
@@ -263,7 +253,7 @@ fn cases<'a>(
                 p.instance,
                 profile.name,
                 profile.runtime.tp_degrees,
-                inst.map_or(0, |i| profile.units(i)),
+                profile.units(inst),
                 profile.runtime.tp_unit
             );
         }

@@ -303,11 +303,7 @@ impl Profile {
             })?;
             let mut runs: Vec<CalibratedRun> = Vec::new();
             for q in pts {
-                if !p
-                    .instances
-                    .iter()
-                    .any(|i| i.name.eq_ignore_ascii_case(&q.instance))
-                {
+                if p.instance(&q.instance).is_err() {
                     continue;
                 }
                 let r = CalibratedRun {
