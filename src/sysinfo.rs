@@ -41,6 +41,31 @@ fn meminfo_kib(file: &str, key: &str) -> Option<u64> {
     line[key.len()..].split_whitespace().next()?.parse().ok()
 }
 
+/// Refuses to materialise `need` bytes of weights when the machine has less memory
+/// available (`MemAvailable`); when that is unknown the load goes ahead. The error gives
+/// both numbers: `{subject}: {what} need(s) N GiB but only M GiB ... {hint}`.
+pub fn ensure_memory_for(subject: &str, what: &str, need: u64, hint: &str) -> anyhow::Result<()> {
+    memory_verdict(subject, what, need, available_memory_bytes(), hint)
+}
+
+fn memory_verdict(
+    subject: &str,
+    what: &str,
+    need: u64,
+    available: Option<u64>,
+    hint: &str,
+) -> anyhow::Result<()> {
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    match available {
+        Some(avail) if need > avail => anyhow::bail!(
+            "{subject}: {what} need {:.1} GiB but only {:.1} GiB of memory is available (MemAvailable in /proc/meminfo){hint}",
+            gib(need),
+            gib(avail)
+        ),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +78,19 @@ mod tests {
         let rss = rss_bytes().unwrap();
         assert!(peak_rss_bytes().unwrap() >= rss);
         assert_ne!(cpu_model(), "");
+    }
+    #[test]
+    fn memory_verdict_refuses_with_both_numbers_only_when_too_big() {
+        let gib = 1u64 << 30;
+        let e = memory_verdict("m.gguf", "its weights", 200 * gib, Some(gib * 3 / 2), "!")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "m.gguf: its weights need 200.0 GiB but only 1.5 GiB of memory is available \
+             (MemAvailable in /proc/meminfo)!"
+        );
+        memory_verdict("m", "w", gib, Some(gib), "").unwrap();
+        memory_verdict("m", "w", u64::MAX, None, "").unwrap();
     }
 }

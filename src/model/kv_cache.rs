@@ -44,7 +44,7 @@ impl KvCache {
             bail!("a KV cache for batch {batch} and {max_len} positions is too large to size");
         };
         if device == Device::Cpu {
-            crate::model::load::ensure_memory_for(
+            crate::sysinfo::ensure_memory_for(
                 &format!("batch {batch} × {max_len} positions"),
                 "the K and V tensors of its KV cache",
                 total,

@@ -119,44 +119,13 @@ pub fn load(r: &ModelRef, home: &Home, seed: i64, q4_codes: bool) -> Result<Load
 /// the loader materialises every tensor as f32 on the host first (then converts it).
 pub const LOADED_BYTES_PER_WEIGHT: u64 = 4;
 
-/// Refuses to materialise `need` bytes of weights when the machine has less memory
-/// available (`MemAvailable`); when that is unknown the load goes ahead. The error gives
-/// both numbers: `{subject}: {what} need(s) N GiB but only M GiB ... {hint}`.
-pub fn ensure_memory_for(subject: &str, what: &str, need: u64, hint: &str) -> Result<()> {
-    memory_verdict(
-        subject,
-        what,
-        need,
-        crate::sysinfo::available_memory_bytes(),
-        hint,
-    )
-}
-
-fn memory_verdict(
-    subject: &str,
-    what: &str,
-    need: u64,
-    available: Option<u64>,
-    hint: &str,
-) -> Result<()> {
-    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
-    match available {
-        Some(avail) if need > avail => bail!(
-            "{subject}: {what} need {:.1} GiB but only {:.1} GiB of memory is available (MemAvailable in /proc/meminfo){hint}",
-            gib(need),
-            gib(avail)
-        ),
-        _ => Ok(()),
-    }
-}
-
 /// Seeded random weights at the card's shapes, if they fit in free memory.
 fn load_synthetic(c: &ModelCard, seed: i64) -> Result<LoadedWeights> {
     let need = c
         .architecture
         .parameter_count()
         .saturating_mul(LOADED_BYTES_PER_WEIGHT);
-    ensure_memory_for(
+    crate::sysinfo::ensure_memory_for(
         &format!("model {}", c.name),
         "its synthetic f32 weights",
         need,
@@ -330,7 +299,7 @@ pub fn load_gguf(path: &Path, card: Option<ModelCard>, q4_codes: bool) -> Result
     } else {
         0
     };
-    ensure_memory_for(
+    crate::sysinfo::ensure_memory_for(
         &file,
         &format!("its {weights} weights as f32 tensors"),
         weights
@@ -545,7 +514,7 @@ pub fn load_hf_dir(dir: &Path) -> Result<LoadedWeights> {
         .map(|f| f.metadata().map(|m| m.len()).unwrap_or(0))
         .sum();
     let weights = cfg.parameter_count();
-    ensure_memory_for(
+    crate::sysinfo::ensure_memory_for(
         &d.to_string(),
         &format!("its {weights} weights as f32 tensors (config.json) plus the {shard_bytes}-byte shards being read"),
         weights
@@ -691,21 +660,6 @@ mod tests {
         let c = config_from_hf(&p).unwrap();
         assert_eq!(c.num_key_value_heads, 8);
         assert_eq!(c.rope_scaling.unwrap().factor, 8.0);
-    }
-
-    #[test]
-    fn memory_verdict_refuses_with_both_numbers_only_when_too_big() {
-        let gib = 1u64 << 30;
-        let e = memory_verdict("m.gguf", "its weights", 200 * gib, Some(gib * 3 / 2), "!")
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            e,
-            "m.gguf: its weights need 200.0 GiB but only 1.5 GiB of memory is available \
-             (MemAvailable in /proc/meminfo)!"
-        );
-        memory_verdict("m", "w", gib, Some(gib), "").unwrap();
-        memory_verdict("m", "w", u64::MAX, None, "").unwrap();
     }
 
     #[test]

@@ -11,77 +11,13 @@ pub mod table;
 use crate::measure::samples::{RequestSample, RunEnd, SampleStatus, SamplesFile};
 use crate::measure::stats::{anomaly_warnings, Summary};
 use crate::projection::types::Projection;
+pub use crate::schema::{Environment, Workload};
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
 /// Version of the JSON report schema; raised on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
-
-/// The machine, software and model a run used.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Environment {
-    /// CPU model name (from `/proc/cpuinfo` on Linux).
-    pub cpu_model: String,
-    /// Logical CPU cores of the machine.
-    pub cores: u32,
-    /// Intra-op threads libtorch was told to use.
-    pub threads: u32,
-    /// `cpu` or `cuda`.
-    pub run_on: String,
-    /// Name of the device that ran the model (the CPU model, or the GPU name).
-    pub device_name: String,
-    /// Dtype of activations, norms and the KV cache (`f32`, `bf16`, `f16`).
-    pub dtype: String,
-    /// How the weights were stored while running (`--weights-dtype`: `f32`, `bf16`, `f16`,
-    /// `int8`, `int4`).
-    pub weights_dtype: String,
-    /// `--matmul-precision`: `highest` (IEEE f32 products) or `high` (prompts' f32 products
-    /// as three bf16 products). Absent in reports of earlier versions.
-    #[serde(default)]
-    pub matmul_precision: Option<String>,
-    pub tch_version: String,
-    pub torch_version: String,
-    pub profiler_version: String,
-    /// Git commit the profiler was built from; `None` outside a git checkout.
-    pub git_commit: Option<String>,
-    /// Model card name, or the path given to `--model`.
-    pub model: String,
-    /// `gguf`, `safetensors` or `synthetic` (random weights: timings only, no real text).
-    pub weights_kind: String,
-    /// SHA-256 of the weights file; `None` for synthetic weights.
-    pub weights_sha256: Option<String>,
-    /// Bytes of the linear layers' weights as stored (codes and scales included): what a
-    /// decode step reads at least once. Absent in reports of earlier versions.
-    #[serde(default)]
-    pub weights_bytes: Option<u64>,
-    /// The command line, as typed (arguments shell-quoted where needed).
-    pub command_line: String,
-    /// Start of the run, RFC 3339 UTC (see [`crate::measure::rfc3339::format_utc`]).
-    pub started_at: String,
-}
-
-/// What the run was asked to do.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Workload {
-    /// Where prompts came from, e.g. `--input-len 128 (shipped corpus)` or `--workload w.jsonl`.
-    pub prompt_source: String,
-    /// Prompt length in tokens when fixed by `--input-len`; `None` for free-text prompts.
-    pub input_len: Option<u32>,
-    /// Tokens to generate per request (the default for workload lines that set none).
-    pub output_len: u32,
-    /// Sequences decoded together.
-    pub batch: u32,
-    /// Requests asked (`--requests`); `None` when the run was bounded by `--duration`.
-    pub requests: Option<u64>,
-    /// Duration asked (`--duration`), seconds; `None` when bounded by `--requests`.
-    pub duration_s: Option<f64>,
-    /// Warm-up requests run first and not counted.
-    pub warmup: u32,
-    pub seed: i64,
-    /// Whether generation ignored end-of-sequence tokens (exact output lengths).
-    pub ignore_eos: bool,
-}
 
 /// The latency model run on the local machine and compared with what was measured here:
 /// how far to trust the projections for the other targets.
@@ -403,42 +339,7 @@ pub(crate) mod tests {
     use crate::measure::samples::tests::ok_sample;
     use crate::projection::types::CalibrationError;
 
-    pub(crate) fn environment() -> Environment {
-        Environment {
-            cpu_model: "Test CPU".into(),
-            cores: 2,
-            threads: 2,
-            run_on: "cpu".into(),
-            device_name: "Test CPU".into(),
-            dtype: "f32".into(),
-            weights_dtype: "q8_0".into(),
-            tch_version: "0.24.0".into(),
-            torch_version: "2.11.0".into(),
-            profiler_version: "0.1.0".into(),
-            git_commit: Some("c3c4a10".into()),
-            model: "tiny-llama".into(),
-            weights_kind: "gguf".into(),
-            weights_sha256: None,
-            weights_bytes: None,
-            matmul_precision: Some("highest".into()),
-            command_line: "profiler run --model tiny-llama --device inf2-profile".into(),
-            started_at: "2024-05-01T12:44:56Z".into(),
-        }
-    }
-
-    pub(crate) fn workload() -> Workload {
-        Workload {
-            prompt_source: "--input-len 16 (shipped corpus)".into(),
-            input_len: Some(16),
-            output_len: 8,
-            batch: 1,
-            requests: Some(4),
-            duration_s: None,
-            warmup: 1,
-            seed: 0,
-            ignore_eos: true,
-        }
-    }
+    pub(crate) use crate::schema::tests::{environment, workload};
 
     pub(crate) fn projection() -> Projection {
         Projection {
