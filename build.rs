@@ -71,6 +71,10 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo::rustc-check-cfg=cfg(profiler_cuda_stats)");
     git_commit();
+    // Without the `torch` feature nothing links libtorch.
+    if std::env::var_os("CARGO_FEATURE_TORCH").is_none() {
+        return;
+    }
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     let Some(torch) = libtorch_dir() else {
         println!("cargo:warning=LIBTORCH is not set; run scripts/setup first");
@@ -86,15 +90,23 @@ fn main() {
     // The binary finds libtorch beside the checkout it was built in, wherever that
     // checkout is moved (target/release/profiler -> ../../.venv/torch/lib), and at the
     // folder it was built against otherwise.
-    println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/../../.venv/torch/lib");
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+    link_arg(&format!("-Wl,-rpath,$ORIGIN/../../.venv/torch/lib"));
+    link_arg(&format!("-Wl,-rpath,{}", lib.display()));
     if lib.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
-        println!("cargo:rustc-link-arg=-ltorch_cuda");
-        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+        link_arg("-Wl,--no-as-needed");
+        link_arg("-ltorch_cuda");
+        link_arg("-Wl,--as-needed");
         println!("cargo:rustc-env=PROFILER_LIBTORCH_CUDA=1");
         cuda_memory_shim(&torch, &lib);
     }
+}
+
+/// A linker argument for the binaries that run inference (`profiler-engine`, the tests),
+/// not for `profiler`, which must start without loading libtorch.
+fn link_arg(arg: &str) {
+    println!("cargo:rustc-link-arg-bin=profiler-engine={arg}");
+    println!("cargo:rustc-link-arg-tests={arg}");
+    println!("cargo:rustc-link-arg-benches={arg}");
 }
 
 /// Compiles `src/measure/cuda_memory.cpp`, which reads the CUDA caching allocator's peak

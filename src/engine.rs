@@ -1,37 +1,13 @@
 //! Loads a model onto the chosen device in the chosen dtype with the chosen thread count:
 //! the part `generate` and `run` share.
 
+pub use crate::inference::{DType, EngineOptions, MatmulPrecision, RunOn};
 use crate::model::llama::{Llama, WeightsMode};
 use crate::model::load::{self, ModelInfo, ModelRef};
 use crate::model::tokenizer::Tokenizer;
 use crate::paths::Home;
 use anyhow::{bail, Result};
-use serde::{Deserialize, Serialize};
 use tch::{Device, Kind};
-
-/// Where inference runs (`--run-on`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum RunOn {
-    Cpu,
-    Cuda,
-    /// CUDA when available, else the CPU.
-    Auto,
-}
-
-/// How weights are stored while the model runs (`--weights-dtype`): dense f32, bf16 or f16
-/// (activations in the same dtype), or weight-only int8 / int4 with bf16 activations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum DType {
-    F32,
-    Bf16,
-    F16,
-    /// Per-output-channel symmetric int8.
-    Int8,
-    /// Groups of 32 inputs with a scale and a zero point (GGUF Q4_0/Q4_1 used as they are).
-    Int4,
-}
 
 impl DType {
     /// How the model stores its linear layers.
@@ -48,49 +24,6 @@ impl DType {
     /// The libtorch kind of activations (and of weights, for the dense dtypes).
     pub fn kind(self) -> Kind {
         self.mode().activation_kind()
-    }
-
-    /// Name used in reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::Bf16 => "bf16",
-            DType::F16 => "f16",
-            DType::Int8 => "int8",
-            DType::Int4 => "int4",
-        }
-    }
-
-    /// Name of the activation dtype, for reports.
-    pub fn activation_str(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::F16 => "f16",
-            DType::Bf16 | DType::Int8 | DType::Int4 => "bf16",
-        }
-    }
-}
-
-/// How f32 matrix products are computed (`--matmul-precision`), named as PyTorch's
-/// `set_float32_matmul_precision` names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum MatmulPrecision {
-    /// IEEE f32 products throughout.
-    Highest,
-    /// Prompts' f32 products as three bf16 products accumulated in f32 (about 16
-    /// significant bits per factor; see `model::bf16x3`), on CPUs with bf16 matrix
-    /// instructions; one-token steps stay f32.
-    High,
-}
-
-impl MatmulPrecision {
-    /// Name used in reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MatmulPrecision::Highest => "highest",
-            MatmulPrecision::High => "high",
-        }
     }
 }
 
@@ -113,19 +46,6 @@ pub fn device_name(device: Device) -> String {
         Device::Cuda(i) => format!("CUDA device {i}"),
         other => format!("{other:?}"),
     }
-}
-
-/// Options shared by `generate` and `run`.
-#[derive(Debug, Clone)]
-pub struct EngineOptions {
-    pub model: String,
-    pub run_on: RunOn,
-    pub dtype: DType,
-    pub matmul_precision: MatmulPrecision,
-    /// libtorch intra-op threads; `None` keeps libtorch's default (all cores).
-    pub threads: Option<usize>,
-    /// Seed for synthetic weights.
-    pub seed: i64,
 }
 
 /// A model ready to run.

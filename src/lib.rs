@@ -1,11 +1,16 @@
 //! profiler: measure real LLM inference through libtorch and project latency and cost
 //! per 1M tokens on AWS Neuron (Inferentia2, Trainium) and GPU instance types.
 
+#[cfg(feature = "torch")]
 pub mod accuracy;
 pub mod cli;
+#[cfg(feature = "torch")]
 pub mod engine;
+#[cfg(feature = "torch")]
 pub mod generate;
+#[cfg(feature = "torch")]
 pub mod hostbench;
+pub mod inference;
 pub mod measure;
 pub mod metrics;
 pub mod model;
@@ -13,7 +18,9 @@ pub mod paths;
 pub mod projection;
 pub mod push;
 pub mod report;
+#[cfg(feature = "torch")]
 pub mod runner;
+pub mod schema;
 pub mod server;
 pub mod signals;
 pub mod sysinfo;

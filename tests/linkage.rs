@@ -1,25 +1,49 @@
-//! The binary really links libtorch's CUDA library (the linker would drop it and CUDA would
-//! silently be unavailable) and finds libtorch through its rpath, without LD_LIBRARY_PATH.
+//! `profiler-engine` really links libtorch's CUDA library (the linker would drop it and CUDA
+//! would silently be unavailable) and finds libtorch through its rpath, without
+//! LD_LIBRARY_PATH; `profiler` itself links no libtorch at all, so that the commands that
+//! run no inference do not pay for loading it.
 
 mod common;
 
 use std::process::Command;
 
-#[test]
-fn libtorch_cuda_is_linked_and_resolved_without_ld_library_path() {
+fn ldd(binary: &str) -> String {
     let out = Command::new("ldd")
-        .arg(env!("CARGO_BIN_EXE_profiler"))
+        .arg(binary)
         .env_remove("LD_LIBRARY_PATH")
         .output()
         .expect("ldd");
-    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "ldd {binary} failed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn engine_links_libtorch_cuda_and_resolves_it_without_ld_library_path() {
+    let text = ldd(env!("CARGO_BIN_EXE_profiler-engine"));
     let line = text
         .lines()
         .find(|l| l.contains("libtorch_cuda.so"))
         .unwrap_or_else(|| panic!("libtorch_cuda.so is not a needed library:\n{text}"));
     assert!(!line.contains("not found"), "{line}");
     assert!(!text.contains("not found"), "unresolved libraries:\n{text}");
-    // And it starts without LD_LIBRARY_PATH.
+    let out = Command::new(env!("CARGO_BIN_EXE_profiler-engine"))
+        .env_remove("LD_LIBRARY_PATH")
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("profiler "));
+}
+
+#[test]
+fn profiler_links_no_libtorch() {
+    let text = ldd(env!("CARGO_BIN_EXE_profiler"));
+    for lib in ["libtorch", "libc10", "libcuda", "libcudart"] {
+        assert!(
+            !text.contains(lib),
+            "profiler should not load {lib} (inference goes to profiler-engine):\n{text}"
+        );
+    }
     let out = common::profiler()
         .env_remove("LD_LIBRARY_PATH")
         .arg("--version")

@@ -548,11 +548,13 @@ fn samples_file_failing_mid_run_keeps_the_report() {
 
 /// `--matmul-precision high` is stated in the report, in JSON and in the table.
 #[test]
+#[cfg_attr(
+    not(feature = "bf16-tests"),
+    ignore = "needs a CPU with bf16 matrix instructions (scripts/test turns on bf16-tests where there is one)"
+)]
 fn report_states_the_matmul_precision() {
-    if let Err(e) = profiler::model::bf16x3::check_available() {
-        eprintln!("skipped: {e:#}");
-        return;
-    }
+    profiler::model::bf16x3::check_available()
+        .expect("bf16-tests is on, so bf16x3 must be available");
     common::default_weights();
     let args = [
         "run",

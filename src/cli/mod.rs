@@ -1,12 +1,15 @@
 //! Command-line layer: parses arguments, calls the library, prints results.
 
 pub mod accuracy;
+mod engine_handoff;
 mod generate;
 pub mod project;
 mod report;
 mod run;
+#[cfg(feature = "torch")]
+mod run_projections;
 
-use crate::engine::{DType, EngineOptions, MatmulPrecision, RunOn};
+use crate::inference::{DType, MatmulPrecision, RunOn};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -32,6 +35,34 @@ pub(crate) fn emit_report(text: &str, out: Option<&Path>) -> Result<()> {
     stdout
 }
 
+/// Runs `command` as a process's main: a panic prints one line, an error prints the first
+/// line of its chain (libtorch messages carry C++ backtraces after it), and the process
+/// exits with 0, 1, or the status an [`Exit`] asks for.
+pub fn main_with(command: fn() -> Result<()>) {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        let first = msg.lines().next().unwrap_or("").to_string();
+        eprintln!("error: internal error: {first}");
+    }));
+    let code = match command() {
+        Ok(()) => 0,
+        Err(e) => match e.downcast_ref::<Exit>() {
+            Some(Exit(code)) => *code,
+            None => {
+                let msg = format!("{e:#}");
+                eprintln!("error: {}", msg.lines().next().unwrap_or(""));
+                1
+            }
+        },
+    };
+    std::process::exit(code);
+}
+
 /// Exit status asked for by a command that finished its output (e.g. 130 after Ctrl-C).
 #[derive(Debug)]
 pub struct Exit(pub i32);
@@ -47,6 +78,7 @@ impl std::error::Error for Exit {}
 #[derive(Parser, Debug)]
 #[command(
     name = "profiler",
+    bin_name = "profiler",
     version,
     about = "Measure real LLM inference through libtorch and project latency and cost per 1M tokens on AWS Neuron and GPU instances"
 )]
@@ -109,8 +141,9 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    fn options(&self) -> EngineOptions {
-        EngineOptions {
+    #[cfg(feature = "torch")]
+    fn options(&self) -> crate::inference::EngineOptions {
+        crate::inference::EngineOptions {
             model: self.model.clone(),
             run_on: self.run_on,
             dtype: self.dtype,
@@ -121,18 +154,49 @@ impl EngineArgs {
     }
 }
 
-/// Parses the command line and runs the command.
+impl Command {
+    /// Whether the command runs inference (and so needs libtorch).
+    fn runs_inference(&self) -> bool {
+        matches!(
+            self,
+            Command::Run(_) | Command::Generate(_) | Command::Accuracy(_)
+        )
+    }
+}
+
+/// The `profiler` command: commands that run no inference run here without libtorch;
+/// the others are handed to `profiler-engine` (see [`engine_handoff`]).
 pub fn run() -> Result<()> {
+    let cli = Cli::parse();
+    if cli.command.runs_inference() {
+        return engine_handoff::exec();
+    }
+    run_core(cli.command)
+}
+
+/// The `profiler-engine` command: every command, inference included, in one process.
+#[cfg(feature = "torch")]
+pub fn run_engine() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(a) => run::run(*a),
         Command::Generate(a) => generate::run(a),
+        Command::Accuracy(a) => accuracy::run(a),
+        other => run_core(other),
+    }
+}
+
+/// Commands that need no tensor.
+fn run_core(command: Command) -> Result<()> {
+    match command {
         Command::Report(a) => report::run(a),
         Command::Project(a) => project::project(a),
         Command::Compare(a) => project::compare(a),
         Command::Calibrate(a) => project::calibrate(a),
         Command::Devices => project::devices(),
         Command::Models => project::models(),
-        Command::Accuracy(a) => accuracy::run(a),
+        Command::Run(_) | Command::Generate(_) | Command::Accuracy(_) => {
+            anyhow::bail!("internal: an inference command reached the commands without libtorch")
+        }
     }
 }

@@ -1,14 +1,10 @@
-//! `profiler project | compare | calibrate | devices | models`, and the projections that
-//! `profiler run --device` adds to a run's report.
+//! `profiler project | compare | calibrate | devices | models`.
 
-use crate::engine::Engine;
-use crate::hostbench::HostRates;
-use crate::model::card::{self, ModelCard};
+use crate::model::card;
 use crate::paths::Home;
 use crate::projection::export::{self, Format};
 use crate::projection::profile::{self, Profile};
 use crate::projection::{self as proj, CompareRequest, PriceKind, ProjectRequest, WeightsDtype};
-use crate::report::{HostCheck, Report};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
@@ -26,183 +22,9 @@ pub fn resolve_profiles(device: Option<&str>, home: &Home) -> Result<Vec<Profile
     }
 }
 
-/// The card of the loaded model, or one made from its configuration (GGUF/HF inputs).
-fn card_of(engine: &Engine) -> ModelCard {
-    engine.info.card.clone().unwrap_or_else(|| ModelCard {
-        name: engine.info.name.clone(),
-        aliases: Vec::new(),
-        description: "model given by path".into(),
-        source: engine
-            .info
-            .path
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default(),
-        default_dtype: "bf16".into(),
-        architecture: engine.model.config().clone(),
-        weights: None,
-        path: PathBuf::new(),
-    })
-}
-
-/// Projections of a workload shape (batch, prompt and output tokens per sequence) onto
-/// `profiles`; none without profiles.
-fn project_workload(
-    card: &ModelCard,
-    profiles: &[Profile],
-    dtype: WeightsDtype,
-    batch: u32,
-    input_len: u32,
-    output_len: u32,
-) -> Result<Vec<proj::Projected>> {
-    if profiles.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut req = ProjectRequest::new(input_len.max(1), output_len.max(1), dtype);
-    req.batch = batch.max(1);
-    proj::project::project_profiles(card, profiles, &req)
-}
-
-/// Sets the `profiler_projected_*` gauges of one projection.
-fn publish(m: &crate::metrics::Metrics, p: &proj::Projected) {
-    let x = &p.projection;
-    let cost = |c: f64| c.is_finite().then_some(c);
-    m.set_projection(&crate::metrics::Projection {
-        profile: &x.profile,
-        instance: &x.instance,
-        tp: x.tp,
-        batch: x.batch,
-        ttft_s: x.ttft_ms / 1e3,
-        tpot_s: x.tpot_ms / 1e3,
-        cost_usd_per_million_output_tokens: cost(x.cost_usd_per_million_output_tokens),
-        cost_usd_per_million_tokens: cost(x.cost_usd_per_million_tokens),
-    });
-}
-
-/// The projection gauges while a run goes on: after every finished request they are set
-/// again from the mean prompt and output tokens so far, so that a scrape during a long
-/// run sees them (the report's projections, from the same means over the whole run, set
-/// them a last time at the end).
-pub struct LiveProjections<'a> {
-    card: ModelCard,
-    profiles: &'a [Profile],
-    dtype: WeightsDtype,
-    batch: u32,
-    metrics: &'a crate::metrics::Metrics,
-    sums: std::cell::Cell<(u64, u64, u64)>,
-}
-
-impl<'a> LiveProjections<'a> {
-    /// `None` when there is nothing to publish (no metrics or no profiles).
-    pub fn new(
-        engine: &Engine,
-        profiles: &'a [Profile],
-        weights_dtype: &str,
-        batch: u32,
-        metrics: Option<&'a crate::metrics::Metrics>,
-    ) -> Result<Option<Self>> {
-        let Some(metrics) = metrics.filter(|_| !profiles.is_empty()) else {
-            return Ok(None);
-        };
-        let dtype = WeightsDtype::parse(weights_dtype)
-            .with_context(|| format!("--project-dtype {weights_dtype}"))?;
-        Ok(Some(LiveProjections {
-            card: card_of(engine),
-            profiles,
-            dtype,
-            batch,
-            metrics,
-            sums: std::cell::Cell::new((0, 0, 0)),
-        }))
-    }
-
-    /// Counts one finished request and publishes the projections of the means so far.
-    pub fn observe(&self, prompt_tokens: u64, output_tokens: u64) {
-        let (n, p, o) = self.sums.get();
-        let (n, p, o) = (n + 1, p + prompt_tokens, o + output_tokens);
-        self.sums.set((n, p, o));
-        let mean = |t: u64| ((t as f64 / n as f64).round() as u32).max(1);
-        // A workload the profiles refuse is reported by the final projection; live
-        // gauges just stay unset.
-        if let Ok(rows) = project_workload(
-            &self.card,
-            self.profiles,
-            self.dtype,
-            self.batch,
-            mean(p),
-            mean(o),
-        ) {
-            for r in &rows {
-                publish(self.metrics, r);
-            }
-        }
-    }
-}
-
-/// Adds to `report` the projections of its measured workload (mean prompt and output
-/// tokens, batch) onto `profiles`, and the host self-check from `rates`.
-pub fn attach_projections(
-    report: &mut Report,
-    engine: &Engine,
-    profiles: &[Profile],
-    weights_dtype: &str,
-    rates: Option<HostRates>,
-    metrics: Option<&crate::metrics::Metrics>,
-) -> Result<()> {
-    if report.requests == 0 {
-        return Ok(());
-    }
-    let card = card_of(engine);
-    let n = report.requests as f64;
-    let input_len = ((report.prompt_tokens as f64 / n).round() as u32).max(1);
-    let output_len = ((report.output_tokens as f64 / n).round() as u32).max(1);
-    let batch = report.workload.batch.max(1);
-    let dtype = WeightsDtype::parse(weights_dtype)
-        .with_context(|| format!("--project-dtype {weights_dtype}"))?;
-    for p in project_workload(&card, profiles, dtype, batch, input_len, output_len)? {
-        if let Some(m) = metrics {
-            publish(m, &p);
-        }
-        report.projections.push(p.projection);
-    }
-    if let Some(r) = rates {
-        let run_dtype = match engine.dtype {
-            crate::engine::DType::F32 => WeightsDtype::parse("fp32")?,
-            crate::engine::DType::Bf16 => WeightsDtype::parse("bf16")?,
-            crate::engine::DType::F16 => WeightsDtype::parse("fp16")?,
-            crate::engine::DType::Int8 => WeightsDtype::parse("int8")?,
-            crate::engine::DType::Int4 => WeightsDtype::parse("int4")?,
-        };
-        let memory = crate::sysinfo::available_memory_bytes().unwrap_or(0);
-        let host = proj::host_profile(r.matmul_flops_per_s, r.memory_bytes_per_s, memory, "host");
-        let p =
-            proj::project_host(&card, &host, batch, input_len, output_len, run_dtype).projection;
-        if let (Some(ttft), tpot) = (&report.ttft_ms, &report.tpot_ms) {
-            let check = HostCheck::new(
-                p.ttft_ms,
-                ttft.mean,
-                p.tpot_ms,
-                tpot.as_ref().map(|t| t.mean),
-                r.matmul_flops_per_s / 1e9,
-                r.memory_bytes_per_s / 1e9,
-            );
-            if let Some(m) = metrics {
-                if let Some(e) = check.ttft_error_ratio {
-                    m.set_host_error(crate::metrics::HostMetric::Ttft, e);
-                }
-                if let Some(e) = check.tpot_error_ratio {
-                    m.set_host_error(crate::metrics::HostMetric::Tpot, e);
-                }
-            }
-            report.host_check = Some(check);
-        }
-    }
-    Ok(())
-}
-
 /// Flag values checked by clap, so that a bad one is a usage error (exit 2) like every
 /// other command's.
-fn weights_dtype(s: &str) -> std::result::Result<WeightsDtype, String> {
+pub(super) fn weights_dtype(s: &str) -> std::result::Result<WeightsDtype, String> {
     WeightsDtype::parse(s).map_err(|e| format!("{e:#}"))
 }
 

@@ -853,11 +853,13 @@ mod tests {
     /// product, far below bf16's 2^-9), not equal to them (the split path ran), and refused
     /// for anything but f32 weights.
     #[test]
+    #[cfg_attr(
+        not(feature = "bf16-tests"),
+        ignore = "needs a CPU with bf16 matrix instructions (scripts/test turns on bf16-tests where there is one)"
+    )]
     fn split_matmuls_track_f32_on_long_prompts() {
-        if let Err(e) = super::super::bf16x3::check_available() {
-            eprintln!("skipped: {e:#}");
-            return;
-        }
+        super::super::bf16x3::check_available()
+            .expect("bf16-tests is on, so bf16x3 must be available");
         let cfg = LlamaConfig {
             max_position_embeddings: 128,
             ..quantisable(4, 2, false)
