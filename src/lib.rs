@@ -1,15 +1,11 @@
 //! profiler: measure real LLM inference through libtorch and project latency and cost
 //! per 1M tokens on AWS Neuron (Inferentia2, Trainium) and GPU instance types.
+//!
+//! This crate is the core, without libtorch: cards and profiles, projection, statistics,
+//! samples and reports, metrics and their endpoint, and the command line. The inference
+//! engine is the `profiler-engine` crate (`src/torch/`), built on this one.
 
-#[cfg(feature = "torch")]
-pub mod accuracy;
 pub mod cli;
-#[cfg(feature = "torch")]
-pub mod engine;
-#[cfg(feature = "torch")]
-pub mod generate;
-#[cfg(feature = "torch")]
-pub mod hostbench;
 pub mod inference;
 pub mod measure;
 pub mod metrics;
@@ -18,19 +14,9 @@ pub mod paths;
 pub mod projection;
 pub mod push;
 pub mod report;
-#[cfg(feature = "torch")]
-pub mod runner;
 pub mod schema;
 pub mod server;
 pub mod signals;
 pub mod sysinfo;
 pub mod toml_error;
 pub mod workload;
-
-/// Version of the tch crate this binary is built with.
-pub const TCH_VERSION: &str = "0.24.0";
-/// Version of the torch (libtorch) this binary was built against.
-pub const TORCH_VERSION: &str = match option_env!("PROFILER_TORCH_VERSION") {
-    Some(v) => v,
-    None => "unknown",
-};

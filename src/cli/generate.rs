@@ -12,28 +12,23 @@ pub enum TextFormat {
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
     #[command(flatten)]
-    engine: EngineArgs,
+    pub engine: EngineArgs,
     /// Text to continue.
     #[arg(long)]
-    prompt: String,
+    pub prompt: String,
     /// Wrap the prompt in the model's chat template as one user message.
     #[arg(long)]
-    chat: bool,
+    pub chat: bool,
     #[arg(long, default_value_t = 64)]
-    max_new_tokens: usize,
+    pub max_new_tokens: usize,
     /// 0 is greedy.
     #[arg(long, default_value_t = 0.0)]
-    temperature: f64,
+    pub temperature: f64,
     #[arg(long, default_value_t = 1.0)]
-    top_p: f64,
+    pub top_p: f64,
     /// Keep generating past the end-of-sequence token.
     #[arg(long)]
-    ignore_eos: bool,
+    pub ignore_eos: bool,
     #[arg(long, value_enum, default_value = "text")]
-    format: TextFormat,
+    pub format: TextFormat,
 }
-
-#[cfg(feature = "torch")]
-mod exec;
-#[cfg(feature = "torch")]
-pub use exec::run;

@@ -2,12 +2,10 @@
 
 pub mod accuracy;
 mod engine_handoff;
-mod generate;
+pub mod generate;
 pub mod project;
 mod report;
-mod run;
-#[cfg(feature = "torch")]
-mod run_projections;
+pub mod run;
 
 use crate::inference::{DType, MatmulPrecision, RunOn};
 use anyhow::{Context, Result};
@@ -16,7 +14,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// Writes `bytes` to stdout; a closed pipe or a full disk is an error, not a panic.
-pub(crate) fn write_out(bytes: &[u8]) -> Result<()> {
+pub fn write_out(bytes: &[u8]) -> Result<()> {
     let mut out = std::io::stdout().lock();
     out.write_all(bytes)
         .and_then(|_| out.flush())
@@ -25,7 +23,7 @@ pub(crate) fn write_out(bytes: &[u8]) -> Result<()> {
 
 /// Writes a report to `--out` (when given) and to stdout. Both are tried, so that a report
 /// that cannot be written to one still reaches the other; the first failure is returned.
-pub(crate) fn emit_report(text: &str, out: Option<&Path>) -> Result<()> {
+pub fn emit_report(text: &str, out: Option<&Path>) -> Result<()> {
     let file = out.map(|p| {
         std::fs::write(p, text)
             .with_context(|| format!("cannot write the report to {}", p.display()))
@@ -82,13 +80,15 @@ impl std::error::Error for Exit {}
     version,
     about = "Measure real LLM inference through libtorch and project latency and cost per 1M tokens on AWS Neuron and GPU instances"
 )]
-struct Cli {
+#[doc(hidden)]
+pub struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {
+#[doc(hidden)]
+pub enum Command {
     /// Measure real inference (TTFT, TPOT, e2e, tokens/s) and project it onto devices.
     Run(Box<run::RunArgs>),
     /// Generate text with a model (real inference).
@@ -141,8 +141,7 @@ pub struct EngineArgs {
 }
 
 impl EngineArgs {
-    #[cfg(feature = "torch")]
-    fn options(&self) -> crate::inference::EngineOptions {
+    pub fn options(&self) -> crate::inference::EngineOptions {
         crate::inference::EngineOptions {
             model: self.model.clone(),
             run_on: self.run_on,
@@ -174,20 +173,9 @@ pub fn run() -> Result<()> {
     run_core(cli.command)
 }
 
-/// The `profiler-engine` command: every command, inference included, in one process.
-#[cfg(feature = "torch")]
-pub fn run_engine() -> Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Run(a) => run::run(*a),
-        Command::Generate(a) => generate::run(a),
-        Command::Accuracy(a) => accuracy::run(a),
-        other => run_core(other),
-    }
-}
-
 /// Commands that need no tensor.
-fn run_core(command: Command) -> Result<()> {
+#[doc(hidden)]
+pub fn run_core(command: Command) -> Result<()> {
     match command {
         Command::Report(a) => report::run(a),
         Command::Project(a) => project::project(a),

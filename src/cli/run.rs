@@ -80,8 +80,3 @@ pub struct RunArgs {
     #[arg(short, long)]
     pub quiet: bool,
 }
-
-#[cfg(feature = "torch")]
-mod exec;
-#[cfg(feature = "torch")]
-pub use exec::run;

@@ -2,8 +2,6 @@
 //! measurements is summarised and checked for outliers ([`stats`]), and the UTC timestamp
 //! format the reports use ([`rfc3339`]).
 
-#[cfg(feature = "torch")]
-pub mod cuda_memory;
 pub mod rfc3339;
 pub mod samples;
 pub mod stats;

@@ -123,7 +123,7 @@ impl ModelCard {
 }
 
 /// Collapses a multi-line parser message into one line.
-pub(crate) fn one_line(s: &str) -> String {
+pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 

@@ -5,9 +5,33 @@ pub mod prom;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The project folder (models/, profiles/, .cache/).
+/// The project folder (models/, profiles/, .cache/): the package's folder, or for the
+/// engine crate's tests (`src/torch/`) the checkout above it.
 pub fn home() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .find(|d| d.join("profiles").is_dir() && d.join("models").is_dir())
+        .unwrap_or(manifest)
+        .to_path_buf()
+}
+
+/// The `profiler` binary: this package's own, or, for the engine crate's tests, the one
+/// beside `profiler-engine` (a workspace build makes both: `cargo test` at the top).
+pub fn profiler_bin() -> PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_profiler") {
+        return PathBuf::from(p);
+    }
+    let engine = PathBuf::from(
+        option_env!("CARGO_BIN_EXE_profiler-engine").expect("a profiler or profiler-engine test"),
+    );
+    let p = engine.with_file_name("profiler");
+    assert!(
+        p.is_file(),
+        "{} is missing: build the whole workspace (cargo build --release at the top)",
+        p.display()
+    );
+    p
 }
 
 /// The default model's weights; tests need `scripts/setup` to have fetched them.
@@ -28,7 +52,7 @@ pub const ONE_QUIET_REQUEST: &[&str] =
 
 /// A `profiler` command with the project home set.
 pub fn profiler() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_profiler"));
+    let mut c = Command::new(profiler_bin());
     c.env("PROFILER_HOME", home());
     c
 }

@@ -528,8 +528,8 @@ fn open_reads_a_file_and_names_it_in_errors() {
 /// The project's default model, when it has been downloaded (`scripts/setup`).
 #[test]
 #[cfg_attr(
-    not(feature = "torch"),
-    ignore = "needs the default model, which scripts/setup fetches with libtorch"
+    not(feature = "model-tests"),
+    ignore = "needs the default model from scripts/setup (scripts/test turns on model-tests)"
 )]
 fn real_smollm2_model_reads_and_dequantises() {
     let path =

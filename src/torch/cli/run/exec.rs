@@ -2,20 +2,18 @@
 
 use super::RunArgs;
 use crate::cli::Exit;
-use crate::engine::Engine;
+use crate::engine::{DTypeExt, Engine};
 use crate::generate::Sampling;
 use crate::measure::rfc3339::format_utc;
 use crate::measure::samples::{RunEnd, SamplesWriter};
 use crate::paths::Home;
 use crate::projection::WeightsDtype;
-use crate::report::{self, Environment, Format, Report, Workload};
+use crate::report::{self, Environment, Report, Workload};
 use crate::runner::{self, Corpus, PromptSource, RunObserver, RunPlan};
 use crate::signals::StopFlags;
 use crate::workload::{parse_duration, read_workload};
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 /// The checks that need no model: done first so bad input fails fast.
 fn plan(a: &RunArgs) -> Result<(RunPlan, Workload)> {

@@ -2,12 +2,13 @@
 //! written by scripts/make_reference.py): prompt token ids, 32-token greedy continuations
 //! through the real binary, and first-step logits through the library.
 
+#[path = "../common/mod.rs"]
 mod common;
 
-use profiler::generate::{generate, GenerateOptions, Sampling};
-use profiler::model::llama::{Llama, WeightsMode};
-use profiler::model::load;
-use profiler::paths::Home;
+use profiler_engine::generate::{generate, GenerateOptions, Sampling};
+use profiler_engine::model::llama::{Llama, WeightsMode};
+use profiler_engine::model::load;
+use profiler_engine::paths::Home;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
@@ -45,7 +46,7 @@ fn assert_same_continuation(name: &str, ours: &[u32], reference: &[u32], gaps: &
 /// scripts/test turns on where the CPU has bf16 matrix instructions (then it must work).
 fn precisions() -> Vec<&'static str> {
     if cfg!(feature = "bf16-tests") {
-        profiler::model::bf16x3::check_available()
+        profiler_engine::model::bf16x3::check_available()
             .expect("bf16-tests is on, so --matmul-precision high must be available");
         vec!["highest", "high"]
     } else {

@@ -9,9 +9,16 @@ use crate::paths::Home;
 use anyhow::{bail, Result};
 use tch::{Device, Kind};
 
-impl DType {
+/// What libtorch makes of a `--weights-dtype` (the option itself is in the core crate).
+pub trait DTypeExt {
     /// How the model stores its linear layers.
-    pub fn mode(self) -> WeightsMode {
+    fn mode(self) -> WeightsMode;
+    /// The libtorch kind of activations (and of weights, for the dense dtypes).
+    fn kind(self) -> Kind;
+}
+
+impl DTypeExt for DType {
+    fn mode(self) -> WeightsMode {
         match self {
             DType::F32 => WeightsMode::Dense(Kind::Float),
             DType::Bf16 => WeightsMode::Dense(Kind::BFloat16),
@@ -21,8 +28,7 @@ impl DType {
         }
     }
 
-    /// The libtorch kind of activations (and of weights, for the dense dtypes).
-    pub fn kind(self) -> Kind {
+    fn kind(self) -> Kind {
         self.mode().activation_kind()
     }
 }

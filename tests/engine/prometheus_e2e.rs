@@ -14,6 +14,7 @@
 //! binary blocks in that write until the test has taken its final scrape and drains the
 //! FIFO. Linux only (`/proc`, a FIFO opened read-write), like the Debian servers.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use common::prom::{

@@ -3,6 +3,7 @@
 //! from scripts/make_reference.sh): teacher-forced on those tokens, the quantised model must
 //! pick the same token at each of the first 16 steps of every fixture prompt, except where
 //! transformers' own top-2 logit margin is below 0.1.
+#[path = "../common/mod.rs"]
 mod common;
 
 use common::{default_weights, run_err, run_ok};

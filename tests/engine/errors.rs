@@ -2,9 +2,10 @@
 //! stderr that names what is wrong, the documented exit code (2 for command-line usage
 //! errors that clap reports, 1 for everything else) and never a panic or backtrace.
 
+#[path = "../common/mod.rs"]
 mod common;
 
-use profiler::model::gguf::{write_gguf, GgmlType, GgufFile, MetaValue};
+use profiler_engine::model::gguf::{write_gguf, GgmlType, GgufFile, MetaValue};
 use std::path::Path;
 use std::process::Output;
 
@@ -640,7 +641,7 @@ fn unwritable_report_fails_after_measuring_and_bad_samples_line_is_named() {
 #[test]
 fn gguf_too_big_for_memory_is_refused_before_loading() {
     let gib = 1u64 << 30;
-    let available = profiler::sysinfo::available_memory_bytes().expect("MemAvailable");
+    let available = profiler_engine::sysinfo::available_memory_bytes().expect("MemAvailable");
     let need_gib = (2 * available).div_ceil(gib).max(200);
     let hidden = 8192u64;
     let weights = need_gib * gib / 4;

@@ -5,7 +5,6 @@ use crate::engine::Engine;
 use crate::generate::{generate, GenerateOptions, Sampling};
 use crate::paths::Home;
 use anyhow::{bail, Result};
-use clap::{Args, ValueEnum};
 pub fn run(a: GenerateArgs) -> Result<()> {
     if !(a.temperature >= 0.0 && a.temperature.is_finite()) {
         bail!("--temperature must be a number >= 0, got {}", a.temperature);

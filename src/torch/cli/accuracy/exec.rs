@@ -2,11 +2,9 @@
 
 use super::{AccuracyArgs, AccuracyFormat};
 use crate::accuracy::{compare, summarize, PromptAccuracy, Summary};
-use crate::engine::{DType, Engine, MatmulPrecision};
+use crate::engine::{Engine, MatmulPrecision};
 use crate::paths::Home;
 use anyhow::{bail, Result};
-use clap::{Args, ValueEnum};
-use std::path::PathBuf;
 pub fn run(a: AccuracyArgs) -> Result<()> {
     let mut prompts = a.prompt.clone();
     if let Some(w) = &a.workload {

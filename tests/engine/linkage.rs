@@ -3,6 +3,7 @@
 //! LD_LIBRARY_PATH; `profiler` itself links no libtorch at all, so that the commands that
 //! run no inference do not pay for loading it.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use std::process::Command;
@@ -37,7 +38,7 @@ fn engine_links_libtorch_cuda_and_resolves_it_without_ld_library_path() {
 
 #[test]
 fn profiler_links_no_libtorch() {
-    let text = ldd(env!("CARGO_BIN_EXE_profiler"));
+    let text = ldd(&common::profiler_bin().display().to_string());
     for lib in ["libtorch", "libc10", "libcuda", "libcudart"] {
         assert!(
             !text.contains(lib),

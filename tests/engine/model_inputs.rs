@@ -1,10 +1,11 @@
 //! `--model` given as a Hugging Face directory (single and sharded safetensors) and as an
 //! architecture-only card (synthetic weights), each written by the test itself.
 
+#[path = "../common/mod.rs"]
 mod common;
 
-use profiler::model::config::LlamaConfig;
-use profiler::model::synthetic::random_weights;
+use profiler_engine::model::config::LlamaConfig;
+use profiler_engine::model::synthetic::random_weights;
 use serde_json::Value;
 use std::path::Path;
 use tch::Tensor;
@@ -150,7 +151,7 @@ fn architecture_only_card_runs_synthetic_and_says_so() {
     )
     .unwrap();
     let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_profiler"))
+        std::process::Command::new(common::profiler_bin())
             .env("PROFILER_HOME", home.path())
             .args(args)
             .output()

@@ -2,6 +2,7 @@
 //! real default model, with tiny lengths. No timing thresholds: only relations that must
 //! hold whatever the machine's speed.
 
+#[path = "../common/mod.rs"]
 mod common;
 
 use serde_json::Value;
@@ -494,7 +495,7 @@ fn samples_file_failing_mid_run_keeps_the_report() {
     // process), limit files to 4 KiB, then run the profiler.
     let out = std::process::Command::new("bash")
         .args(["-c", "trap '' XFSZ; ulimit -f 4; exec \"$@\"", "bash"])
-        .arg(env!("CARGO_BIN_EXE_profiler"))
+        .arg(common::profiler_bin())
         .args([
             "run",
             "--model",
@@ -553,7 +554,7 @@ fn samples_file_failing_mid_run_keeps_the_report() {
     ignore = "needs a CPU with bf16 matrix instructions (scripts/test turns on bf16-tests where there is one)"
 )]
 fn report_states_the_matmul_precision() {
-    profiler::model::bf16x3::check_available()
+    profiler_engine::model::bf16x3::check_available()
         .expect("bf16-tests is on, so bf16x3 must be available");
     common::default_weights();
     let args = [
