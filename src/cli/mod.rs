@@ -71,8 +71,8 @@ enum Command {
     Calibrate(project::CalibrateArgs),
     /// List the device profiles.
     Devices,
-    /// List the model cards.
-    Models,
+    /// List the model cards, or show one (`--show NAME|PATH`).
+    Models(project::ModelsArgs),
     /// Compare a weights dtype (int8, int4, bf16 ...) with the f32 reference on prompts.
     Accuracy(accuracy::AccuracyArgs),
 }
@@ -132,7 +132,7 @@ pub fn run() -> Result<()> {
         Command::Compare(a) => project::compare(a),
         Command::Calibrate(a) => project::calibrate(a),
         Command::Devices => project::devices(),
-        Command::Models => project::models(),
+        Command::Models(a) => project::models(a),
         Command::Accuracy(a) => accuracy::run(a),
     }
 }

@@ -39,7 +39,7 @@ fn card_of(engine: &Engine) -> ModelCard {
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
         default_dtype: "bf16".into(),
-        architecture: engine.model.config().clone(),
+        architecture: engine.model.config().clone().into(),
         weights: None,
         path: PathBuf::new(),
     })
@@ -96,6 +96,7 @@ impl<'a> LiveProjections<'a> {
     /// `None` when there is nothing to publish (no metrics or no profiles).
     pub fn new(
         engine: &Engine,
+        projected: Option<&ModelCard>,
         profiles: &'a [Profile],
         weights_dtype: &str,
         batch: u32,
@@ -107,7 +108,7 @@ impl<'a> LiveProjections<'a> {
         let dtype = WeightsDtype::parse(weights_dtype)
             .with_context(|| format!("--project-dtype {weights_dtype}"))?;
         Ok(Some(LiveProjections {
-            card: card_of(engine),
+            card: projected.cloned().unwrap_or_else(|| card_of(engine)),
             profiles,
             dtype,
             batch,
@@ -141,9 +142,14 @@ impl<'a> LiveProjections<'a> {
 
 /// Adds to `report` the projections of its measured workload (mean prompt and output
 /// tokens, batch) onto `profiles`, and the host self-check from `rates`.
+///
+/// With `projected` (`run --project-model`), the projections are of that model at the
+/// measured shape, and the report names it; the host self-check still projects the
+/// measured model, since that is what it compares with.
 pub fn attach_projections(
     report: &mut Report,
     engine: &Engine,
+    projected: Option<&ModelCard>,
     profiles: &[Profile],
     weights_dtype: &str,
     rates: Option<HostRates>,
@@ -153,13 +159,15 @@ pub fn attach_projections(
         return Ok(());
     }
     let card = card_of(engine);
+    let target = projected.unwrap_or(&card);
+    report.projected_model = projected.map(|c| c.name.clone());
     let n = report.requests as f64;
     let input_len = ((report.prompt_tokens as f64 / n).round() as u32).max(1);
     let output_len = ((report.output_tokens as f64 / n).round() as u32).max(1);
     let batch = report.workload.batch.max(1);
     let dtype = WeightsDtype::parse(weights_dtype)
         .with_context(|| format!("--project-dtype {weights_dtype}"))?;
-    for p in project_workload(&card, profiles, dtype, batch, input_len, output_len)? {
+    for p in project_workload(target, profiles, dtype, batch, input_len, output_len)? {
         if let Some(m) = metrics {
             publish(m, &p);
         }
@@ -374,8 +382,24 @@ pub fn devices() -> Result<()> {
     write_out(proj::catalog::devices_text(&list).as_bytes())
 }
 
-pub fn models() -> Result<()> {
+#[derive(Args, Debug)]
+pub struct ModelsArgs {
+    /// Show one model: a card name or alias, a Hugging Face config.json or a directory
+    /// holding one. Prints what was read and the derived parameter counts.
+    #[arg(long)]
+    show: Option<String>,
+}
+
+pub fn models(a: ModelsArgs) -> Result<()> {
     let home = Home::locate()?;
+    if let Some(spec) = &a.show {
+        let notes = match crate::model::hf_config::config_path(spec) {
+            Some(p) => crate::model::hf_config::read(&p)?.notes,
+            None => Vec::new(),
+        };
+        let card = card::find(&home.models_dir(), spec)?;
+        return write_out(proj::catalog::show_text(&card, &notes).as_bytes());
+    }
     let list = proj::catalog::models(&home.models_dir())?;
     write_out(proj::catalog::models_text(&list).as_bytes())
 }

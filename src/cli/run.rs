@@ -61,6 +61,11 @@ pub struct RunArgs {
     pub temperature: f64,
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f64,
+    /// Project this model (a card name or a Hugging Face config.json) instead of the
+    /// measured one: the model that runs here is measured, and the projections are of
+    /// this model at the measured batch and mean prompt and output lengths.
+    #[arg(long, requires = "device")]
+    pub project_model: Option<String>,
     /// Weights dtype assumed on the projected devices (default: the run's --weights-dtype,
     /// with f32 runs projected at bf16, the dtype Neuron and GPU serving use).
     #[arg(long)]
@@ -358,6 +363,14 @@ pub fn run(a: RunArgs) -> Result<()> {
         crate::projection::dtype::WeightsDtype::parse(d)
             .with_context(|| format!("--project-dtype {d}"))?;
     }
+    let project_model = a
+        .project_model
+        .as_deref()
+        .map(|m| {
+            crate::model::card::find(&home.models_dir(), m)
+                .with_context(|| format!("--project-model {m}"))
+        })
+        .transpose()?;
     let listener = a
         .metrics_addr
         .as_deref()
@@ -421,6 +434,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let progress = Progress::new(a.quiet, plan.requests.map(|r| r as u64), plan.duration);
     let live = super::project::LiveProjections::new(
         &engine,
+        project_model.as_ref(),
         &profiles,
         a.project_dtype
             .as_deref()
@@ -461,6 +475,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     super::project::attach_projections(
         &mut report,
         &engine,
+        project_model.as_ref(),
         &profiles,
         a.project_dtype
             .as_deref()
