@@ -270,7 +270,7 @@ impl Architecture {
     pub fn is_moe_layer(&self, i: usize) -> bool {
         self.experts
             .as_ref()
-            .is_some_and(|e| (i + 1) % e.layer_step == 0 && !e.dense_layers.contains(&i))
+            .is_some_and(|e| (i + 1).is_multiple_of(e.layer_step) && !e.dense_layers.contains(&i))
     }
 
     /// Number of mixture-of-experts layers.

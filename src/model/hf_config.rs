@@ -265,7 +265,9 @@ pub fn parse(text: &str, path: &Path) -> Result<HfModel> {
                         }
                         _ => {
                             let every = f.opt_usize("no_rope_layer_interval")?.unwrap_or(4).max(1);
-                            (0..layers).map(|i| (i + 1) % every != 0).collect()
+                            (0..layers)
+                                .map(|i| !(i + 1).is_multiple_of(every))
+                                .collect()
                         }
                     };
                     let kinds = rope
@@ -287,7 +289,7 @@ pub fn parse(text: &str, path: &Path) -> Result<HfModel> {
                 let every = f.opt_usize("sliding_window_pattern")?.unwrap_or(6).max(1);
                 let kinds = (0..layers)
                     .map(|i| {
-                        if (i + 1) % every == 0 {
+                        if (i + 1).is_multiple_of(every) {
                             LayerKind::Full
                         } else {
                             LayerKind::Sliding
@@ -406,7 +408,9 @@ pub fn parse(text: &str, path: &Path) -> Result<HfModel> {
 /// Sets the layer pattern and window, shortening a periodic list to its period.
 fn set_pattern(a: &mut Attention, kinds: Vec<LayerKind>, window: Option<usize>) {
     let period = (1..=kinds.len())
-        .find(|p| kinds.len() % p == 0 && (0..kinds.len()).all(|i| kinds[i] == kinds[i % p]))
+        .find(|p| {
+            kinds.len().is_multiple_of(*p) && (0..kinds.len()).all(|i| kinds[i] == kinds[i % p])
+        })
         .unwrap_or(kinds.len());
     let mut kinds = kinds;
     kinds.truncate(period);
