@@ -281,3 +281,132 @@ fn a_profile_named_twice_is_projected_once() {
         ]
     );
 }
+
+/// Every shipped card projects on every profile: finite, positive latencies wherever the
+/// model fits, and the largest models fit somewhere.
+#[test]
+fn every_shipped_card_projects_on_every_profile() {
+    let dir = common::home().join("models");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            (p.extension()? == "toml").then(|| p.file_stem().unwrap().to_str().unwrap().to_string())
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 24, "{names:?}");
+    let profiles = std::fs::read_dir(common::home().join("profiles"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "toml")
+        })
+        .count();
+    for name in &names {
+        let out = common::run_ok(&[
+            "project", "--model", name, "--device", "all", "--format", "json",
+        ]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        let rows = v["projections"].as_array().unwrap();
+        let mut seen: Vec<&str> = rows
+            .iter()
+            .map(|r| r["profile"].as_str().unwrap())
+            .collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), profiles, "{name}: rows for {seen:?}");
+        let mut fits = 0;
+        for r in rows {
+            if r["fits"] == true {
+                fits += 1;
+                for k in ["ttft_ms", "tpot_ms", "e2e_ms", "output_tokens_per_s"] {
+                    let x = r[k].as_f64().unwrap_or(f64::NAN);
+                    assert!(x.is_finite() && x > 0.0, "{name} {k} = {x}: {r}");
+                }
+            }
+        }
+        assert!(fits > 0, "{name} fits nowhere");
+    }
+}
+
+/// A Hugging Face config.json (or its folder) is a model for project, compare and models.
+#[test]
+fn hf_config_is_a_model_everywhere() {
+    let fixtures = common::home().join("tests/fixtures/hf-configs");
+    let gpt = fixtures.join("gpt-oss-20b/config.json");
+    let gpt = gpt.to_str().unwrap();
+    let out = common::run_ok(&["models", "--show", gpt]);
+    assert!(out.contains("model              gpt-oss-20b"), "{out}");
+    assert!(out.contains("parameters total   20.91 B"), "{out}");
+    assert!(
+        out.contains("windowed layers    12 of 24 attend to 128 tokens"),
+        "{out}"
+    );
+    assert!(out.contains("quantization       mxfp4"), "{out}");
+    assert!(
+        out.contains("note               rope_scaling of type \"yarn\""),
+        "{out}"
+    );
+    let card = common::run_ok(&["models", "--show", "gpt-oss-20b"]);
+    assert!(card.contains("parameters total   20.91 B"), "{card}");
+    let dir = fixtures.join("Qwen3-235B-A22B");
+    let out = common::run_ok(&[
+        "project",
+        "--model",
+        dir.to_str().unwrap(),
+        "--device",
+        "trn1-profile",
+        "--format",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert!(!v["projections"].as_array().unwrap().is_empty());
+    common::run_ok(&[
+        "compare", "--model", gpt, "--device", "all", "--format", "json",
+    ]);
+    // Unknown model_type: one line naming the file and the type.
+    let tmp = common::tempdir();
+    let bad = tmp.path().join("config.json");
+    std::fs::write(&bad, r#"{"model_type": "falcon", "hidden_size": 8}"#).unwrap();
+    let e = common::run_err(&["project", "--model", bad.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        err.contains("model_type \"falcon\" is not supported"),
+        "{err}"
+    );
+    assert!(err.contains("config.json"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+/// The distinct-experts term: at batch 1 Qwen3-30B-A3B reads its active experts only, so
+/// its decode step is far below the dense 32B's; at batch 64 it reads nearly all experts.
+#[test]
+fn moe_decode_reads_more_experts_as_the_batch_grows() {
+    let tpot = |model: &str, batch: &str| -> f64 {
+        let out = common::run_ok(&[
+            "project",
+            "--model",
+            model,
+            "--device",
+            "h100-profile",
+            "--instance",
+            "p5.48xlarge",
+            "--tp",
+            "1",
+            "--batch",
+            batch,
+            "--format",
+            "json",
+        ]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["projections"][0]["tpot_ms"].as_f64().unwrap()
+    };
+    let (moe1, dense1) = (tpot("qwen3-30b-a3b", "1"), tpot("qwen3-32b", "1"));
+    assert!(moe1 < dense1 / 3.0, "{moe1} vs {dense1}");
+    let moe64 = tpot("qwen3-30b-a3b", "64");
+    assert!(moe64 > 3.0 * moe1, "{moe64} vs {moe1}");
+}

@@ -103,8 +103,8 @@ pub enum Command {
     Calibrate(project::CalibrateArgs),
     /// List the device profiles.
     Devices,
-    /// List the model cards.
-    Models,
+    /// List the model cards, or show one (`--show NAME|PATH`).
+    Models(project::ModelsArgs),
     /// Compare a weights dtype (int8, int4, bf16 ...) with the f32 reference on prompts.
     Accuracy(accuracy::AccuracyArgs),
 }
@@ -182,7 +182,7 @@ pub fn run_core(command: Command) -> Result<()> {
         Command::Compare(a) => project::compare(a),
         Command::Calibrate(a) => project::calibrate(a),
         Command::Devices => project::devices(),
-        Command::Models => project::models(),
+        Command::Models(a) => project::models(a),
         Command::Run(_) | Command::Generate(_) | Command::Accuracy(_) => {
             anyhow::bail!("internal: an inference command reached the commands without libtorch")
         }

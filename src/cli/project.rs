@@ -196,8 +196,24 @@ pub fn devices() -> Result<()> {
     write_out(proj::catalog::devices_text(&list).as_bytes())
 }
 
-pub fn models() -> Result<()> {
+#[derive(Args, Debug)]
+pub struct ModelsArgs {
+    /// Show one model: a card name or alias, a Hugging Face config.json or a directory
+    /// holding one. Prints what was read and the derived parameter counts.
+    #[arg(long)]
+    show: Option<String>,
+}
+
+pub fn models(a: ModelsArgs) -> Result<()> {
     let home = Home::locate()?;
+    if let Some(spec) = &a.show {
+        let notes = match crate::model::hf_config::config_path(spec) {
+            Some(p) => crate::model::hf_config::read(&p)?.notes,
+            None => Vec::new(),
+        };
+        let card = card::find(&home.models_dir(), spec)?;
+        return write_out(proj::catalog::show_text(&card, &notes).as_bytes());
+    }
     let list = proj::catalog::models(&home.models_dir())?;
     write_out(proj::catalog::models_text(&list).as_bytes())
 }

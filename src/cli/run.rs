@@ -50,6 +50,11 @@ pub struct RunArgs {
     pub temperature: f64,
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f64,
+    /// Project this model (a card name or a Hugging Face config.json) instead of the
+    /// measured one: the model that runs here is measured, and the projections are of
+    /// this model at the measured batch and mean prompt and output lengths.
+    #[arg(long, requires = "device")]
+    pub project_model: Option<String>,
     /// Weights dtype assumed on the projected devices (default: the run's --weights-dtype,
     /// with f32 runs projected at bf16, the dtype Neuron and GPU serving use).
     #[arg(long, value_parser = super::project::weights_dtype)]

@@ -1,6 +1,8 @@
 //! Model cards (`models/*.toml`): an architecture, its provenance, and where real weights come from.
 
+use super::architecture::{Architecture, Attention, Experts, Quantization};
 use super::config::LlamaConfig;
+use super::hf_config;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -36,6 +38,15 @@ struct CardFile {
     /// Data type the model is published in (`bf16`, `f16`, `f32`).
     default_dtype: String,
     architecture: LlamaConfig,
+    /// Mixture-of-experts MLPs; a dense model without.
+    #[serde(default)]
+    experts: Option<Experts>,
+    /// Attention variants (windows, biases, extra norms); plain Llama attention without.
+    #[serde(default)]
+    attention: Option<Attention>,
+    /// Quantisation the published checkpoint declares.
+    #[serde(default)]
+    quantization: Option<Quantization>,
     #[serde(default)]
     weights: Option<WeightsSource>,
 }
@@ -48,7 +59,7 @@ pub struct ModelCard {
     pub description: String,
     pub source: String,
     pub default_dtype: String,
-    pub architecture: LlamaConfig,
+    pub architecture: Architecture,
     pub weights: Option<WeightsSource>,
     /// File the card was read from.
     #[serde(skip)]
@@ -86,6 +97,13 @@ impl ModelCard {
         }
         raw.architecture
             .validate(&format!("{what} [architecture]"))?;
+        let architecture = Architecture {
+            base: raw.architecture,
+            experts: raw.experts,
+            attention: raw.attention.unwrap_or_default(),
+            quantization: raw.quantization,
+        };
+        architecture.validate(&what)?;
         if let Some(w) = &raw.weights {
             if w.format != "gguf" {
                 bail!(
@@ -103,7 +121,7 @@ impl ModelCard {
             description: raw.description,
             source: raw.source,
             default_dtype: raw.default_dtype,
-            architecture: raw.architecture,
+            architecture,
             weights: raw.weights,
             path: path.to_path_buf(),
         })
@@ -114,6 +132,33 @@ impl ModelCard {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read model card {}", path.display()))?;
         Self::parse(&text, path)
+    }
+
+    /// A card made from a Hugging Face `config.json` (see [`hf_config`]): named after the
+    /// folder holding `config.json`, or after the file.
+    pub fn from_hf(m: hf_config::HfModel) -> Self {
+        let stem = |p: &Path| p.file_stem().and_then(|s| s.to_str()).map(String::from);
+        let name = if m.path.file_name().and_then(|s| s.to_str()) == Some("config.json") {
+            m.path
+                .parent()
+                .and_then(|d| d.file_name())
+                .and_then(|s| s.to_str())
+                .map(String::from)
+        } else {
+            None
+        }
+        .or_else(|| stem(&m.path))
+        .unwrap_or_else(|| "config".into());
+        ModelCard {
+            name,
+            aliases: Vec::new(),
+            description: format!("{} model from a Hugging Face config.json", m.model_type),
+            source: m.path.display().to_string(),
+            default_dtype: m.dtype,
+            architecture: m.architecture,
+            weights: None,
+            path: m.path,
+        }
     }
 
     /// Whether `name` is this card's name or one of its aliases.
@@ -165,7 +210,12 @@ pub fn find(dir: &Path, name: &str) -> Result<ModelCard> {
 
 /// [`find`], for commands that also take other forms of model (`others`, e.g. ", a .gguf
 /// file or a Hugging Face directory"), which the error then names.
+///
+/// A path to a Hugging Face `config.json`, or to a directory holding one, is read as a card.
 pub fn find_or(dir: &Path, name: &str, others: &str) -> Result<ModelCard> {
+    if let Some(config) = hf_config::config_path(name) {
+        return Ok(ModelCard::from_hf(hf_config::read(&config)?));
+    }
     let cards = load_all(dir)?;
     if let Some(c) = cards.iter().find(|c| c.answers_to(name)) {
         return Ok(c.clone());
@@ -176,7 +226,7 @@ pub fn find_or(dir: &Path, name: &str, others: &str) -> Result<ModelCard> {
         .collect();
     names.sort_by_key(|n| edit_distance(n, name));
     bail!(
-        "unknown model {name:?}: expected a model card name (nearest: {}){others}",
+        "unknown model {name:?}: expected a model card name (nearest: {}), a Hugging Face config.json{others}",
         names.iter().take(3).copied().collect::<Vec<_>>().join(", ")
     )
 }
@@ -295,5 +345,32 @@ tie_word_embeddings = true
     fn edit_distance_basics() {
         assert_eq!(edit_distance("llama", "lama"), 1);
         assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn shipped_cards_agree_with_their_published_configs() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for (card, config) in [
+            ("qwen3-8b", "Qwen3-8B"),
+            ("qwen3-32b", "Qwen3-32B"),
+            ("qwen3-30b-a3b", "Qwen3-30B-A3B"),
+            ("qwen3-235b-a22b", "Qwen3-235B-A22B"),
+            ("llama-4-scout-17b-16e", "Llama-4-Scout-17B-16E"),
+            ("llama-4-maverick-17b-128e", "Llama-4-Maverick-17B-128E"),
+            ("gpt-oss-20b", "gpt-oss-20b"),
+            ("gpt-oss-120b", "gpt-oss-120b"),
+            ("mixtral-8x7b", "Mixtral-8x7B-v0.1"),
+            (
+                "deepseek-r1-distill-llama-70b",
+                "DeepSeek-R1-Distill-Llama-70B",
+            ),
+            ("llama-3.3-70b", "Llama-3.3-70B-Instruct"),
+        ] {
+            let c = find(&root.join("models"), card).unwrap();
+            let p = root.join("tests/fixtures/hf-configs").join(config);
+            let h = find(&root.join("models"), p.to_str().unwrap()).unwrap();
+            assert_eq!(c.architecture, h.architecture, "{card}");
+            assert_eq!(h.name, config);
+        }
     }
 }

@@ -75,6 +75,101 @@ pub fn devices_text(list: &[ProfileSummary]) -> String {
         .collect()
 }
 
+/// What `profiler models --show` prints: the architecture as read (core, experts,
+/// attention variants, quantisation) and the parameter counts derived from it.
+pub fn show_text(c: &card::ModelCard, notes: &[String]) -> String {
+    use std::fmt::Write;
+    let a = &c.architecture;
+    let mut o = String::new();
+    let b = |n: u64| format!("{:.2} B ({n})", n as f64 / 1e9);
+    let _ = writeln!(o, "model              {}", c.name);
+    let _ = writeln!(o, "description        {}", c.description);
+    let _ = writeln!(o, "source             {}", c.source);
+    let _ = writeln!(o, "published dtype    {}", c.default_dtype);
+    let _ = writeln!(o, "layers             {}", a.num_hidden_layers);
+    let _ = writeln!(o, "hidden size        {}", a.hidden_size);
+    let _ = writeln!(
+        o,
+        "attention heads    {} query, {} KV, head dim {}",
+        a.num_attention_heads,
+        a.num_key_value_heads,
+        a.head_dim()
+    );
+    let _ = writeln!(o, "vocabulary         {}", a.vocab_size);
+    let _ = writeln!(o, "tied embeddings    {}", a.tie_word_embeddings);
+    let _ = writeln!(o, "max positions      {}", a.max_position_embeddings);
+    let dense_layers = a.num_hidden_layers - a.moe_layers();
+    if dense_layers > 0 {
+        let _ = writeln!(
+            o,
+            "dense MLP          {} layers of intermediate size {}",
+            dense_layers, a.intermediate_size
+        );
+    }
+    if let Some(e) = &a.experts {
+        let _ = writeln!(
+            o,
+            "experts            {} MoE layers: {} routed experts of intermediate size {}, {} per token; {} shared",
+            a.moe_layers(),
+            e.count,
+            e.intermediate_size,
+            e.per_token,
+            e.shared
+        );
+    }
+    let at = &a.attention;
+    let windowed = a.windowed_layers();
+    if windowed > 0 {
+        let kinds: Vec<String> = at
+            .layer_pattern
+            .iter()
+            .map(|k| format!("{k:?}").to_lowercase())
+            .collect();
+        let _ = writeln!(
+            o,
+            "windowed layers    {windowed} of {} attend to {} tokens (pattern {})",
+            a.num_hidden_layers,
+            at.window.unwrap_or(0),
+            kinds.join(", ")
+        );
+    }
+    let mut extras = Vec::new();
+    for (on, what) in [
+        (at.qkv_bias, "q/k/v bias"),
+        (at.o_bias, "output bias"),
+        (at.qk_norm, "q/k norms"),
+        (at.sinks, "attention sinks"),
+    ] {
+        if on {
+            extras.push(what.to_string());
+        }
+    }
+    if at.norms_per_layer != 2 {
+        extras.push(format!("{} norms per layer", at.norms_per_layer));
+    }
+    if !extras.is_empty() {
+        let _ = writeln!(o, "attention extras   {}", extras.join(", "));
+    }
+    if let Some(q) = &a.quantization {
+        let _ = writeln!(
+            o,
+            "quantization       {} ({} bits per weight) on the {}",
+            q.method,
+            q.bits_per_weight,
+            match q.scope {
+                crate::model::architecture::QuantScope::Experts => "routed experts",
+                crate::model::architecture::QuantScope::Layers => "decoder layers",
+            }
+        );
+    }
+    let _ = writeln!(o, "parameters total   {}", b(a.parameter_count()));
+    let _ = writeln!(o, "parameters active  {}", b(a.active_parameter_count()));
+    for n in notes {
+        let _ = writeln!(o, "note               {n}");
+    }
+    o
+}
+
 /// One line per model: name, parameters, description.
 pub fn models_text(list: &[ModelSummary]) -> String {
     let w = list.iter().map(|m| m.name.len()).max().unwrap_or(0);

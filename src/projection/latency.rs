@@ -10,10 +10,13 @@
 //! * two all-reduces per layer (after attention and after the MLP; Shoeybi et al. 2019),
 //!   each `α·⌈log₂ tp⌉ + 2(tp−1)/tp · bytes/LINK` (latency-bandwidth model of a reduce,
 //!   Thakur et al. 2005, IJHPCA 19(1); the log₂ step count is this project's assumption);
-//! * `TTFT = t_prefill + max(compute, weights + KV writes) + collectives` over the prompt,
+//! * `TTFT = t_prefill + max(compute, weights(B·s) + KV writes) + collectives` over the prompt,
 //!   padded to its bucket where the runtime has static shapes;
-//! * one decode step at context `c` = `t_step + max(compute, weights + B·a·kv) + collectives`
+//! * one decode step at context `c` = `t_step + max(compute, weights(B) + B·kv(a)) + collectives`
 //!   where `a` is the attention length: `c`, or its token-generation bucket with static shapes;
+//!   `weights(n)` is what a step over `n` tokens reads (the experts it touches, see
+//!   [`ModelCost::weight_bytes_per_step`]) and `kv(a)` a sequence's cache at `a` tokens
+//!   (windowed layers capped, see [`ModelCost::kv_bytes`]);
 //!   TPOT is the mean over the output as the context grows.
 
 use super::bucket::{compiled_seq_len, Buckets};
@@ -21,7 +24,7 @@ use super::dtype::WeightsDtype;
 use super::model_cost::ModelCost;
 use super::params::LatencyParams;
 use super::profile::Profile;
-use crate::model::config::LlamaConfig;
+use crate::model::architecture::Architecture;
 use serde::Serialize;
 
 /// One deployment target.
@@ -93,7 +96,7 @@ fn allreduce_s(tp: u32, bytes: f64, link: f64, alpha_us: f64) -> f64 {
 
 /// Projects TTFT, TPOT and memory for `target` on `profile` with parameters `p`.
 pub fn estimate(
-    cfg: &LlamaConfig,
+    cfg: &Architecture,
     profile: &Profile,
     p: &LatencyParams,
     target: &Target,
@@ -133,7 +136,7 @@ pub fn estimate(
         cost.prefill_matmul_flops(b, s),
         cost.attention_flops(b, s, s, causal),
     );
-    let prefill_mem = mem_s(cost.weight_bytes_per_step() + b * s * cost.kv_bytes_per_token());
+    let prefill_mem = mem_s(cost.weight_bytes_per_step(b * s) + b * cost.kv_bytes(s));
     let ttft_s =
         p.prefill_overhead_ms * 1e-3 + prefill_compute.max(prefill_mem) + collectives_s(b * s);
 
@@ -143,13 +146,13 @@ pub fn estimate(
             cost.decode_matmul_flops(b),
             cost.attention_flops(b, 1.0, a, false),
         );
-        let mem = mem_s(cost.weight_bytes_per_step() + b * a * cost.kv_bytes_per_token());
+        let mem = mem_s(cost.weight_bytes_per_step(b) + b * cost.kv_bytes(a));
         p.step_overhead_ms * 1e-3 + compute.max(mem) + collectives_s(b)
     };
     let tpot_s = mean_step_s(input, output, buckets, step_s);
 
     let weights = cost.weight_bytes();
-    let kv_per_seq = kv_len as f64 * cost.kv_bytes_per_token();
+    let kv_per_seq = cost.kv_bytes(kv_len as f64);
     let memory = weights + b * kv_per_seq;
     let max_batch = if weights >= u.memory || kv_per_seq <= 0.0 {
         0
@@ -228,8 +231,8 @@ mod tests {
         Profile::parse(text, Path::new("test-profile.toml")).unwrap()
     }
 
-    fn cfg_7b() -> LlamaConfig {
-        LlamaConfig {
+    fn cfg_7b() -> Architecture {
+        Architecture::dense(crate::model::config::LlamaConfig {
             vocab_size: 32000,
             hidden_size: 4096,
             intermediate_size: 11008,
@@ -242,7 +245,7 @@ mod tests {
             rope_scaling: None,
             max_position_embeddings: 4096,
             tie_word_embeddings: false,
-        }
+        })
     }
 
     fn target(input: u32, output: u32) -> Target {
@@ -270,7 +273,7 @@ mod tests {
         let e = estimate(&cfg, &p, &p.latency, &t);
         let cost = ModelCost::new(&cfg, 2, WeightsDtype::Bf16);
         let bw = 820.0 * GIB / 2.0 * 0.5;
-        let mem = (cost.weight_bytes_per_step() + 101.0 * cost.kv_bytes_per_token()) / bw;
+        let mem = (cost.weight_bytes_per_step(1.0) + cost.kv_bytes(101.0)) / bw;
         let link = 192e9 / 2.0;
         let coll = 2.0 * 32.0 * (20e-6 + 2.0 * 0.5 * 4096.0 * 2.0 / link);
         let want_ms = (mem + coll) * 1e3;

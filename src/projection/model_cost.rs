@@ -8,9 +8,22 @@
 //! of the TP degree, and KV heads fewer than the TP degree are replicated so that each unit
 //! holds at least one (NxD Inference GQA sharding "replicate to TP degree"; this project's
 //! reading of the Neuron docs, also what vLLM does on GPUs).
+//!
+//! Mixture of experts: every routed expert is sharded over the TP units along its
+//! intermediate dimension, like a dense MLP: the default of vLLM and of vLLM on Neuron, where
+//! expert parallelism is opt-in (`--enable-expert-parallel`; vLLM docs "Expert Parallel
+//! Deployment"; Neuron docs, vllm-neuron design "Expert Parallelism (EP)", updated
+//! 2026-06-23: "tensor parallelism ... shards each expert's weight matrices"); expert
+//! parallelism is not modelled. Shared experts are
+//! sharded the same way; the router is replicated. Which experts a step reads is in
+//! [`ModelCost::expected_experts`].
+//!
+//! Sliding-window and chunked attention layers keep and read at most `window` tokens of
+//! KV cache per sequence ([`ModelCost::kv_bytes`]); for chunked layers this is an upper
+//! bound (a token sees the `c mod window` tokens of its own chunk).
 
 use super::dtype::WeightsDtype;
-use crate::model::config::LlamaConfig;
+use crate::model::architecture::{Architecture, QuantScope};
 
 /// Bytes of one KV-cache element. This project's assumption: the cache is kept in bf16/fp16
 /// whatever the weights dtype (the published Neuron and GPU runs used here do so).
@@ -30,12 +43,32 @@ pub struct ModelCost {
     pub heads: f64,
     /// KV heads per unit (after padding or replication).
     pub kv_heads: f64,
-    /// MLP intermediate width per unit.
+    /// Dense MLP intermediate width per unit.
     pub intermediate: f64,
     /// Vocabulary rows per unit.
     pub vocab: f64,
     pub tied_embeddings: bool,
+    /// Bytes per parameter of the embeddings, LM head and (unless quantised) the layers.
     pub weight_bytes_per_param: f64,
+    /// Parameters of all layers on one unit except the routed experts: attention, norms,
+    /// dense MLPs, shared experts, routers.
+    pub fixed_layer_params: f64,
+    /// Bytes per parameter of [`Self::fixed_layer_params`].
+    pub layer_bytes_per_param: f64,
+    /// Layers with a mixture-of-experts MLP (0 for a dense model).
+    pub moe_layers: f64,
+    /// Routed experts per MoE layer (`E`).
+    pub experts: f64,
+    /// Routed experts per token (`k`).
+    pub experts_per_token: f64,
+    /// Parameters of one routed expert of one layer on one unit.
+    pub expert_params: f64,
+    /// Bytes per parameter of the routed experts.
+    pub expert_bytes_per_param: f64,
+    /// Sliding-window or chunked layers.
+    pub windowed_layers: f64,
+    /// Tokens a windowed layer keeps (infinite without windowed layers).
+    pub window: f64,
 }
 
 fn ceil_div(a: usize, b: usize) -> f64 {
@@ -43,30 +76,89 @@ fn ceil_div(a: usize, b: usize) -> f64 {
 }
 
 impl ModelCost {
-    /// Cost of `cfg` sharded over `tp` units with weights stored as `dtype`.
-    pub fn new(cfg: &LlamaConfig, tp: u32, dtype: WeightsDtype) -> Self {
+    /// Cost of `arch` sharded over `tp` units with weights stored as `dtype`. A quantisation
+    /// the checkpoint declares lowers the bytes of the weights it covers when it is smaller
+    /// than `dtype` (gpt-oss experts stay MXFP4 when served in bf16).
+    pub fn new(arch: &Architecture, tp: u32, dtype: WeightsDtype) -> Self {
+        let cfg = &arch.base;
         let t = tp.max(1) as usize;
+        let h = cfg.hidden_size as f64;
+        let hd = cfg.head_dim() as f64;
+        let heads = ceil_div(cfg.num_attention_heads, t);
+        let kv_heads = ceil_div(cfg.num_key_value_heads, t);
+        let intermediate = ceil_div(cfg.intermediate_size, t);
+        let a = &arch.attention;
+        let (q, kv) = (heads * hd, kv_heads * hd);
+        let mut attention = 2.0 * h * q + 2.0 * h * kv + a.norms_per_layer as f64 * h;
+        if a.qkv_bias {
+            attention += q + 2.0 * kv;
+        }
+        if a.o_bias {
+            attention += h;
+        }
+        if a.qk_norm {
+            attention += 2.0 * hd;
+        }
+        if a.sinks {
+            attention += heads;
+        }
+        let layers = cfg.num_hidden_layers as f64;
+        let moe_layers = arch.moe_layers() as f64;
+        let mut fixed = layers * attention + (layers - moe_layers) * 3.0 * h * intermediate;
+        let (mut experts, mut per_token, mut expert_params) = (0.0, 0.0, 0.0);
+        if let Some(e) = &arch.experts {
+            let shared_width =
+                ceil_div(e.shared_intermediate_size.unwrap_or(e.intermediate_size), t);
+            let router = h * e.count as f64 + if e.router_bias { e.count as f64 } else { 0.0 };
+            fixed += moe_layers * (e.shared as f64 * 3.0 * h * shared_width + router);
+            let width = ceil_div(e.intermediate_size, t);
+            expert_params = 3.0 * h * width + if e.expert_bias { 2.0 * width + h } else { 0.0 };
+            experts = e.count as f64;
+            per_token = e.per_token as f64;
+        }
+        let bytes = dtype.bytes_per_param();
+        let quant = |scope: QuantScope| {
+            arch.quantization
+                .as_ref()
+                .filter(|q| q.scope == scope || q.scope == QuantScope::Layers)
+                .map_or(bytes, |q| bytes.min(q.bits_per_weight / 8.0))
+        };
         ModelCost {
             tp: tp.max(1),
-            layers: cfg.num_hidden_layers as f64,
-            hidden: cfg.hidden_size as f64,
-            head_dim: cfg.head_dim() as f64,
-            heads: ceil_div(cfg.num_attention_heads, t),
-            kv_heads: ceil_div(cfg.num_key_value_heads, t),
-            intermediate: ceil_div(cfg.intermediate_size, t),
+            layers,
+            hidden: h,
+            head_dim: hd,
+            heads,
+            kv_heads,
+            intermediate,
             vocab: ceil_div(cfg.vocab_size, t),
             tied_embeddings: cfg.tie_word_embeddings,
-            weight_bytes_per_param: dtype.bytes_per_param(),
+            weight_bytes_per_param: bytes,
+            fixed_layer_params: fixed,
+            layer_bytes_per_param: arch
+                .quantization
+                .as_ref()
+                .filter(|q| q.scope == QuantScope::Layers)
+                .map_or(bytes, |q| bytes.min(q.bits_per_weight / 8.0)),
+            moe_layers,
+            experts,
+            experts_per_token: per_token,
+            expert_params,
+            expert_bytes_per_param: quant(QuantScope::Experts),
+            windowed_layers: arch.windowed_layers() as f64,
+            window: arch.attention.window.map_or(f64::INFINITY, |w| w as f64),
         }
     }
 
-    /// Parameters of all decoder layers on one unit (q, k, v, o, gate, up, down, two norms).
+    /// Parameters of all decoder layers stored on one unit (every routed expert).
     pub fn layer_params(&self) -> f64 {
-        let h = self.hidden;
-        let q = self.heads * self.head_dim;
-        let kv = self.kv_heads * self.head_dim;
-        let per_layer = 2.0 * h * q + 2.0 * h * kv + 3.0 * h * self.intermediate + 2.0 * h;
-        self.layers * per_layer
+        self.fixed_layer_params + self.moe_layers * self.experts * self.expert_params
+    }
+
+    /// Parameters of all decoder layers one token goes through on one unit (its `k` routed
+    /// experts only); equal to [`Self::layer_params`] for a dense model.
+    pub fn active_layer_params(&self) -> f64 {
+        self.fixed_layer_params + self.moe_layers * self.experts_per_token * self.expert_params
     }
 
     /// Parameters of the LM head on one unit (vocabulary-parallel).
@@ -86,45 +178,87 @@ impl ModelCost {
         embedding + self.layer_params() + head + self.hidden
     }
 
-    /// Weight bytes stored on one unit. Norms are counted at the weights dtype too.
+    /// Weight bytes stored on one unit (memory fit: every expert). Norms are counted at the
+    /// weights dtype too.
     pub fn weight_bytes(&self) -> f64 {
-        self.stored_params() * self.weight_bytes_per_param
+        let outside_layers = self.stored_params() - self.layer_params();
+        outside_layers * self.weight_bytes_per_param
+            + self.fixed_layer_params * self.layer_bytes_per_param
+            + self.moe_layers * self.experts * self.expert_params * self.expert_bytes_per_param
     }
 
-    /// Weight bytes read from memory by one unit per forward step: every layer and the LM
-    /// head; the embedding table is only gathered row by row.
-    pub fn weight_bytes_per_step(&self) -> f64 {
-        (self.layer_params() + self.lm_head_params()) * self.weight_bytes_per_param
+    /// Expected number of distinct routed experts of one MoE layer that a step of `tokens`
+    /// tokens touches: `E·(1 − (1 − k/E)^tokens)`. Assumption: each token picks its `k`
+    /// experts uniformly and independently of the other tokens (a load-balanced router;
+    /// real routers are skewed, which touches fewer). 0 for a dense model.
+    pub fn expected_experts(&self, tokens: f64) -> f64 {
+        if self.experts <= 0.0 {
+            return 0.0;
+        }
+        let e = self.experts;
+        e * (1.0 - (1.0 - self.experts_per_token / e).powf(tokens.max(1.0)))
     }
 
-    /// KV-cache bytes per token on one unit: K and V, every layer, this unit's KV heads.
-    pub fn kv_bytes_per_token(&self) -> f64 {
-        2.0 * self.layers * self.kv_heads * self.head_dim * KV_BYTES_PER_ELEMENT
+    /// Weight bytes read from memory by one unit in a forward step over `tokens` tokens
+    /// (the batch in a decode step, batch × prompt in a prefill): every layer's fixed part,
+    /// the routed experts the step touches, and the LM head; the embedding table is only
+    /// gathered row by row.
+    pub fn weight_bytes_per_step(&self, tokens: f64) -> f64 {
+        self.fixed_layer_params * self.layer_bytes_per_param
+            + self.moe_layers
+                * self.expected_experts(tokens)
+                * self.expert_params
+                * self.expert_bytes_per_param
+            + self.lm_head_params() * self.weight_bytes_per_param
+    }
+
+    /// KV-cache bytes of one sequence at context `context` on one unit: K and V of this
+    /// unit's KV heads, full-attention layers over the whole context, windowed layers over
+    /// at most `window` tokens.
+    pub fn kv_bytes(&self, context: f64) -> f64 {
+        let full = self.layers - self.windowed_layers;
+        let tokens = full * context + self.windowed_layers * context.min(self.window);
+        2.0 * tokens * self.kv_heads * self.head_dim * KV_BYTES_PER_ELEMENT
     }
 
     /// Matrix-multiply FLOPs of one unit for a prefill of `batch` prompts of `tokens` each:
-    /// 2 FLOPs per parameter per token through the layers, and the LM head for the last
-    /// token of each prompt only (Kaplan et al. 2020, arXiv:2001.08361, Table 1).
+    /// 2 FLOPs per active parameter per token through the layers, and the LM head for the
+    /// last token of each prompt only (Kaplan et al. 2020, arXiv:2001.08361, Table 1).
     pub fn prefill_matmul_flops(&self, batch: f64, tokens: f64) -> f64 {
-        2.0 * batch * (tokens * self.layer_params() + self.lm_head_params())
+        2.0 * batch * (tokens * self.active_layer_params() + self.lm_head_params())
     }
 
     /// Matrix-multiply FLOPs of one unit for one decode step of `batch` sequences.
     pub fn decode_matmul_flops(&self, batch: f64) -> f64 {
-        2.0 * batch * (self.layer_params() + self.lm_head_params())
+        2.0 * batch * (self.active_layer_params() + self.lm_head_params())
     }
 
     /// Attention FLOPs of one unit: `queries` query tokens against `keys` cached tokens,
     /// 2 FLOPs per multiply-add for Q·Kᵀ and again for A·V, over this unit's query heads
     /// (GQA shares K/V, not the dot products). `causal` halves the work of a prefill whose
-    /// kernel skips the masked half.
+    /// kernel skips the masked half. Windowed layers see at most `window` keys per query: a
+    /// causal prefill of `s` tokens has `s²/2` pairs when `s ≤ W`, `W·s − W²/2` beyond.
     pub fn attention_flops(&self, batch: f64, queries: f64, keys: f64, causal: bool) -> f64 {
-        let full = 4.0 * batch * self.layers * self.heads * self.head_dim * queries * keys;
-        if causal {
-            full / 2.0
+        let per_pair = 4.0 * batch * self.heads * self.head_dim;
+        let full_layers = self.layers - self.windowed_layers;
+        let full_pairs = if causal {
+            queries * keys / 2.0
         } else {
-            full
-        }
+            queries * keys
+        };
+        let w = self.window;
+        let window_pairs = if self.windowed_layers == 0.0 {
+            0.0
+        } else if causal {
+            if keys <= w {
+                queries * keys / 2.0
+            } else {
+                queries / keys * (w * keys - w * w / 2.0)
+            }
+        } else {
+            queries * keys.min(w)
+        };
+        per_pair * (full_layers * full_pairs + self.windowed_layers * window_pairs)
     }
 
     /// Bytes one all-reduce moves per unit for `tokens` activations of width `hidden`.
@@ -136,6 +270,7 @@ impl ModelCost {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::config::LlamaConfig;
 
     /// A hand-checkable config: 2 layers, hidden 8, 2 heads of 4, 1 KV head, MLP 16, vocab 10.
     pub(crate) fn tiny() -> LlamaConfig {
@@ -157,7 +292,7 @@ mod tests {
 
     #[test]
     fn tiny_model_counts_by_hand() {
-        let c = ModelCost::new(&tiny(), 1, WeightsDtype::Bf16);
+        let c = ModelCost::new(&tiny().into(), 1, WeightsDtype::Bf16);
         // per layer: q 8x8 + o 8x8 = 128; k,v 2x8x4 = 64; mlp 3x8x16 = 384; norms 16 -> 592
         assert_eq!(c.layer_params(), 2.0 * 592.0);
         assert_eq!(c.lm_head_params(), 80.0);
@@ -166,14 +301,14 @@ mod tests {
         assert_eq!(c.stored_params() as u64, tiny().parameter_count());
         assert_eq!(c.weight_bytes(), 2704.0);
         // read per step: layers + head = 1264 params x 2 bytes
-        assert_eq!(c.weight_bytes_per_step(), 2528.0);
+        assert_eq!(c.weight_bytes_per_step(1.0), 2528.0);
         // KV per token: 2 (K,V) x 2 layers x 1 head x 4 dims x 2 bytes
-        assert_eq!(c.kv_bytes_per_token(), 32.0);
+        assert_eq!(c.kv_bytes(1.0), 32.0);
     }
 
     #[test]
     fn tiny_model_flops_by_hand() {
-        let c = ModelCost::new(&tiny(), 1, WeightsDtype::Bf16);
+        let c = ModelCost::new(&tiny().into(), 1, WeightsDtype::Bf16);
         // decode, batch 1: 2 x (1184 + 80)
         assert_eq!(c.decode_matmul_flops(1.0), 2528.0);
         // prefill of 3 tokens: 2 x (3 x 1184 + 80), head on the last token only
@@ -190,7 +325,7 @@ mod tests {
         cfg.num_attention_heads = 40;
         cfg.num_key_value_heads = 8;
         cfg.hidden_size = 160;
-        let c = ModelCost::new(&cfg, 24, WeightsDtype::Bf16);
+        let c = ModelCost::new(&cfg.into(), 24, WeightsDtype::Bf16);
         assert_eq!(c.heads, 2.0); // 40 heads padded to 48 over 24 units
         assert_eq!(c.kv_heads, 1.0); // 8 KV heads replicated to 24
         assert_eq!(c.intermediate, 1.0); // 16 / 24 rounded up
@@ -198,8 +333,108 @@ mod tests {
 
     #[test]
     fn int4_halves_int8_bytes() {
-        let a = ModelCost::new(&tiny(), 1, WeightsDtype::Int8).weight_bytes();
-        let b = ModelCost::new(&tiny(), 1, WeightsDtype::Int4).weight_bytes();
+        let a = ModelCost::new(&tiny().into(), 1, WeightsDtype::Int8).weight_bytes();
+        let b = ModelCost::new(&tiny().into(), 1, WeightsDtype::Int4).weight_bytes();
         assert_eq!(a, 2.0 * b);
+    }
+
+    fn tiny_moe() -> Architecture {
+        let mut a: Architecture = tiny().into();
+        a.experts = Some(crate::model::architecture::Experts {
+            count: 4,
+            per_token: 2,
+            intermediate_size: 4,
+            shared: 0,
+            shared_intermediate_size: None,
+            layer_step: 1,
+            dense_layers: vec![],
+            router_bias: false,
+            expert_bias: false,
+        });
+        a
+    }
+
+    #[test]
+    fn moe_counts_by_hand() {
+        let c = ModelCost::new(&tiny_moe(), 1, WeightsDtype::Bf16);
+        // per layer: attention 208 (q,o 128; k,v 64; norms 16) + router 8x4 = 240
+        assert_eq!(c.fixed_layer_params, 480.0);
+        assert_eq!(c.expert_params, 96.0); // 3 x 8 x 4
+        assert_eq!(c.layer_params(), 480.0 + 2.0 * 4.0 * 96.0);
+        assert_eq!(c.active_layer_params(), 480.0 + 2.0 * 2.0 * 96.0);
+        assert_eq!(c.stored_params() as u64, tiny_moe().parameter_count());
+        // memory: embeddings 80 + head 80 + norm 8 + layers 1248, 2 bytes each
+        assert_eq!(c.weight_bytes(), 2.0 * (168.0 + 1248.0));
+        // distinct experts: 4 (1 - (1 - 2/4)^n): 2, 3, 3.5 for n = 1, 2, 3 tokens
+        assert_eq!(c.expected_experts(1.0), 2.0);
+        assert_eq!(c.expected_experts(2.0), 3.0);
+        assert_eq!(c.expected_experts(3.0), 3.5);
+        // a decode step of batch 2 reads the fixed part, 3 experts per layer and the head
+        assert_eq!(
+            c.weight_bytes_per_step(2.0),
+            2.0 * (480.0 + 2.0 * 3.0 * 96.0 + 80.0)
+        );
+        // FLOPs from the active parameters: 2 x (864 + 80); prefill 2 x (3 x 864 + 80)
+        assert_eq!(c.decode_matmul_flops(1.0), 1888.0);
+        assert_eq!(c.prefill_matmul_flops(1.0, 3.0), 5344.0);
+        // TP 2 halves each expert's intermediate width: 3 x 8 x 2
+        assert_eq!(
+            ModelCost::new(&tiny_moe(), 2, WeightsDtype::Bf16).expert_params,
+            48.0
+        );
+    }
+
+    #[test]
+    fn mxfp4_experts_keep_their_bytes_under_bf16() {
+        let mut a = tiny_moe();
+        a.quantization = Some(crate::model::architecture::Quantization {
+            method: "mxfp4".into(),
+            bits_per_weight: 4.25,
+            scope: crate::model::architecture::QuantScope::Experts,
+        });
+        let c = ModelCost::new(&a, 1, WeightsDtype::Bf16);
+        // experts 2 layers x 4 x 96 at 4.25/8 bytes; the rest (168 + 480) at 2
+        assert_eq!(c.weight_bytes(), 2.0 * 648.0 + 768.0 * 4.25 / 8.0);
+        // int4 serving is below MXFP4 for the experts: int4 wins
+        let c = ModelCost::new(&a, 1, WeightsDtype::Int4);
+        assert_eq!(c.expert_bytes_per_param, 0.5);
+    }
+
+    #[test]
+    fn sliding_window_by_hand() {
+        let mut a: Architecture = tiny().into();
+        a.attention.layer_pattern = vec![
+            crate::model::architecture::LayerKind::Sliding,
+            crate::model::architecture::LayerKind::Full,
+        ];
+        a.attention.window = Some(4);
+        let c = ModelCost::new(&a, 1, WeightsDtype::Bf16);
+        // K,V x 1 head x 4 dims x 2 bytes = 16 per token per layer: full layer 10 tokens,
+        // sliding layer capped at 4
+        assert_eq!(c.kv_bytes(10.0), 16.0 * (10.0 + 4.0));
+        assert_eq!(c.kv_bytes(3.0), 16.0 * (3.0 + 3.0));
+        // decode, 1 query over 10 keys: 4 x 2 heads x 4 dims x (10 + 4)
+        assert_eq!(c.attention_flops(1.0, 1.0, 10.0, false), 32.0 * 14.0);
+        // causal prefill of 10: full layer 10²/2 = 50 pairs, sliding 4·10 − 4²/2 = 32
+        assert_eq!(
+            c.attention_flops(1.0, 10.0, 10.0, true),
+            32.0 * (50.0 + 32.0)
+        );
+        // within the window a sliding layer is a full one
+        assert_eq!(c.attention_flops(1.0, 4.0, 4.0, true), 32.0 * 16.0);
+    }
+
+    #[test]
+    fn every_shipped_card_counts_the_same_parameters_here() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+        for card in crate::model::card::load_all(&dir).unwrap() {
+            let c = ModelCost::new(&card.architecture, 1, WeightsDtype::Bf16);
+            assert_eq!(
+                c.stored_params() as u64,
+                card.architecture.parameter_count(),
+                "{}",
+                card.name
+            );
+        }
     }
 }

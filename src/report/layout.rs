@@ -222,9 +222,15 @@ fn projections(r: &Report) -> Option<Section> {
         .first()
         .map(|p| p.weights_dtype.as_str())
         .unwrap_or("-");
-    s.text.push(format!(
-        "Projections of this run's workload by the latency model, with {dtype} weights on the devices; they were not measured."
-    ));
+    match &r.projected_model {
+        Some(m) => s.text.push(format!(
+            "Projections of model {m} (not the measured model {}) at this run's measured batch and mean prompt and output lengths, by the latency model, with {dtype} weights on the devices; they were not measured.",
+            r.environment.model
+        )),
+        None => s.text.push(format!(
+            "Projections of this run's workload by the latency model, with {dtype} weights on the devices; they were not measured."
+        )),
+    }
     let mut sources: Vec<String> = Vec::new();
     for p in &r.projections {
         let mape = p.calibration_mape.map_or_else(

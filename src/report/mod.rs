@@ -103,6 +103,10 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Projections of this run's workload onto other targets (never measured).
     pub projections: Vec<Projection>,
+    /// The model the projections are of when it is not the measured one (`run
+    /// --project-model`); absent when they project the measured model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projected_model: Option<String>,
     /// Projection against measurement on this machine, when it was run.
     pub host_check: Option<HostCheck>,
 }
@@ -188,6 +192,7 @@ impl Report {
             interrupted: end.interrupted,
             warnings,
             projections,
+            projected_model: None,
             host_check,
         }
     }

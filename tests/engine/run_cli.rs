@@ -581,3 +581,50 @@ fn report_states_the_matmul_precision() {
     assert_eq!(r["environment"]["weights_dtype"], "f32");
     assert!(common::run_ok(&args).contains("matmul precision high"));
 }
+
+/// `--project-model`: the default model is measured; the projections are of the card
+/// asked for, at the measured prompt and output lengths, and the report says which is which.
+#[test]
+fn project_model_projects_another_card_at_the_measured_shape() {
+    common::default_weights();
+    let base = [
+        "run",
+        "--model",
+        "llama",
+        "--run-on",
+        "cpu",
+        "--input-len",
+        "16",
+        "--output-len",
+        "4",
+        "--device",
+        "inf2-profile",
+        "--project-model",
+        "qwen3-30b-a3b",
+    ];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        base.iter()
+            .chain(extra)
+            .chain(common::ONE_QUIET_REQUEST)
+            .copied()
+            .collect()
+    };
+    let r: Value = serde_json::from_str(&common::run_ok(&with(&["--format", "json"]))).unwrap();
+    assert_eq!(r["environment"]["model"], "smollm2-135m");
+    assert_eq!(r["projected_model"], "qwen3-30b-a3b");
+    let rows = r["projections"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    for p in rows {
+        assert_eq!(
+            (p["input_len"].as_u64(), p["output_len"].as_u64()),
+            (Some(16), Some(4))
+        );
+        assert!(p["sources"].to_string().contains("Qwen3-30B-A3B"), "{p}");
+    }
+    // The table says it in words.
+    let text = common::run_ok(&with(&[]));
+    assert!(
+        text.contains("Projections of model qwen3-30b-a3b (not the measured model smollm2-135m)"),
+        "{text}"
+    );
+}

@@ -23,7 +23,7 @@ fn card_of(engine: &Engine) -> ModelCard {
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
         default_dtype: "bf16".into(),
-        architecture: engine.model.config().clone(),
+        architecture: engine.model.config().clone().into(),
         weights: None,
         path: PathBuf::new(),
     })
@@ -46,6 +46,7 @@ impl<'a> LiveProjections<'a> {
     /// `None` when there is nothing to publish (no metrics or no profiles).
     pub fn new(
         engine: &Engine,
+        projected: Option<&ModelCard>,
         profiles: &'a [Profile],
         dtype: WeightsDtype,
         batch: u32,
@@ -55,7 +56,7 @@ impl<'a> LiveProjections<'a> {
             return Ok(None);
         };
         Ok(Some(LiveProjections {
-            card: card_of(engine),
+            card: projected.cloned().unwrap_or_else(|| card_of(engine)),
             profiles,
             dtype,
             batch,
@@ -89,9 +90,14 @@ impl<'a> LiveProjections<'a> {
 
 /// Adds to `report` the projections of its measured workload (mean prompt and output
 /// tokens, batch) onto `profiles`, and the host self-check from `rates`.
+///
+/// With `projected` (`run --project-model`), the projections are of that model at the
+/// measured shape, and the report names it; the host self-check still projects the
+/// measured model, since that is what it compares with.
 pub fn attach_projections(
     report: &mut Report,
     engine: &Engine,
+    projected: Option<&ModelCard>,
     profiles: &[Profile],
     dtype: WeightsDtype,
     rates: Option<HostRates>,
@@ -101,11 +107,13 @@ pub fn attach_projections(
         return Ok(());
     }
     let card = card_of(engine);
+    let target = projected.unwrap_or(&card);
+    report.projected_model = projected.map(|c| c.name.clone());
     let n = report.requests as f64;
     let input_len = ((report.prompt_tokens as f64 / n).round() as u32).max(1);
     let output_len = ((report.output_tokens as f64 / n).round() as u32).max(1);
     let batch = report.workload.batch.max(1);
-    for p in project_workload(&card, profiles, dtype, batch, input_len, output_len)? {
+    for p in project_workload(target, profiles, dtype, batch, input_len, output_len)? {
         if let Some(m) = metrics {
             publish(m, &p);
         }

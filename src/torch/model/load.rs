@@ -67,8 +67,13 @@ pub fn resolve(spec: &str, home: &Home) -> Result<ModelRef> {
         return Ok(ModelRef::HfDir(p.to_path_buf()));
     }
     if p.is_file() {
+        if p.extension().and_then(|e| e.to_str()) == Some("json") {
+            // An architecture only: runs with synthetic weights, like a card without any.
+            let card = ModelCard::from_hf(super::hf_config::read(p)?);
+            return Ok(ModelRef::Card(Box::new(card)));
+        }
         if p.extension().and_then(|e| e.to_str()) != Some("gguf") {
-            bail!("model file {spec} is not a .gguf file (expected a card name, a .gguf file or a Hugging Face directory)");
+            bail!("model file {spec} is not a .gguf file (expected a card name, a .gguf file, a Hugging Face config.json or directory)");
         }
         return Ok(ModelRef::GgufFile(p.to_path_buf()));
     }
@@ -121,6 +126,15 @@ pub const LOADED_BYTES_PER_WEIGHT: u64 = 4;
 
 /// Seeded random weights at the card's shapes, if they fit in free memory.
 fn load_synthetic(c: &ModelCard, seed: i64) -> Result<LoadedWeights> {
+    if !c.architecture.is_plain_llama() {
+        bail!(
+            "model {} cannot run here: the engine runs dense Llama models and this one has {} (project it instead: `profiler project --model {}`, or `run --project-model {}`)",
+            c.name,
+            c.architecture.variant_summary(),
+            c.name,
+            c.name
+        );
+    }
     let need = c
         .architecture
         .parameter_count()
@@ -133,8 +147,8 @@ fn load_synthetic(c: &ModelCard, seed: i64) -> Result<LoadedWeights> {
     )?;
     Ok(LoadedWeights {
         name: c.name.clone(),
-        config: c.architecture.clone(),
-        tensors: synthetic::random_weights(&c.architecture, seed),
+        config: c.architecture.base.clone(),
+        tensors: synthetic::random_weights(&c.architecture.base, seed),
         q4_codes: HashMap::new(),
         kind: WeightsKind::Synthetic,
         sha256: None,

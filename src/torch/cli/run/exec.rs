@@ -277,6 +277,14 @@ pub fn run(a: RunArgs) -> Result<()> {
     }
     let home = Home::locate()?;
     let profiles = crate::cli::project::resolve_profiles(a.device.as_deref(), &home)?;
+    let project_model = a
+        .project_model
+        .as_deref()
+        .map(|m| {
+            crate::model::card::find(&home.models_dir(), m)
+                .with_context(|| format!("--project-model {m}"))
+        })
+        .transpose()?;
     let listener = a
         .metrics_addr
         .as_deref()
@@ -340,6 +348,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let progress = Progress::new(a.quiet, plan.requests.map(|r| r as u64), plan.duration);
     let live = crate::cli::run_projections::LiveProjections::new(
         &engine,
+        project_model.as_ref(),
         &profiles,
         a.project_dtype
             .unwrap_or_else(|| project_dtype_for(engine.dtype)),
@@ -379,6 +388,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     crate::cli::run_projections::attach_projections(
         &mut report,
         &engine,
+        project_model.as_ref(),
         &profiles,
         a.project_dtype
             .unwrap_or_else(|| project_dtype_for(engine.dtype)),
