@@ -69,8 +69,8 @@ enum Command {
     Compare(project::CompareArgs),
     /// Fit a profile's latency-model parameters to measured points.
     Calibrate(project::CalibrateArgs),
-    /// List the device profiles.
-    Devices,
+    /// List the device profiles (or, with --stale DAYS, their figures older than DAYS).
+    Devices(project::DevicesArgs),
     /// List the model cards.
     Models,
     /// Compare a weights dtype (int8, int4, bf16 ...) with the f32 reference on prompts.
@@ -131,7 +131,7 @@ pub fn run() -> Result<()> {
         Command::Project(a) => project::project(a),
         Command::Compare(a) => project::compare(a),
         Command::Calibrate(a) => project::calibrate(a),
-        Command::Devices => project::devices(),
+        Command::Devices(a) => project::devices(a),
         Command::Models => project::models(),
         Command::Accuracy(a) => accuracy::run(a),
     }
