@@ -188,7 +188,7 @@ fn device_accepts_a_profile_file() {
         std::fs::read_to_string(common::home().join("profiles/inf2-profile.toml")).unwrap();
     let mine = shipped
         .replace("name = \"inf2-profile\"", "name = \"my-inf2\"")
-        .replace("usd_per_hour = 0.758,", "usd_per_hour = 1.516,");
+        .replace("usd_per_hour = 0.7582,", "usd_per_hour = 1.5164,");
     assert_ne!(mine, shipped);
     let path = dir.path().join("my-inf2.toml");
     std::fs::write(&path, mine).unwrap();

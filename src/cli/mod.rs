@@ -101,8 +101,8 @@ pub enum Command {
     Compare(project::CompareArgs),
     /// Fit a profile's latency-model parameters to measured points.
     Calibrate(project::CalibrateArgs),
-    /// List the device profiles.
-    Devices,
+    /// List the device profiles (or, with --stale DAYS, their figures older than DAYS).
+    Devices(project::DevicesArgs),
     /// List the model cards, or show one (`--show NAME|PATH`).
     Models(project::ModelsArgs),
     /// Compare a weights dtype (int8, int4, bf16 ...) with the f32 reference on prompts.
@@ -181,7 +181,7 @@ pub fn run_core(command: Command) -> Result<()> {
         Command::Project(a) => project::project(a),
         Command::Compare(a) => project::compare(a),
         Command::Calibrate(a) => project::calibrate(a),
-        Command::Devices => project::devices(),
+        Command::Devices(a) => project::devices(a),
         Command::Models(a) => project::models(a),
         Command::Run(_) | Command::Generate(_) | Command::Accuracy(_) => {
             anyhow::bail!("internal: an inference command reached the commands without libtorch")

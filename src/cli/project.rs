@@ -190,8 +190,22 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn devices() -> Result<()> {
+#[derive(Args, Debug)]
+pub struct DevicesArgs {
+    /// Instead of the list, show every figure (price, spec, fitted parameter) whose date is
+    /// more than DAYS days before today: prices by their own date, other numbers by the
+    /// newest date their source mentions.
+    #[arg(long, value_name = "DAYS")]
+    stale: Option<u32>,
+}
+
+pub fn devices(a: DevicesArgs) -> Result<()> {
     let home = Home::locate()?;
+    if let Some(days) = a.stale {
+        let today = proj::dates::today();
+        let list = proj::catalog::stale(&home.profiles_dir(), i64::from(days), today)?;
+        return write_out(proj::catalog::stale_text(&list, i64::from(days), today).as_bytes());
+    }
     let list = proj::catalog::devices(&home.profiles_dir())?;
     write_out(proj::catalog::devices_text(&list).as_bytes())
 }

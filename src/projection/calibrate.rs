@@ -12,7 +12,7 @@ use super::lsq::levenberg_marquardt;
 use super::params::{LatencyParams, PARAM_NAMES};
 use super::points::{self, Point};
 use super::profile::{self, Profile};
-use super::types::CalibrationError;
+use super::types::{CalibrationError, HeldOut};
 use crate::model::card::{self, ModelCard};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -70,10 +70,15 @@ pub struct CalibrationReport {
     /// tables): `(line, line it repeats)`. Counting them twice would weight those runs
     /// double in the fit and in the calibration error.
     pub repeated: Vec<(usize, usize)>,
+    /// Leave-one-source-out error: every point projected by a fit on the other sources'
+    /// points only (a source is the `source` column: one published table or result
+    /// file), which says how far a fit carries to measurements it has not seen; `error`
+    /// is `None`, with the reason, where the points have a single source.
+    pub leave_one_source_out: HeldOut,
     /// Leave-one-model-out error: every point projected by a fit on the other models'
     /// points only, which says how well the profile extrapolates to a model it has not
-    /// seen (`None` with fewer than two models).
-    pub held_out: Option<CalibrationError>,
+    /// seen; `error` is `None`, with the reason, where the points have a single model.
+    pub leave_one_model_out: HeldOut,
     /// Levenberg–Marquardt iterations and the final sum of squared log errors.
     pub iterations: usize,
     pub sum_squared_log_error: f64,
@@ -91,11 +96,22 @@ pub struct CalibrationReport {
 /// `(line, earlier line it repeats)` for points left out as repeats.
 type Repeats = Vec<(usize, usize)>;
 
-/// A point with its model card resolved.
-#[derive(Clone, Copy)]
+/// A point with its model card resolved, and the sources that published its run (more
+/// than one where the same run is repeated in another source).
+#[derive(Clone)]
 struct Case<'a> {
     point: &'a Point,
     card: &'a ModelCard,
+    sources: Vec<&'a str>,
+}
+
+/// The group a point's `source` puts it in (an empty source is one group of its own).
+fn source_key(p: &Point) -> &str {
+    if p.source.trim().is_empty() {
+        "(no source stated)"
+    } else {
+        p.source.trim()
+    }
 }
 
 fn find_card<'a>(cards: &'a [ModelCard], name: &str) -> Option<&'a ModelCard> {
@@ -191,31 +207,67 @@ pub fn calibrate_profile(
     let (cases, repeated) = cases(profile, cards, all_points, points_file)?;
     let mut report = fit_cases(profile, &cases, points_file)?;
     report.repeated = repeated;
-    report.held_out = held_out(profile, &cases, points_file)?;
+    let fit = |keep: &[Case]| fit_cases(profile, keep, points_file).map(|r| r.fitted);
+    let errs = |p: &LatencyParams, out: &[Case]| errors(profile, p, out);
+    report.leave_one_source_out = leave_one_group_out(
+        &cases,
+        |c| c.sources.iter().map(|s| s.to_string()).collect(),
+        "source",
+        fit,
+        errs,
+    );
+    report.leave_one_model_out =
+        leave_one_group_out(&cases, |c| vec![c.card.name.clone()], "model", fit, errs);
     Ok(report)
 }
 
-/// Leave-one-model-out: for each model card, fits on the other cards' points and projects
-/// the left-out card's points with that fit; the error over all points so projected.
-fn held_out(
-    profile: &Profile,
-    cases: &[Case],
-    points_file: &str,
-) -> Result<Option<CalibrationError>> {
-    let mut models: Vec<&str> = cases.iter().map(|c| c.card.name.as_str()).collect();
-    models.sort_unstable();
-    models.dedup();
-    if models.len() < 2 {
-        return Ok(None);
+/// Leave-one-group-out: for each group (a source, a model), fits on the items outside it
+/// and projects the items in it with that fit; the MAPE over every projection so made. An
+/// item in two groups (a run published in two sources) is held out with each of them, so
+/// it counts once per group. With a single group, or where the items left after holding
+/// one out cannot be fitted, there is no error, and the reason says why.
+fn leave_one_group_out<T: Clone, P>(
+    items: &[T],
+    groups_of: impl Fn(&T) -> Vec<String>,
+    what: &str,
+    fit: impl Fn(&[T]) -> Result<P>,
+    errors_of: impl Fn(&P, &[T]) -> Vec<PointError>,
+) -> HeldOut {
+    let mut groups: Vec<String> = items.iter().flat_map(&groups_of).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    let n = groups.len() as u32;
+    if groups.len() < 2 {
+        return HeldOut::none(
+            n,
+            format!(
+                "all {} point(s) come from one {what} ({}): there is no other {what} to fit on",
+                items.len(),
+                groups.first().map_or("none", |g| g.as_str())
+            ),
+        );
     }
-    let mut all = Vec::with_capacity(cases.len());
-    for m in models {
-        let (out, keep): (Vec<Case>, Vec<Case>) =
-            cases.iter().copied().partition(|c| c.card.name == m);
-        let fit = fit_cases(profile, &keep, points_file)?;
-        all.extend(errors(profile, &fit.fitted, &out));
+    let mut all = Vec::with_capacity(items.len());
+    for g in &groups {
+        let (out, keep): (Vec<T>, Vec<T>) = items
+            .iter()
+            .cloned()
+            .partition(|i| groups_of(i).contains(g));
+        match fit(&keep) {
+            Ok(p) => all.extend(errors_of(&p, &out)),
+            Err(e) => {
+                return HeldOut::none(
+                    n,
+                    format!("without {what} {g:?} the rest cannot be fitted: {e:#}"),
+                )
+            }
+        }
     }
-    Ok(Some(mape(&all)))
+    HeldOut {
+        error: Some(mape(&all)),
+        groups: n,
+        reason: None,
+    }
 }
 
 /// The points on `profile`'s instances, with their model cards.
@@ -269,11 +321,18 @@ fn cases<'a>(
                     .join(", ")
             )
         })?;
-        if let Some(first) = cases.iter().find(|c| same_run(c.point, p)) {
+        if let Some(first) = cases.iter_mut().find(|c| same_run(c.point, p)) {
             repeated.push((p.line, first.point.line));
+            if !first.sources.contains(&source_key(p)) {
+                first.sources.push(source_key(p));
+            }
             continue;
         }
-        cases.push(Case { point: p, card });
+        cases.push(Case {
+            point: p,
+            card,
+            sources: vec![source_key(p)],
+        });
     }
     if cases.is_empty() {
         bail!(
@@ -348,7 +407,8 @@ fn fit_cases(profile: &Profile, cases: &[Case], points_file: &str) -> Result<Cal
         after: mape(&after_points),
         points: after_points,
         repeated: Vec::new(),
-        held_out: None,
+        leave_one_source_out: HeldOut::none(0, "not computed"),
+        leave_one_model_out: HeldOut::none(0, "not computed"),
         iterations: fit.iterations,
         sum_squared_log_error: fit.cost,
         fitted,
@@ -443,8 +503,75 @@ fn replace_in_section(text: &str, section: &str, key: &str, v: f64) -> Result<St
     Ok(out)
 }
 
-/// Writes the report's fitted parameters and errors into the profile text, keeping every
-/// other line (comments included) as it was.
+/// The `[calibration]` line of a held-out error: `key = { ttft_mape, tpot_mape,
+/// point_count, groups }`, or `key = { groups, reason = "…" }` where it could not be
+/// computed.
+fn held_out_line(key: &str, h: &HeldOut) -> String {
+    match (&h.error, &h.reason) {
+        (Some(e), _) => format!(
+            "{key} = {{ ttft_mape = {}, tpot_mape = {}, point_count = {}, groups = {} }}\n",
+            format_number(round_sig(e.ttft), false),
+            format_number(round_sig(e.tpot), false),
+            e.points,
+            h.groups
+        ),
+        (None, reason) => format!(
+            "{key} = {{ groups = {}, reason = {} }}\n",
+            h.groups,
+            toml::Value::String(reason.clone().unwrap_or_else(|| "not computed".into()))
+        ),
+    }
+}
+
+/// Replaces the line that sets `key` inside `[section]` with `line`, or, where there is
+/// none, inserts it after the line that sets `after` there.
+fn set_line_in_section(
+    text: &str,
+    section: &str,
+    key: &str,
+    after: &str,
+    line: &str,
+) -> Result<String> {
+    let sets = |l: &str, k: &str| {
+        l.trim_start()
+            .strip_prefix(k)
+            .is_some_and(|r| r.trim_start().starts_with('='))
+    };
+    let header = format!("[{section}]");
+    let mut current = String::new();
+    let (mut at_key, mut at_after) = (None, None);
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    for (i, l) in lines.iter().enumerate() {
+        let t = l.trim_start();
+        if t.starts_with('[') {
+            current = t.trim_end().to_string();
+        }
+        if current == header && at_key.is_none() && sets(l, key) {
+            at_key = Some(i);
+        }
+        if current == header && at_after.is_none() && sets(l, after) {
+            at_after = Some(i);
+        }
+    }
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    match (at_key, at_after) {
+        (Some(i), _) => out[i] = line.to_string(),
+        (None, Some(i)) => {
+            if !out[i].ends_with('\n') {
+                out[i].push('\n');
+            }
+            out.insert(i + 1, line.to_string())
+        }
+        (None, None) => {
+            bail!("profile text has no `{after}` in [{section}] to write `{key}` after")
+        }
+    }
+    Ok(out.concat())
+}
+
+/// Writes the report's fitted parameters and errors (fit, leave-one-source-out,
+/// leave-one-model-out) into the profile text, keeping every other line (comments
+/// included) as it was.
 pub fn write_back(text: &str, report: &CalibrationReport) -> Result<String> {
     let mut t = text.to_string();
     for p in &report.params {
@@ -453,6 +580,20 @@ pub fn write_back(text: &str, report: &CalibrationReport) -> Result<String> {
     t = replace_in_section(&t, "calibration", "ttft_mape", report.after.ttft)?;
     t = replace_in_section(&t, "calibration", "tpot_mape", report.after.tpot)?;
     t = replace_in_section(&t, "calibration", "point_count", report.after.points as f64)?;
+    t = set_line_in_section(
+        &t,
+        "calibration",
+        "leave_one_source_out",
+        "point_count",
+        &held_out_line("leave_one_source_out", &report.leave_one_source_out),
+    )?;
+    t = set_line_in_section(
+        &t,
+        "calibration",
+        "leave_one_model_out",
+        "leave_one_source_out",
+        &held_out_line("leave_one_model_out", &report.leave_one_model_out),
+    )?;
     Ok(t)
 }
 
@@ -614,16 +755,23 @@ mod tests {
         assert_eq!(again.params, base.params);
         assert_eq!(again.repeated.last(), Some(&(10_000, first)));
         // Leave-one-model-out projects every point once, from a fit without its model.
-        let h = base.held_out.unwrap();
+        let h = base.leave_one_model_out.error.unwrap();
         assert_eq!(h.points, base.after.points);
         assert!(h.ttft.is_finite() && h.tpot.is_finite());
+        // Leave-one-source-out: the latency and the throughput tables; the twelve runs
+        // published in both are held out with each, so they are projected twice.
+        let s = base.leave_one_source_out.error.unwrap();
+        assert_eq!(base.leave_one_source_out.groups, 2);
+        assert_eq!(s.points, base.after.points + 12);
         let one: Vec<Point> = pts
             .iter()
             .filter(|q| q.model == "Llama-2-70b")
             .cloned()
             .collect();
         let single = calibrate_profile(&p, &cards, &one, "points").unwrap();
-        assert!(single.held_out.is_none());
+        assert!(single.leave_one_model_out.error.is_none());
+        let why = single.leave_one_model_out.reason.unwrap();
+        assert!(why.contains("one model (llama-2-70b)"), "{why}");
         // A run with a different measurement is a new point.
         let mut other = pts.clone();
         let mut changed = pts
@@ -673,6 +821,160 @@ mod tests {
         );
     }
 
+    /// A signed-error record for the hand-checked cases below.
+    fn err_of(measured: f64, projected: f64) -> PointError {
+        PointError {
+            line: 0,
+            model: String::new(),
+            instance: String::new(),
+            tp: 1,
+            batch: 1,
+            input_len: 1,
+            output_len: 1,
+            measured_ttft_ms: measured,
+            projected_ttft_ms: projected,
+            ttft_error: projected / measured - 1.0,
+            measured_tpot_ms: measured,
+            projected_tpot_ms: projected,
+            tpot_error: projected / measured - 1.0,
+        }
+    }
+
+    /// By hand, with a "model" that predicts the mean of the points it was fitted on:
+    /// source A has points 10 and 10, source B has 20. Without A the fit is 20, so A's
+    /// points are projected +100% each; without B it is 10, so B's is −50%. MAPE =
+    /// (1 + 1 + 0.5) / 3 = 0.8333…; one source alone cannot be held out.
+    #[test]
+    fn leave_one_source_out_by_hand() {
+        let items = [("A", 10.0), ("A", 10.0), ("B", 20.0)];
+        let fit = |keep: &[(&str, f64)]| -> Result<f64> {
+            if keep.is_empty() {
+                bail!("no points");
+            }
+            Ok(keep.iter().map(|k| k.1).sum::<f64>() / keep.len() as f64)
+        };
+        let errs = |m: &f64, out: &[(&str, f64)]| out.iter().map(|o| err_of(o.1, *m)).collect();
+        let h = leave_one_group_out(&items, |i| vec![i.0.to_string()], "source", fit, errs);
+        let e = h.error.unwrap();
+        assert_eq!((h.groups, e.points), (2, 3));
+        assert!((e.ttft - 2.5 / 3.0).abs() < 1e-12, "{}", e.ttft);
+        assert!((e.tpot - 2.5 / 3.0).abs() < 1e-12);
+        let one = leave_one_group_out(&items[..2], |i| vec![i.0.to_string()], "source", fit, errs);
+        assert!(one.error.is_none());
+        assert_eq!(
+            one.reason.unwrap(),
+            "all 2 point(s) come from one source (A): there is no other source to fit on"
+        );
+        // A point published in both sources is held out with each: A = {10, 10 (also B)},
+        // B = {20}. Without A: fit on 20, A's two points +100%. Without B: fit on the
+        // point that is only in A (10), B's points 10 → 0% and 20 → −50%.
+        let groups = |i: &(&str, f64)| match i.0 {
+            "AB" => vec!["A".to_string(), "B".to_string()],
+            g => vec![g.to_string()],
+        };
+        let shared = [("A", 10.0), ("AB", 10.0), ("B", 20.0)];
+        let e = leave_one_group_out(&shared, groups, "source", fit, errs)
+            .error
+            .unwrap();
+        assert_eq!(e.points, 4);
+        assert!((e.ttft - 2.5 / 4.0).abs() < 1e-12, "{}", e.ttft);
+        // Holding out a source that leaves nothing to fit on says so.
+        let only_shared = [("AB", 10.0), ("B", 20.0)];
+        let h = leave_one_group_out(&only_shared, groups, "source", fit, errs);
+        assert!(h.error.is_none());
+        assert!(h
+            .reason
+            .unwrap()
+            .contains("without source \"B\" the rest cannot be fitted: no points"));
+    }
+
+    /// Points the latency model produces exactly from known parameters, split over two
+    /// sources (batch 1; batch 4 and 8), are recovered from either source alone:
+    /// leave-one-source-out error ≈ 0.
+    #[test]
+    fn leave_one_source_out_recovers_known_parameters() {
+        let profiles = root().join("profiles");
+        let p = profile::load(&profiles, "inf2-profile").unwrap();
+        let cards = card::load_all(&root().join("models")).unwrap();
+        let file = root().join("profiles/calibration/neuron_published_points.csv");
+        let mut pts: Vec<Point> = points::load(&file)
+            .unwrap()
+            .into_iter()
+            .filter(|q| q.instance == "inf2.48xlarge")
+            .collect();
+        for q in pts.iter_mut() {
+            let card = find_card(&cards, &q.model).unwrap();
+            let e = estimate(&card.architecture, &p, &p.latency, &target(q));
+            q.ttft_ms = e.ttft_ms;
+            q.tpot_ms = e.tpot_ms;
+            q.source = if q.batch == 1 {
+                "A (2025-01-01)"
+            } else {
+                "B (2025-01-01)"
+            }
+            .into();
+        }
+        let r = calibrate_profile(&p, &cards, &pts, "synthetic").unwrap();
+        let s = r.leave_one_source_out.error.unwrap();
+        assert_eq!(r.leave_one_source_out.groups, 2);
+        assert_eq!(s.points as usize, r.points.len());
+        assert!(s.ttft < 1e-3 && s.tpot < 1e-3, "{s:?}");
+        assert!(r.after.ttft < 1e-3 && r.after.tpot < 1e-3, "{:?}", r.after);
+    }
+
+    #[test]
+    fn held_out_errors_are_written_and_read_back() {
+        let shipped = std::fs::read_to_string(root().join("profiles/inf2-profile.toml")).unwrap();
+        let profiles = root().join("profiles");
+        let p = profile::load(&profiles, "inf2-profile").unwrap();
+        let cards = card::load_all(&root().join("models")).unwrap();
+        let file = root().join("profiles/calibration/neuron_published_points.csv");
+        let pts = points::load(&file).unwrap();
+        let mut r = calibrate_profile(&p, &cards, &pts, "points").unwrap();
+        let new = write_back(&shipped, &r).unwrap();
+        let q = Profile::parse(&new, Path::new("profiles/inf2-profile.toml")).unwrap();
+        let loso = q.calibration.leave_one_source_out.unwrap();
+        let want = r.leave_one_source_out.error.unwrap();
+        assert!((loso.error.unwrap().ttft - want.ttft).abs() < 1e-3 * want.ttft);
+        assert_eq!(loso.groups, 2);
+        // Written twice, the lines are replaced, not repeated.
+        r.leave_one_source_out = HeldOut::none(1, "all 3 point(s) come from one source (\"x\")");
+        let again = write_back(&new, &r).unwrap();
+        assert_eq!(again.lines().count(), new.lines().count());
+        let q = Profile::parse(&again, Path::new("profiles/inf2-profile.toml")).unwrap();
+        let loso = q.calibration.leave_one_source_out.unwrap();
+        assert!(loso.error.is_none());
+        assert_eq!(
+            loso.reason.unwrap(),
+            "all 3 point(s) come from one source (\"x\")"
+        );
+        assert!(q.calibration.leave_one_model_out.unwrap().error.is_some());
+    }
+
+    /// The published GPU / trn2 serving points load as points, name a model card and an
+    /// instance of a shipped profile at a TP degree it allows, and are marked validation.
+    #[test]
+    fn published_gpu_trn2_points_are_projectable_validation_rows() {
+        let file = root().join("profiles/calibration/published_gpu_trn2_points.csv");
+        let pts = points::load(&file).unwrap();
+        assert_eq!(pts.len(), 8);
+        let cards = card::load_all(&root().join("models")).unwrap();
+        let profiles = profile::load_all(&root().join("profiles")).unwrap();
+        for q in &pts {
+            assert!(find_card(&cards, &q.model).is_some(), "{}", q.model);
+            let p = profiles
+                .iter()
+                .find(|p| p.instance(&q.instance).is_ok())
+                .unwrap_or_else(|| panic!("{}", q.instance));
+            let inst = p.instance(&q.instance).unwrap();
+            assert!(p.check_tp(inst, q.tp).is_ok(), "line {}", q.line);
+            assert!(!q.source.is_empty());
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let rows = text.lines().filter(|l| !l.starts_with('#')).skip(1);
+        assert!(rows.clone().count() == 8 && rows.clone().all(|l| l.contains(",validation")));
+    }
+
     #[test]
     fn shipped_fitted_profiles_do_not_drift() {
         let profiles = root().join("profiles");
@@ -706,6 +1008,33 @@ mod tests {
                 p.name
             );
             assert_eq!(shipped.points, r.after.points);
+            // The recorded held-out errors are those of the shipped points.
+            for (rec, now) in [
+                (&p.calibration.leave_one_source_out, &r.leave_one_source_out),
+                (&p.calibration.leave_one_model_out, &r.leave_one_model_out),
+            ] {
+                let rec = rec
+                    .as_ref()
+                    .expect("fitted profile records its held-out errors");
+                assert_eq!(rec.groups, now.groups, "{}", p.name);
+                match (rec.error, now.error) {
+                    (Some(a), Some(b)) => {
+                        assert!(
+                            (a.ttft - b.ttft).abs() < 0.01 * a.ttft.max(0.01),
+                            "{}",
+                            p.name
+                        );
+                        assert!(
+                            (a.tpot - b.tpot).abs() < 0.01 * a.tpot.max(0.01),
+                            "{}",
+                            p.name
+                        );
+                        assert_eq!(a.points, b.points);
+                    }
+                    (None, None) => {}
+                    other => panic!("{}: recorded {other:?}", p.name),
+                }
+            }
             checked += 1;
         }
         assert!(checked >= 2, "expected inf2 and trn1 to be fitted");

@@ -1,6 +1,8 @@
 //! `profiler devices` and `profiler models`: what is available, one line each.
 
-use super::profile::{self, CalibrationStatus};
+use super::dates;
+use super::export::held_out_text;
+use super::profile::{self, CalibrationStatus, Profile};
 use crate::model::card;
 use anyhow::Result;
 use serde::Serialize;
@@ -12,8 +14,108 @@ pub struct ProfileSummary {
     pub name: String,
     pub description: String,
     pub instances: Vec<String>,
-    /// `fitted (TTFT x%, TPOT y% on n points)` or `assumed`.
+    /// `fitted` with its fit, leave-one-source-out and leave-one-model-out errors, or
+    /// `assumed`.
     pub calibration: String,
+}
+
+/// What `profiler devices` says of a profile's calibration.
+fn calibration_text(p: &Profile) -> String {
+    let c = &p.calibration;
+    match (c.status, c.error) {
+        (CalibrationStatus::Fitted, Some(e)) => {
+            let held = |h: &Option<crate::projection::types::HeldOut>, what: &str| match h {
+                Some(h) => held_out_text(h, what),
+                None => "not recorded (re-run `profiler calibrate --write`)".to_string(),
+            };
+            format!(
+                "fitted; MAPE fit TTFT {:.1}%, TPOT {:.1}% on {} points; leave-one-source-out {}; leave-one-model-out {}",
+                e.ttft * 100.0,
+                e.tpot * 100.0,
+                e.points,
+                held(&c.leave_one_source_out, "sources"),
+                held(&c.leave_one_model_out, "models")
+            )
+        }
+        _ => "assumed (no calibration points)".into(),
+    }
+}
+
+/// One figure of a profile whose source or price date is older than asked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StaleFigure {
+    pub profile: String,
+    /// Dotted field path; instances are named, e.g. `instances[inf2.xlarge].on_demand`.
+    pub field: String,
+    /// The price's date, or the newest date its source mentions.
+    pub date: String,
+    pub age_days: i64,
+    pub source: String,
+}
+
+/// Every sourced figure of the profiles in `dir` dated more than `max_age_days` before
+/// day `today`: prices by their own date, other numbers by the newest date their source
+/// mentions. Assumptions (`assume-` sources) carry no date and are not listed.
+pub fn stale(dir: &Path, max_age_days: i64, today: i64) -> Result<Vec<StaleFigure>> {
+    let mut out = Vec::new();
+    for p in profile::load_all(dir)? {
+        for (field, source) in &p.field_sources {
+            let mut name = field.clone();
+            let mut dated = dates::latest_date(source);
+            if let Some(rest) = field.strip_prefix("instances[") {
+                let (idx, tail) = rest.split_once(']').unwrap_or((rest, ""));
+                if let Some(inst) = idx.parse::<usize>().ok().and_then(|i| p.instances.get(i)) {
+                    name = format!("instances[{}]{tail}", inst.name);
+                    let price = match tail {
+                        ".on_demand" => inst.on_demand.as_ref(),
+                        ".reserved" => inst.reserved.as_ref(),
+                        ".capacity_block" => inst.capacity_block.as_ref(),
+                        _ => None,
+                    };
+                    if let Some(pr) = price {
+                        dated = dates::day_number(&pr.date).map(|d| (pr.date.clone(), d));
+                    }
+                }
+            }
+            if let Some((date, day)) = dated {
+                if today - day > max_age_days {
+                    out.push(StaleFigure {
+                        profile: p.name.clone(),
+                        field: name,
+                        date,
+                        age_days: today - day,
+                        source: source.clone(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `profiler devices --stale DAYS`: one line per stale figure, oldest first per profile.
+pub fn stale_text(list: &[StaleFigure], max_age_days: i64, today: i64) -> String {
+    let day = dates::civil_from_days(today);
+    if list.is_empty() {
+        return format!("No figure is dated more than {max_age_days} days before {day} (today).\n");
+    }
+    let mut sorted = list.to_vec();
+    sorted.sort_by(|a, b| {
+        (&a.profile, -a.age_days, &a.field).cmp(&(&b.profile, -b.age_days, &b.field))
+    });
+    let wp = sorted.iter().map(|s| s.profile.len()).max().unwrap_or(0);
+    let wf = sorted.iter().map(|s| s.field.len()).max().unwrap_or(0);
+    let mut s = format!(
+        "{} figure(s) dated more than {max_age_days} days before {day} (today): profile, field, date, age in days, source\n",
+        sorted.len()
+    );
+    for f in &sorted {
+        s.push_str(&format!(
+            "{:<wp$}  {:<wf$}  {:<10}  {:>5}  {}\n",
+            f.profile, f.field, f.date, f.age_days, f.source
+        ));
+    }
+    s
 }
 
 /// One model card, for `profiler models`.
@@ -30,15 +132,7 @@ pub fn devices(dir: &Path) -> Result<Vec<ProfileSummary>> {
     Ok(profile::load_all(dir)?
         .into_iter()
         .map(|p| ProfileSummary {
-            calibration: match (p.calibration.status, p.calibration.error) {
-                (CalibrationStatus::Fitted, Some(e)) => format!(
-                    "fitted (MAPE TTFT {:.1}%, TPOT {:.1}% on {} points)",
-                    e.ttft * 100.0,
-                    e.tpot * 100.0,
-                    e.points
-                ),
-                _ => "assumed (no calibration points)".into(),
-            },
+            calibration: calibration_text(&p),
             instances: p.instances.iter().map(|i| i.name.clone()).collect(),
             name: p.name,
             description: p.description,

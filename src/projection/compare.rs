@@ -293,7 +293,9 @@ mod tests {
             "{}",
             r.recommendation
         );
-        assert_eq!(r.rows.len(), 21);
+        // Every instance of every shipped profile (trn2.3xlarge, trn2u.48xlarge, the Trn3
+        // server and p6-b200.48xlarge included).
+        assert_eq!(r.rows.len(), 25);
     }
 
     #[test]

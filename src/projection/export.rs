@@ -4,6 +4,7 @@
 use super::calibrate::CalibrationReport;
 use super::compare::CompareReport;
 use super::project::Projected;
+use super::types::HeldOut;
 use anyhow::{bail, Result};
 use serde_json::json;
 
@@ -445,22 +446,40 @@ fn params_grid(r: &CalibrationReport) -> Grid {
     }
 }
 
+/// `TTFT x%, TPOT y% (n projections, k groups)`, or `not computed: reason`.
+pub fn held_out_text(h: &HeldOut, groups: &str) -> String {
+    match (&h.error, &h.reason) {
+        (Some(e), _) => format!(
+            "TTFT {}, TPOT {} ({} projections, {} {groups})",
+            pct(e.ttft),
+            pct(e.tpot),
+            e.points,
+            h.groups
+        ),
+        (None, r) => format!(
+            "not computed: {}",
+            r.as_deref().unwrap_or("no reason recorded")
+        ),
+    }
+}
+
 fn mape_line(r: &CalibrationReport) -> String {
     let mut s = format!(
-        "MAPE on {} points: TTFT {} (before {}), TPOT {} (before {})",
+        "Fit error (MAPE on the {} points fitted): TTFT {} (before {}), TPOT {} (before {})",
         r.after.points,
         pct(r.after.ttft),
         pct(r.before.ttft),
         pct(r.after.tpot),
         pct(r.before.tpot)
     );
-    if let Some(h) = &r.held_out {
-        s.push_str(&format!(
-            "\nLeave-one-model-out (each model's points projected by a fit on the other models): TTFT {}, TPOT {}",
-            pct(h.ttft),
-            pct(h.tpot)
-        ));
-    }
+    s.push_str(&format!(
+        "\nLeave-one-source-out (each source's points projected by a fit on the other sources): {}",
+        held_out_text(&r.leave_one_source_out, "sources")
+    ));
+    s.push_str(&format!(
+        "\nLeave-one-model-out (each model's points projected by a fit on the other models): {}",
+        held_out_text(&r.leave_one_model_out, "models")
+    ));
     if !r.repeated.is_empty() {
         let lines: Vec<String> = r
             .repeated
@@ -594,7 +613,7 @@ mod tests {
             );
             let card = rows()[0].projection.sources[0].clone();
             assert_eq!(text.matches(card.as_str()).count(), 1, "{text}");
-            let price = "inf2_instance_prices.csv";
+            let price = "inf2_instances.js";
             assert_eq!(text.matches(price).count(), 1, "{text}");
         }
     }

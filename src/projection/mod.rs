@@ -10,6 +10,7 @@ pub mod bucket;
 pub mod calibrate;
 pub mod catalog;
 pub mod compare;
+pub mod dates;
 pub mod dtype;
 pub mod export;
 pub mod latency;

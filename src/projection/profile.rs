@@ -4,8 +4,8 @@
 use super::dtype::{ComputeRate, WeightsDtype};
 use super::params::{LatencyParams, PARAM_NAMES};
 use super::points;
-use super::profile_file::{self, Num, PriceFile, ProfileFile, Qty};
-use super::types::CalibrationError;
+use super::profile_file::{self, HeldOutFile, Num, PriceFile, ProfileFile, Qty};
+use super::types::{CalibrationError, HeldOut};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -89,6 +89,11 @@ pub struct Calibration {
     pub fitted: Vec<String>,
     /// Error on the points, as last written by `calibrate --write`.
     pub error: Option<CalibrationError>,
+    /// Leave-one-source-out error (or why there is none), as last written by
+    /// `calibrate --write`; `None` where the file does not record it.
+    pub leave_one_source_out: Option<HeldOut>,
+    /// Leave-one-model-out error (or why there is none), likewise.
+    pub leave_one_model_out: Option<HeldOut>,
     /// The (instance, TP degree, weights dtype) runs of the points file on this profile's
     /// instances, read when the profile is loaded from a file, so that a projection
     /// outside them can say that its calibration error was not measured there.
@@ -442,6 +447,8 @@ pub fn host_profile(
             points: None,
             fitted: Vec::new(),
             error: None,
+            leave_one_source_out: None,
+            leave_one_model_out: None,
             runs: None,
         },
         instances: vec![Instance {
@@ -460,7 +467,7 @@ pub fn host_profile(
 }
 
 /// `YYYY-MM-DD` (a real calendar day) or `YYYY-MM`.
-fn is_date(s: &str) -> bool {
+pub(crate) fn is_date(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     let num = |p: &str, n: usize| p.len() == n && p.chars().all(|c| c.is_ascii_digit());
     let (y, m) = match parts.as_slice() {
@@ -872,6 +879,38 @@ impl<'a> Validator<'a> {
         if status == CalibrationStatus::Assumed && error.is_some() {
             bail!("{what}: fields `calibration.ttft_mape`, `tpot_mape` and `point_count` belong to a fitted profile, but `calibration.status` is \"assumed\"");
         }
+        let held = |key: &str, h: &Option<HeldOutFile>| -> Result<Option<HeldOut>> {
+            let Some(h) = h else { return Ok(None) };
+            let f = format!("calibration.{key}");
+            if status == CalibrationStatus::Assumed {
+                bail!("{what}: field `{f}` belongs to a fitted profile, but `calibration.status` is \"assumed\"");
+            }
+            if !(0..=i64::from(u32::MAX)).contains(&h.groups) {
+                bail!(
+                    "{what}: field `{f}.groups` must be a count, got {}",
+                    h.groups
+                );
+            }
+            let groups = h.groups as u32;
+            match (h.ttft_mape, h.tpot_mape, h.point_count, &h.reason) {
+                (Some(t), Some(p), Some(n), None) => {
+                    if !(t.is_finite() && t >= 0.0 && p.is_finite() && p >= 0.0 && n > 0) {
+                        bail!("{what}: field `{f}`: `ttft_mape`, `tpot_mape` must be ≥ 0 and `point_count` > 0");
+                    }
+                    Ok(Some(HeldOut {
+                        error: Some(CalibrationError { ttft: t, tpot: p, points: n as u32 }),
+                        groups,
+                        reason: None,
+                    }))
+                }
+                (None, None, None, Some(r)) if !r.trim().is_empty() => {
+                    Ok(Some(HeldOut::none(groups, r.clone())))
+                }
+                _ => bail!("{what}: field `{f}` must hold either `ttft_mape`, `tpot_mape` and `point_count`, or a non-empty `reason` saying why there is no held-out error"),
+            }
+        };
+        let leave_one_source_out = held("leave_one_source_out", &c.leave_one_source_out)?;
+        let leave_one_model_out = held("leave_one_model_out", &c.leave_one_model_out)?;
         if status == CalibrationStatus::Fitted {
             if points.is_none() {
                 bail!("{what}: field `calibration.points` is missing (needed when status is \"fitted\")");
@@ -889,6 +928,8 @@ impl<'a> Validator<'a> {
             points,
             fitted,
             error,
+            leave_one_source_out,
+            leave_one_model_out,
             runs: None,
         })
     }
@@ -1011,6 +1052,48 @@ on_demand = { usd_per_hour = 12.981, region = "us-east-1", date = "2024-04-30", 
     }
 
     #[test]
+    fn held_out_errors_are_a_number_or_a_reason() {
+        let fitted = GOOD
+            .replace("status = \"assumed\"", "status = \"fitted\"")
+            .replace(
+                "note = \"test values\"",
+                "note = \"test values\"\npoints = \"calibration/points.csv\"\nfitted = [\"step_overhead_ms\"]\nttft_mape = 0.1\ntpot_mape = 0.1\npoint_count = 3",
+            );
+        let with =
+            |extra: &str| fitted.replace("point_count = 3", &format!("point_count = 3\n{extra}"));
+        let p = parse(&with(
+            "leave_one_source_out = { groups = 1, reason = \"one source\" }\nleave_one_model_out = { ttft_mape = 0.2, tpot_mape = 0.3, point_count = 3, groups = 2 }",
+        ))
+        .unwrap();
+        let s = p.calibration.leave_one_source_out.unwrap();
+        assert!(s.error.is_none());
+        assert_eq!((s.groups, s.reason.as_deref()), (1, Some("one source")));
+        let m = p.calibration.leave_one_model_out.unwrap();
+        assert_eq!(m.error.unwrap().tpot, 0.3);
+        // Older profiles without them still load.
+        assert!(parse(&fitted)
+            .unwrap()
+            .calibration
+            .leave_one_source_out
+            .is_none());
+        for bad in [
+            "leave_one_source_out = { groups = 2 }",
+            "leave_one_source_out = { groups = 2, reason = \" \" }",
+            "leave_one_source_out = { groups = 2, ttft_mape = 0.1, tpot_mape = 0.1 }",
+            "leave_one_source_out = { groups = 2, ttft_mape = 0.1, tpot_mape = 0.1, point_count = 3, reason = \"x\" }",
+            "leave_one_source_out = { groups = 2, ttft_mape = -0.1, tpot_mape = 0.1, point_count = 3 }",
+        ] {
+            let e = err(&with(bad));
+            assert!(e.contains("field `calibration.leave_one_source_out`"), "{bad}: {e}");
+        }
+        let e = err(&GOOD.replace(
+            "note = \"test values\"",
+            "note = \"test values\"\nleave_one_model_out = { groups = 1, reason = \"x\" }",
+        ));
+        assert!(e.contains("belongs to a fitted profile"), "{e}");
+    }
+
+    #[test]
     fn a_profile_can_be_given_as_a_file() {
         let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles"));
         let file = dir.join("inf2-profile.toml");
@@ -1118,6 +1201,8 @@ on_demand = { usd_per_hour = 12.981, region = "us-east-1", date = "2024-04-30", 
             "a100-profile",
             "h100-profile",
             "h200-profile",
+            "trn3-profile",
+            "b200-profile",
         ] {
             assert!(names.contains(&want), "{want} missing from {names:?}");
         }

@@ -103,6 +103,27 @@ pub struct CalibrationFile {
     pub tpot_mape: Option<f64>,
     #[serde(default)]
     pub point_count: Option<i64>,
+    #[serde(default)]
+    pub leave_one_source_out: Option<HeldOutFile>,
+    #[serde(default)]
+    pub leave_one_model_out: Option<HeldOutFile>,
+}
+
+/// `[calibration].leave_one_source_out` / `leave_one_model_out`: a held-out error
+/// (`ttft_mape`, `tpot_mape`, `point_count`) or the `reason` there is none; `groups` is the
+/// number of sources or models among the points.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldOutFile {
+    pub groups: i64,
+    #[serde(default)]
+    pub ttft_mape: Option<f64>,
+    #[serde(default)]
+    pub tpot_mape: Option<f64>,
+    #[serde(default)]
+    pub point_count: Option<i64>,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// An hourly price with its region, date and source key.

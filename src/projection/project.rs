@@ -471,12 +471,12 @@ mod tests {
         let x = &p.projection;
         assert!((x.e2e_ms - (x.ttft_ms + 199.0 * x.tpot_ms)).abs() < 1e-6);
         assert!((x.output_tokens_per_s - 4.0 * 200.0 / (x.e2e_ms / 1e3)).abs() < 1e-6);
-        let want = 12.981 / 3600.0 / x.output_tokens_per_s * 1e6;
+        let want = 12.98127 / 3600.0 / x.output_tokens_per_s * 1e6;
         assert!((x.cost_usd_per_million_output_tokens - want).abs() < 1e-9);
         assert_eq!(p.padded_input_len, 128);
         assert!(x.calibration_mape.is_some());
         assert!(x.energy_kwh_per_million_tokens.is_none());
-        assert!(x.sources.iter().any(|s| s.contains("inf2_instance_prices")));
+        assert!(x.sources.iter().any(|s| s.contains("inf2_instances.js")));
     }
 
     #[test]

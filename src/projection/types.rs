@@ -49,3 +49,26 @@ pub struct CalibrationError {
     /// Number of calibration points the error was measured on.
     pub points: u32,
 }
+
+/// A held-out error (leave-one-source-out or leave-one-model-out): the error of points
+/// projected by a fit that did not see their group, or why it could not be computed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldOut {
+    /// `None` where it cannot be computed (see `reason`).
+    pub error: Option<CalibrationError>,
+    /// Number of groups (sources or models) among the points.
+    pub groups: u32,
+    /// Why there is no error (one group only, too few points left to fit ...).
+    pub reason: Option<String>,
+}
+
+impl HeldOut {
+    /// An error that could not be computed, and why.
+    pub fn none(groups: u32, reason: impl Into<String>) -> Self {
+        Self {
+            error: None,
+            groups,
+            reason: Some(reason.into()),
+        }
+    }
+}
