@@ -6,7 +6,8 @@
 //!
 //! Every process started here (profiler, prometheus, pushgateway) is killed whatever
 //! happens. The two runs take a lock so that they never share the CPUs. A test whose
-//! server binary is absent prints a note and passes (`scripts/test` installs them).
+//! server binary is absent fails, naming the package to install (`scripts/test` installs
+//! them).
 //!
 //! The scrape test needs the metrics of the finished run while the endpoint still
 //! serves them. The binary writes its `--out` report after the last request and before
@@ -17,8 +18,8 @@
 mod common;
 
 use common::prom::{
-    absent, free_port, get, on_path, parse_exposition, prometheus, pushgateway, value_of,
-    PROMETHEUS, PROMTOOL, PUSHGATEWAY,
+    free_port, get, parse_exposition, prometheus, pushgateway, require, value_of, PROMETHEUS,
+    PROMTOOL, PUSHGATEWAY,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
@@ -275,12 +276,9 @@ fn monotonic_series(text: &str, samples: &BTreeMap<String, f64>) -> Vec<String> 
         .collect()
 }
 
-/// `promtool check metrics` on `text`, when promtool is installed.
+/// `promtool check metrics` on `text`.
 fn promtool_check(text: &str) {
-    if on_path(PROMTOOL).is_none() {
-        eprintln!("skipped promtool check metrics: {PROMTOOL} is absent");
-        return;
-    }
+    require(PROMTOOL);
     let mut child = Command::new(PROMTOOL)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -311,9 +309,7 @@ fn count(report: &serde_json::Value, key: &str) -> f64 {
 
 #[test]
 fn prometheus_scrapes_a_real_run() {
-    if absent(PROMETHEUS) {
-        return;
-    }
+    require(PROMETHEUS);
     common::default_weights();
     let _one = one_run_at_a_time();
     let started = Instant::now();
@@ -484,9 +480,8 @@ fn prometheus_scrapes_a_real_run() {
 
 #[test]
 fn a_real_run_pushes_to_the_pushgateway() {
-    if absent(PUSHGATEWAY) || absent(PROMETHEUS) {
-        return;
-    }
+    require(PUSHGATEWAY);
+    require(PROMETHEUS);
     common::default_weights();
     let _one = one_run_at_a_time();
     let started = Instant::now();
