@@ -15,8 +15,8 @@ use anyhow::{anyhow, bail, Result};
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -664,7 +664,10 @@ mod tests {
     #[test]
     fn empty_labels_are_a_one_line_error_and_runs_stay_apart() {
         for (model, run_on) in [("", "cpu"), ("tiny", "")] {
-            let msg = format!("{:#}", Metrics::new(model, run_on, build()).err().expect("empty"));
+            let msg = format!(
+                "{:#}",
+                Metrics::new(model, run_on, build()).err().expect("empty")
+            );
             assert!(msg.contains("must both be non-empty label values"), "{msg}");
             assert!(!msg.contains('\n'), "{msg}");
         }
@@ -695,7 +698,10 @@ mod tests {
             r#"profiler_ttft_seconds_bucket{model="tiny/llama",run_on="cpu",le="0.02"} 1"#,
             r#"profiler_build_info{device_name="cpu \"test\"",dtype="bf16",model="tiny/llama",run_on="cpu",tch="0.24.0",torch="2.9.0",version="0.1.0"} 1"#,
         ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
         }
     }
 

@@ -237,7 +237,8 @@ impl Gateway {
         if u.starts_with("https://") {
             bail!("pushgateway URL {u}: https is not supported; expected an http:// URL (put a TLS proxy in front if needed)");
         }
-        let bad = || anyhow!("pushgateway URL {u:?}: {expected}, without credentials, query or fragment");
+        let bad =
+            || anyhow!("pushgateway URL {u:?}: {expected}, without credentials, query or fragment");
         let uri: http::Uri = u.parse().map_err(|_| bad())?;
         let authority = uri.authority().ok_or_else(bad)?;
         if uri.scheme_str() != Some("http")
@@ -248,7 +249,11 @@ impl Gateway {
             return Err(bad());
         }
         Ok(Gateway {
-            authority: format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80)),
+            authority: format!(
+                "{}:{}",
+                authority.host(),
+                authority.port_u16().unwrap_or(80)
+            ),
             prefix: uri.path().trim_end_matches('/').to_string(),
         })
     }

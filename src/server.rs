@@ -193,7 +193,11 @@ fn method_not_allowed() -> Response {
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
-    reply(status, "text/plain; charset=utf-8", body.into().into_bytes())
+    reply(
+        status,
+        "text/plain; charset=utf-8",
+        body.into().into_bytes(),
+    )
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
@@ -220,9 +224,11 @@ async fn accept_loop(
     let mut connections = ServiceBuilder::new()
         .concurrency_limit(MAX_CONNECTIONS)
         .timeout(CONNECTION_TIMEOUT)
-        .service_fn(move |(stream, closing): (TcpStream, watch::Receiver<bool>)| {
-            serve_connection(stream, app.clone(), closing)
-        });
+        .service_fn(
+            move |(stream, closing): (TcpStream, watch::Receiver<bool>)| {
+                serve_connection(stream, app.clone(), closing)
+            },
+        );
     loop {
         // A free slot first, then a connection: past the limit, clients wait in the backlog.
         tokio::select! {
@@ -540,6 +546,40 @@ mod tests {
                 .expect("server closes the connection");
             assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
         }
+    }
+
+    #[test]
+    fn connections_past_the_limit_wait_for_a_free_slot() {
+        let (server, _m) = start();
+        let addr = server.local_addr();
+        // Accepted in order, these hold every slot (each until its 5 s head timeout).
+        let mut held: Vec<_> = (0..MAX_CONNECTIONS)
+            .map(|_| std::net::TcpStream::connect(addr).expect("connect"))
+            .collect();
+        let mut late = std::net::TcpStream::connect(addr).expect("connect (backlog)");
+        late.write_all(b"GET /healthz HTTP/1.1\r\n\r\n")
+            .expect("write");
+        late.set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let mut byte = [0u8; 1];
+        let waiting = late
+            .read(&mut byte)
+            .expect_err("no answer while every slot is held");
+        assert!(
+            matches!(
+                waiting.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{waiting}"
+        );
+        // One slot frees: the waiting client is served.
+        drop(held.pop());
+        late.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let mut answer = String::new();
+        late.read_to_string(&mut answer).expect("answer");
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        assert!(answer.ends_with("\r\n\r\nok"), "{answer}");
     }
 
     #[test]
