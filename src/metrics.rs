@@ -2,8 +2,9 @@
 //! current token rate, projections and build information.
 //!
 //! Every metric carries the labels `model` and `run_on`, so that several runs scraped by
-//! one Prometheus (or pushed to one Pushgateway) stay apart. The registry is passed in,
-//! never the process-wide default one, so tests and runs cannot see each other's values.
+//! one Prometheus (or pushed to one Pushgateway) stay apart: they are the const labels of
+//! the run's own registry (`Registry::new_custom`), never the process-wide default one, so
+//! tests and runs cannot see each other's values.
 //!
 //! Updates are cheap and never wait on a scrape: counters and histograms are atomics, the
 //! token rate is a lock-free ring of per-second slots, and the `status` children of
@@ -12,9 +13,10 @@
 
 use anyhow::{anyhow, bail, Result};
 use prometheus::core::{Collector, Desc};
-use prometheus::proto::{LabelPair, MetricFamily};
+use prometheus::proto::MetricFamily;
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,8 +91,9 @@ impl HostMetric {
     }
 }
 
-/// The metrics of one run, registered into a caller's registry.
+/// The metrics of one run, in a registry of their own.
 pub struct Metrics {
+    registry: Registry,
     ttft: Histogram,
     tpot: Histogram,
     e2e: Histogram,
@@ -111,14 +114,9 @@ pub struct Metrics {
 
 impl Metrics {
     /// Creates the metrics and registers them, with the process metrics (CPU, RSS, open
-    /// file descriptors), into `registry`. Fails if `model` or `run_on` is empty or if
-    /// metrics of these names are already registered there.
-    pub fn new(
-        registry: &Registry,
-        model: &str,
-        run_on: &str,
-        build: BuildInfo,
-    ) -> Result<Metrics> {
+    /// file descriptors), into a new registry whose series all carry `model` and `run_on`.
+    /// Fails if `model` or `run_on` is empty.
+    pub fn new(model: &str, run_on: &str, build: BuildInfo) -> Result<Metrics> {
         if model.is_empty() || run_on.is_empty() {
             bail!("metrics: model ({model:?}) and run_on ({run_on:?}) must both be non-empty label values");
         }
@@ -126,26 +124,26 @@ impl Metrics {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let opts = |name: &str, help: &str| Opts::new(name, help).const_labels(labels.clone());
+        let registry = Registry::new_custom(None, Some(labels))
+            .map_err(|e| anyhow!("cannot create the metrics registry: {e}"))?;
+        let registry = &registry;
         let histogram = |name: &str, help: &str| -> Result<Histogram> {
             let h = Histogram::with_opts(
-                HistogramOpts::new(name, help)
-                    .const_labels(labels.clone())
-                    .buckets(LATENCY_BUCKETS.to_vec()),
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
             )
             .map_err(|e| anyhow!("cannot create metric {name}: {e}"))?;
             register(registry, name, h.clone())?;
             Ok(h)
         };
         let counter = |name: &str, help: &str| -> Result<IntCounter> {
-            let c = IntCounter::with_opts(opts(name, help))
+            let c = IntCounter::with_opts(Opts::new(name, help))
                 .map_err(|e| anyhow!("cannot create metric {name}: {e}"))?;
             register(registry, name, c.clone())?;
             Ok(c)
         };
         let projection_gauge = |name: &str, help: &str| -> Result<GaugeVec> {
             let g = GaugeVec::new(
-                opts(name, help),
+                Opts::new(name, help),
                 &["profile", "instance_type", "tp", "batch"],
             )
             .map_err(|e| anyhow!("cannot create metric {name}: {e}"))?;
@@ -168,7 +166,7 @@ impl Metrics {
 
         let name = "profiler_requests_total";
         let requests = IntCounterVec::new(
-            opts(
+            Opts::new(
                 name,
                 "Requests by outcome: ok (finished) or error (failed).",
             ),
@@ -189,7 +187,7 @@ impl Metrics {
         )?;
 
         let name = "profiler_tokens_per_second";
-        let gauge = Gauge::with_opts(opts(
+        let gauge = Gauge::with_opts(Opts::new(
             name,
             "Generated tokens per second over the last 30 seconds.",
         ))
@@ -223,7 +221,7 @@ impl Metrics {
 
         let name = "profiler_host_projection_error_ratio";
         let host_error = GaugeVec::new(
-            opts(
+            Opts::new(
                 name,
                 "Relative error of projecting this host's own measurement from its measured rates: (projected - measured) / measured.",
             ),
@@ -234,7 +232,7 @@ impl Metrics {
 
         let name = "profiler_build_info";
         let build_info = Gauge::with_opts(
-            opts(
+            Opts::new(
                 name,
                 "Always 1; the labels name the versions and settings of this run.",
             )
@@ -251,13 +249,11 @@ impl Metrics {
         register(
             registry,
             "process_*",
-            Labelled::new(
-                prometheus::process_collector::ProcessCollector::for_self(),
-                &labels,
-            )?,
+            prometheus::process_collector::ProcessCollector::for_self(),
         )?;
 
         Ok(Metrics {
+            registry: registry.clone(),
             ttft,
             tpot,
             e2e,
@@ -273,6 +269,11 @@ impl Metrics {
             projected_cost,
             host_error,
         })
+    }
+
+    /// The registry holding these metrics, to serve or push (a cheap handle to it).
+    pub fn registry(&self) -> Registry {
+        self.registry.clone()
     }
 
     /// Records one finished request: its latencies in seconds (`tpot_s` is `None` with
@@ -455,68 +456,23 @@ impl Collector for RateCollector {
     }
 }
 
-/// Adds constant labels to every metric of a collector that has none of its own (the
-/// process collector), so that its series carry `model` and `run_on` like the others.
-struct Labelled<C> {
-    inner: C,
-    descs: Vec<Desc>,
-    pairs: Vec<LabelPair>,
-}
-
-impl<C: Collector> Labelled<C> {
-    fn new(inner: C, labels: &HashMap<String, String>) -> Result<Labelled<C>> {
-        let descs = inner
-            .desc()
-            .into_iter()
-            .map(|d| {
-                let mut all = labels.clone();
-                for p in &d.const_label_pairs {
-                    all.insert(p.name().to_string(), p.value().to_string());
-                }
-                Desc::new(
-                    d.fq_name.clone(),
-                    d.help.clone(),
-                    d.variable_labels.clone(),
-                    all,
-                )
-                .map_err(|e| anyhow!("cannot label metric {}: {e}", d.fq_name))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let mut pairs: Vec<LabelPair> = labels
-            .iter()
-            .map(|(k, v)| {
-                let mut p = LabelPair::default();
-                p.set_name(k.clone());
-                p.set_value(v.clone());
-                p
-            })
-            .collect();
-        pairs.sort_by(|a, b| a.name().cmp(b.name()));
-        Ok(Labelled {
-            inner,
-            descs,
-            pairs,
-        })
-    }
-}
-
-impl<C: Collector> Collector for Labelled<C> {
-    fn desc(&self) -> Vec<&Desc> {
-        self.descs.iter().collect()
-    }
-
-    fn collect(&self) -> Vec<MetricFamily> {
-        let mut families = self.inner.collect();
-        for family in &mut families {
-            for metric in family.mut_metric() {
-                let mut labels = metric.take_label();
-                labels.extend(self.pairs.iter().cloned());
-                labels.sort_by(|a, b| a.name().cmp(b.name()));
-                metric.set_label(labels);
-            }
+/// The registry's metrics in the text exposition format, with each series' labels in name
+/// order (the registry appends its const labels unordered), so that a scrape reads the
+/// same from one run to the next.
+pub fn encode_text(registry: &Registry) -> Result<Vec<u8>> {
+    let mut families = registry.gather();
+    for family in &mut families {
+        for metric in family.mut_metric() {
+            let mut labels = metric.take_label();
+            labels.sort_by(|a, b| a.name().cmp(b.name()));
+            metric.set_label(labels);
         }
-        families
     }
+    let mut body = Vec::with_capacity(16 * 1024);
+    TextEncoder::new()
+        .encode(&families, &mut body)
+        .map_err(|e| anyhow!("cannot encode the metrics: {e}"))?;
+    Ok(body)
 }
 
 #[cfg(test)]
@@ -536,9 +492,8 @@ mod tests {
     }
 
     fn fresh() -> (Registry, Metrics) {
-        let registry = Registry::new();
-        let m = Metrics::new(&registry, "tiny/llama", "cpu", build()).expect("metrics");
-        (registry, m)
+        let m = Metrics::new("tiny/llama", "cpu", build()).expect("metrics");
+        (m.registry(), m)
     }
 
     fn family<'a>(families: &'a [MetricFamily], name: &str) -> &'a MetricFamily {
@@ -707,20 +662,47 @@ mod tests {
     }
 
     #[test]
-    fn registering_twice_is_a_one_line_error() {
-        let (registry, _m) = fresh();
-        let err = Metrics::new(&registry, "tiny/llama", "cpu", build())
-            .err()
-            .expect("duplicate");
-        let msg = format!("{err:#}");
-        assert!(
-            msg.contains("cannot register metric profiler_ttft_seconds"),
-            "{msg}"
-        );
-        assert!(!msg.contains('\n'), "{msg}");
-        assert!(Metrics::new(&Registry::new(), "", "cpu", build()).is_err());
-        // Another model's metrics are other series and may share the registry.
-        assert!(Metrics::new(&registry, "other", "cpu", build()).is_ok());
+    fn empty_labels_are_a_one_line_error_and_runs_stay_apart() {
+        for (model, run_on) in [("", "cpu"), ("tiny", "")] {
+            let msg = format!(
+                "{:#}",
+                Metrics::new(model, run_on, build()).err().expect("empty")
+            );
+            assert!(msg.contains("must both be non-empty label values"), "{msg}");
+            assert!(!msg.contains('\n'), "{msg}");
+        }
+        // Another model's metrics are other series in a registry of their own.
+        let (registry, m) = fresh();
+        let other = Metrics::new("other", "cuda", build()).expect("other metrics");
+        m.observe_tokens(2);
+        other.observe_tokens(5);
+        let tokens = |r: &Registry| {
+            let families = r.gather();
+            let metric = &family(&families, "profiler_generated_tokens_total").get_metric()[0];
+            (
+                label(metric, "model").map(str::to_string),
+                metric.get_counter().value(),
+            )
+        };
+        assert_eq!(tokens(&registry), (Some("tiny/llama".into()), 2.0));
+        assert_eq!(tokens(&other.registry()), (Some("other".into()), 5.0));
+    }
+
+    #[test]
+    fn the_text_format_lists_labels_in_name_order() {
+        let (registry, m) = fresh();
+        m.observe_request(0.02, None, 0.02, 1, 1);
+        let text = String::from_utf8(encode_text(&registry).expect("encode")).expect("utf-8");
+        for line in [
+            r#"profiler_requests_total{model="tiny/llama",run_on="cpu",status="ok"} 1"#,
+            r#"profiler_ttft_seconds_bucket{model="tiny/llama",run_on="cpu",le="0.02"} 1"#,
+            r#"profiler_build_info{device_name="cpu \"test\"",dtype="bf16",model="tiny/llama",run_on="cpu",tch="0.24.0",torch="2.9.0",version="0.1.0"} 1"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
     }
 
     #[test]

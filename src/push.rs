@@ -3,22 +3,22 @@
 //! when the run finishes.
 //!
 //! Each push replaces the group `job="profiler", model, run_on` (HTTP `PUT`), so the
-//! gateway always holds the latest full snapshot of this run. The client is a minimal
-//! HTTP/1.1 one over `std::net::TcpStream` (plain `http://` only). A failed push is
-//! counted and reported as a warning, never an error of the run.
+//! gateway always holds the latest full snapshot of this run. The HTTP client is `ureq`
+//! (plain `http://` only, a new connection per push). A failed push is counted and
+//! reported as a warning, never an error of the run.
 
 use anyhow::{anyhow, bail, Context, Result};
-use prometheus::{Encoder, Registry, TextEncoder};
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use base64::engine::general_purpose::URL_SAFE;
+use base64::Engine as _;
+use prometheus::Registry;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Time allowed to connect to the gateway.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time allowed for one whole push once connected.
+/// Time allowed for one whole push, connecting included.
 const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest gateway answer read.
 const MAX_ANSWER_BYTES: u64 = 64 * 1024;
@@ -40,9 +40,11 @@ pub struct Pusher {
 }
 
 struct Shared {
+    /// The URL as given, for messages.
     url: String,
-    gateway: Gateway,
-    path: String,
+    /// Where each push goes: the gateway, its prefix and the group's path.
+    target: String,
+    agent: ureq::Agent,
     registry: Registry,
     pushed: AtomicU64,
     failed: AtomicU64,
@@ -60,16 +62,10 @@ impl Pusher {
         interval: Duration,
     ) -> Result<Pusher> {
         let gateway = Gateway::parse(url)?;
-        let path = format!(
-            "{}/metrics/job/profiler/{}/{}",
-            gateway.prefix,
-            group_segment("model", model),
-            group_segment("run_on", run_on)
-        );
         let shared = Arc::new(Shared {
-            url: url.trim_end_matches('/').to_string(),
-            gateway,
-            path,
+            url: url.trim().trim_end_matches('/').to_string(),
+            target: gateway.group_url(model, run_on),
+            agent: agent(),
             registry,
             pushed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
@@ -169,25 +165,43 @@ impl Shared {
     }
 
     fn push(&self) -> Result<()> {
-        let mut body = Vec::with_capacity(16 * 1024);
-        TextEncoder::new()
-            .encode(&self.registry.gather(), &mut body)
-            .map_err(|e| anyhow!("cannot encode the metrics: {e}"))?;
-        let answer = self.gateway.send("PUT", &self.path, &body)?;
-        if !(200..300).contains(&answer.status) {
-            let why = answer
-                .body
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
+        let body = crate::metrics::encode_text(&self.registry)?;
+        let mut answer = self
+            .agent
+            .put(self.target.as_str())
+            .content_type(format!("{}; charset=utf-8", prometheus::TEXT_FORMAT))
+            .send(&body[..])
+            .map_err(|e| anyhow!("cannot push to {}: {e}", self.url))?;
+        let status = answer.status().as_u16();
+        if !(200..300).contains(&status) {
+            let text = answer
+                .body_mut()
+                .with_config()
+                .limit(MAX_ANSWER_BYTES)
+                .lossy_utf8(true)
+                .read_to_string()
+                .unwrap_or_default();
+            let why = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
             bail!(
-                "the Pushgateway answered {} ({}); expected 200 or 202",
-                answer.status,
+                "the Pushgateway answered {status} ({}); expected 200 or 202",
                 why.trim()
             );
         }
         Ok(())
     }
+}
+
+/// The HTTP client of the pushes: bounded in time, answers of any status handed back
+/// (the status is judged above), and no idle connection kept between pushes.
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_global(Some(PUSH_TIMEOUT))
+        .http_status_as_error(false)
+        .max_idle_connections(0)
+        .user_agent(format!("profiler/{}", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
 }
 
 /// The label segment of a grouping-key path: `name/value` when the value is plain,
@@ -203,184 +217,63 @@ fn group_segment(name: &str, value: &str) -> String {
     } else if value.is_empty() {
         format!("{name}@base64/=")
     } else {
-        format!("{name}@base64/{}", base64url(value.as_bytes()))
+        format!("{name}@base64/{}", URL_SAFE.encode(value))
     }
-}
-
-/// URL-safe base64 (RFC 4648 §5) with padding.
-fn base64url(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Where the gateway is: `http://HOST[:PORT][/PREFIX]`.
 #[derive(Debug, PartialEq)]
 struct Gateway {
-    /// `HOST:PORT` as written (for the Host header), with the default port 80 added.
+    /// `HOST:PORT`, with the default port 80 added.
     authority: String,
     /// Path prefix without a trailing `/` (empty for none).
     prefix: String,
-}
-
-/// A gateway's answer.
-#[derive(Debug, PartialEq)]
-struct Answer {
-    status: u16,
-    body: String,
 }
 
 impl Gateway {
     fn parse(url: &str) -> Result<Gateway> {
         let expected = "expected http://HOST:PORT, e.g. http://127.0.0.1:9091";
         let u = url.trim();
-        let rest = if let Some(rest) = u.strip_prefix("http://") {
-            rest
-        } else if u.starts_with("https://") {
+        if u.starts_with("https://") {
             bail!("pushgateway URL {u}: https is not supported; expected an http:// URL (put a TLS proxy in front if needed)");
-        } else {
-            bail!("pushgateway URL {u:?}: {expected}");
-        };
-        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        if authority.is_empty() || authority.contains('@') || path.contains(['?', '#']) {
-            bail!("pushgateway URL {u:?}: {expected}, without credentials, query or fragment");
         }
-        let has_port = match authority.rfind(']') {
-            Some(bracket) => authority[bracket..].contains(':'),
-            None => authority.contains(':'),
-        };
-        let authority = if has_port {
-            authority.to_string()
-        } else {
-            format!("{authority}:80")
-        };
+        let bad =
+            || anyhow!("pushgateway URL {u:?}: {expected}, without credentials, query or fragment");
+        let uri: http::Uri = u.parse().map_err(|_| bad())?;
+        let authority = uri.authority().ok_or_else(bad)?;
+        if uri.scheme_str() != Some("http")
+            || authority.as_str().contains('@')
+            || uri.query().is_some()
+            || u.contains('#')
+        {
+            return Err(bad());
+        }
         Ok(Gateway {
-            authority,
-            prefix: path.trim_end_matches('/').to_string(),
+            authority: format!(
+                "{}:{}",
+                authority.host(),
+                authority.port_u16().unwrap_or(80)
+            ),
+            prefix: uri.path().trim_end_matches('/').to_string(),
         })
     }
 
-    /// Sends one request with `Connection: close` and reads the whole answer.
-    fn send(&self, method: &str, path: &str, body: &[u8]) -> Result<Answer> {
-        let addrs: Vec<_> = self
-            .authority
-            .to_socket_addrs()
-            .with_context(|| format!("cannot resolve {}", self.authority))?
-            .collect();
-        let mut last = None;
-        let mut stream = None;
-        for a in &addrs {
-            match TcpStream::connect_timeout(a, CONNECT_TIMEOUT) {
-                Ok(s) => {
-                    stream = Some(s);
-                    break;
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        let mut stream = stream.ok_or_else(|| match last {
-            Some(e) => anyhow!("cannot connect to {}: {e}", self.authority),
-            None => anyhow!("{} resolves to no address", self.authority),
-        })?;
-        let deadline = Instant::now() + PUSH_TIMEOUT;
-        stream.set_write_timeout(Some(PUSH_TIMEOUT))?;
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: profiler/{}\r\nContent-Type: {}; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+    /// The URL of the group `job="profiler", model, run_on` on this gateway.
+    fn group_url(&self, model: &str, run_on: &str) -> String {
+        format!(
+            "http://{}{}/metrics/job/profiler/{}/{}",
             self.authority,
-            env!("CARGO_PKG_VERSION"),
-            prometheus::TEXT_FORMAT,
-            body.len()
-        );
-        stream
-            .write_all(head.as_bytes())
-            .and_then(|()| stream.write_all(body))
-            .with_context(|| format!("cannot send to {}", self.authority))?;
-        let mut raw = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let mut limited = (&mut stream).take(MAX_ANSWER_BYTES);
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                bail!(
-                    "{} did not answer within {} s",
-                    self.authority,
-                    PUSH_TIMEOUT.as_secs()
-                );
-            }
-            limited.get_mut().set_read_timeout(Some(left))?;
-            match limited.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => raw.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) if raw.is_empty() => {
-                    return Err(anyhow!("no answer from {}: {e}", self.authority))
-                }
-                // The answer is complete enough to judge (e.g. a reset after it).
-                Err(_) => break,
-            }
-        }
-        parse_answer(&raw).ok_or_else(|| anyhow!("{} did not answer with HTTP", self.authority))
+            self.prefix,
+            group_segment("model", model),
+            group_segment("run_on", run_on)
+        )
     }
-}
-
-/// Parses `HTTP/1.x STATUS ...` and the body (de-chunked if need be).
-fn parse_answer(raw: &[u8]) -> Option<Answer> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let mut first = head.lines().next()?.split(' ');
-    if !first.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    let status: u16 = first.next()?.parse().ok()?;
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = if chunked {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    Some(Answer { status, body })
-}
-
-/// Joins the chunks of a chunked body, stopping at the last chunk or at malformed input.
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let size = size.split(';').next().unwrap_or("").trim();
-        let Ok(n) = usize::from_str_radix(size, 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            out.push_str(rest.get(..n.min(rest.len())).unwrap_or(""));
-            break;
-        }
-        out.push_str(rest.get(..n).unwrap_or(""));
-        body = rest.get(n..).unwrap_or("").trim_start_matches("\r\n");
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::BufRead;
+    use std::io::{BufRead, Read, Write};
 
     #[test]
     fn urls_are_checked() {
@@ -438,31 +331,10 @@ mod tests {
             "model@base64/bWV0YS1sbGFtYS9MbGFtYS0zLjItMUI="
         );
         assert_eq!(group_segment("run_on", ""), "run_on@base64/=");
-        assert_eq!(base64url(b""), "");
-        assert_eq!(base64url(b"f"), "Zg==");
-        assert_eq!(base64url(b"fo"), "Zm8=");
-        assert_eq!(base64url(b"foo"), "Zm9v");
-        assert_eq!(base64url(&[0xfb, 0xff]), "-_8=");
-    }
-
-    #[test]
-    fn answers_are_parsed_and_dechunked() {
-        let a = parse_answer(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 4\r\n\r\nbad\n")
-            .expect("answer");
-        assert_eq!(
-            a,
-            Answer {
-                status: 400,
-                body: "bad\n".into()
-            }
-        );
-        let a = parse_answer(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-        )
-        .expect("answer");
-        assert_eq!(a.body, "abcde");
-        assert_eq!(parse_answer(b"SSH-2.0-OpenSSH\r\n"), None);
-        assert_eq!(parse_answer(b""), None);
+        // The URL-safe alphabet (`_` for `/`), padded as the Pushgateway expects.
+        assert_eq!(group_segment("run_on", "???"), "run_on@base64/Pz8_");
+        assert_eq!(group_segment("run_on", "c p"), "run_on@base64/YyBw");
+        assert_eq!(group_segment("run_on", "cp u"), "run_on@base64/Y3AgdQ==");
     }
 
     /// A one-shot fake gateway: answers `status` to each request it receives and hands
@@ -538,8 +410,10 @@ mod tests {
                 ),
                 "{head}"
             );
+            // Header names are case-insensitive (RFC 9110 §5.1).
             assert!(
-                head.contains("Content-Type: text/plain; version=0.0.4"),
+                head.to_ascii_lowercase()
+                    .contains("content-type: text/plain; version=0.0.4"),
                 "{head}"
             );
             assert!(body.contains("demo_total 7"), "{body}");
@@ -589,11 +463,10 @@ mod tests {
     #[test]
     fn a_refusal_names_the_status_and_the_reason() {
         let (url, gateway) = fake_gateway(400, 1);
-        let g = Gateway::parse(&url).expect("url");
         let shared = Shared {
             url: url.clone(),
-            gateway: g,
-            path: "/metrics/job/profiler".into(),
+            target: format!("{url}/metrics/job/profiler"),
+            agent: agent(),
             registry: registry_with_counter(1),
             pushed: AtomicU64::new(0),
             failed: AtomicU64::new(0),

@@ -8,19 +8,19 @@
 //! library; `tests/prometheus_e2e.rs` replaces it with `profiler run --duration 40s
 //! --metrics-addr 127.0.0.1:PORT` (or `--pushgateway URL`) of the default model. The
 //! servers and the HTTP client are in `tests/common/prom.rs`.
-//! A test whose server binary is absent prints a note and passes (`scripts/test`
-//! installs them).
+//! A test whose server binary is absent fails, naming the package to install
+//! (`scripts/test` installs them).
 
 mod common;
 
-use common::prom::{absent, get, prometheus, pushgateway, PROMETHEUS, PUSHGATEWAY};
+use common::prom::{get, prometheus, pushgateway, require, PROMETHEUS, PUSHGATEWAY};
 use profiler::metrics::{BuildInfo, HostMetric, Metrics, Projection};
 use profiler::push::Pusher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn metrics(registry: &prometheus::Registry) -> Arc<Metrics> {
+fn metrics() -> Arc<Metrics> {
     let build = BuildInfo {
         version: env!("CARGO_PKG_VERSION").into(),
         tch: "0.24.0".into(),
@@ -28,7 +28,7 @@ fn metrics(registry: &prometheus::Registry) -> Arc<Metrics> {
         dtype: "f32".into(),
         device_name: "cpu".into(),
     };
-    Arc::new(Metrics::new(registry, "test/tiny", "cpu", build).expect("metrics"))
+    Arc::new(Metrics::new("test/tiny", "cpu", build).expect("metrics"))
 }
 
 /// Stands in for inference: a decode step every few milliseconds and a finished
@@ -81,15 +81,16 @@ impl Drop for FakeRun {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "prometheus-tests"),
+    ignore = "needs the Prometheus server, promtool and Pushgateway (Debian packages; scripts/test installs them and turns on prometheus-tests)"
+)]
 fn prometheus_scrapes_the_endpoint_during_a_run() {
-    if absent(PROMETHEUS) {
-        return;
-    }
+    require(PROMETHEUS);
     let dir = tempfile::tempdir().expect("temp dir");
-    let registry = prometheus::Registry::new();
-    let m = metrics(&registry);
+    let m = metrics();
     let listener = profiler::server::bind("127.0.0.1:0").expect("bind");
-    let endpoint = profiler::server::serve(listener, registry).expect("serve");
+    let endpoint = profiler::server::serve(listener, m.registry()).expect("serve");
     m.set_projection(&Projection {
         profile: "inf2",
         instance: "inf2.xlarge",
@@ -151,18 +152,20 @@ fn prometheus_scrapes_the_endpoint_during_a_run() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "prometheus-tests"),
+    ignore = "needs the Prometheus server, promtool and Pushgateway (Debian packages; scripts/test installs them and turns on prometheus-tests)"
+)]
 fn the_pushgateway_receives_the_pushes_and_the_final_values() {
-    if absent(PUSHGATEWAY) || absent(PROMETHEUS) {
-        return;
-    }
+    require(PUSHGATEWAY);
+    require(PROMETHEUS);
     let dir = tempfile::tempdir().expect("temp dir");
     let gateway = pushgateway(dir.path());
     let gw_addr = gateway.addr.clone();
-    let registry = prometheus::Registry::new();
-    let m = metrics(&registry);
+    let m = metrics();
     let pusher = Pusher::start(
         &format!("http://{gw_addr}"),
-        registry,
+        m.registry(),
         "test/tiny",
         "cpu",
         Duration::from_secs(1),

@@ -173,13 +173,13 @@ pub fn on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Whether `program` is missing from `PATH`, saying so on stderr.
-pub fn absent(program: &str) -> bool {
-    let missing = on_path(program).is_none();
-    if missing {
-        eprintln!("skipped: {program} is absent (scripts/test installs Debian's prometheus and prometheus-pushgateway)");
-    }
-    missing
+/// Fails the test when `program` is missing from `PATH`: a real-server test never
+/// passes without its server.
+pub fn require(program: &str) {
+    assert!(
+        on_path(program).is_some(),
+        "{program} is not on PATH: install Debian's prometheus and prometheus-pushgateway (scripts/test does)"
+    );
 }
 
 /// Parses a text exposition into `series -> value` (series as written, e.g.

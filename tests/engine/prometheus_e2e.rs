@@ -6,7 +6,8 @@
 //!
 //! Every process started here (profiler, prometheus, pushgateway) is killed whatever
 //! happens. The two runs take a lock so that they never share the CPUs. A test whose
-//! server binary is absent prints a note and passes (`scripts/test` installs them).
+//! server binary is absent fails, naming the package to install (`scripts/test` installs
+//! them).
 //!
 //! The scrape test needs the metrics of the finished run while the endpoint still
 //! serves them. The binary writes its `--out` report after the last request and before
@@ -18,8 +19,8 @@
 mod common;
 
 use common::prom::{
-    absent, free_port, get, on_path, parse_exposition, prometheus, pushgateway, value_of,
-    PROMETHEUS, PROMTOOL, PUSHGATEWAY,
+    free_port, get, parse_exposition, prometheus, pushgateway, require, value_of, PROMETHEUS,
+    PROMTOOL, PUSHGATEWAY,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
@@ -276,12 +277,9 @@ fn monotonic_series(text: &str, samples: &BTreeMap<String, f64>) -> Vec<String> 
         .collect()
 }
 
-/// `promtool check metrics` on `text`, when promtool is installed.
+/// `promtool check metrics` on `text`.
 fn promtool_check(text: &str) {
-    if on_path(PROMTOOL).is_none() {
-        eprintln!("skipped promtool check metrics: {PROMTOOL} is absent");
-        return;
-    }
+    require(PROMTOOL);
     let mut child = Command::new(PROMTOOL)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -311,10 +309,12 @@ fn count(report: &serde_json::Value, key: &str) -> f64 {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "prometheus-tests"),
+    ignore = "needs the Prometheus server, promtool and Pushgateway (Debian packages; scripts/test installs them and turns on prometheus-tests)"
+)]
 fn prometheus_scrapes_a_real_run() {
-    if absent(PROMETHEUS) {
-        return;
-    }
+    require(PROMETHEUS);
     common::default_weights();
     let _one = one_run_at_a_time();
     let started = Instant::now();
@@ -484,10 +484,13 @@ fn prometheus_scrapes_a_real_run() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "prometheus-tests"),
+    ignore = "needs the Prometheus server, promtool and Pushgateway (Debian packages; scripts/test installs them and turns on prometheus-tests)"
+)]
 fn a_real_run_pushes_to_the_pushgateway() {
-    if absent(PUSHGATEWAY) || absent(PROMETHEUS) {
-        return;
-    }
+    require(PUSHGATEWAY);
+    require(PROMETHEUS);
     common::default_weights();
     let _one = one_run_at_a_time();
     let started = Instant::now();

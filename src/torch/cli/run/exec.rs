@@ -295,10 +295,8 @@ pub fn run(a: RunArgs) -> Result<()> {
     runner::check_fits(&engine, &plan, corpus.as_ref())?;
     let env = environment(&engine, started);
 
-    let registry = prometheus::Registry::new();
     let metrics = if listener.is_some() || a.pushgateway.is_some() {
         Some(crate::metrics::Metrics::new(
-            &registry,
             &env.model,
             &env.run_on,
             crate::metrics::BuildInfo {
@@ -312,6 +310,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     } else {
         None
     };
+    let registry = metrics.as_ref().map(|m| m.registry()).unwrap_or_default();
     let server = listener
         .map(|l| crate::server::serve(l, registry.clone()))
         .transpose()?;
