@@ -16,6 +16,7 @@ pub mod report;
 pub mod runner;
 pub mod server;
 pub mod signals;
+pub mod simulation;
 pub mod sysinfo;
 pub mod toml_error;
 pub mod workload;

@@ -5,6 +5,7 @@ mod generate;
 pub mod project;
 mod report;
 mod run;
+mod simulate;
 
 use crate::engine::{DType, EngineOptions, MatmulPrecision, RunOn};
 use anyhow::{Context, Result};
@@ -67,6 +68,10 @@ enum Command {
     Project(project::ProjectArgs),
     /// Compare instance types side by side, sorted by cost per 1M tokens.
     Compare(project::CompareArgs),
+    /// Simulate serving a request stream on one instance (continuous batching; no inference).
+    Simulate(Box<simulate::SimulateArgs>),
+    /// Capacity plan: the cheapest fleet of each instance type for a rate within SLOs.
+    Plan(Box<simulate::PlanArgs>),
     /// Fit a profile's latency-model parameters to measured points.
     Calibrate(project::CalibrateArgs),
     /// List the device profiles.
@@ -130,6 +135,8 @@ pub fn run() -> Result<()> {
         Command::Report(a) => report::run(a),
         Command::Project(a) => project::project(a),
         Command::Compare(a) => project::compare(a),
+        Command::Simulate(a) => simulate::simulate(*a),
+        Command::Plan(a) => simulate::plan(*a),
         Command::Calibrate(a) => project::calibrate(a),
         Command::Devices => project::devices(),
         Command::Models => project::models(),
