@@ -56,8 +56,9 @@ impl Record {
 pub struct Outcome {
     /// Finished requests, in the order they were issued.
     pub records: Vec<Record>,
-    /// Every inter-token gap (between consecutive tokens of one request), seconds.
-    pub itl: Vec<f64>,
+    /// Every inter-token gap (between consecutive tokens of one request), seconds, run-length
+    /// encoded: `(gap, how many times in a row)`.
+    pub itl: Vec<(f64, u64)>,
     /// Time from the first arrival to the last finish, seconds.
     pub span_s: f64,
     /// Time integral of the number of requests in the system (arrived, not finished).
@@ -85,6 +86,8 @@ struct Active {
     last_token: f64,
     /// KV tokens reserved for it (prompt + output).
     reserved: u32,
+    /// Its first token came out of the step that just ended.
+    fresh: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -145,12 +148,14 @@ struct Sim<'a> {
     queue: VecDeque<usize>,
     reqs: Vec<Record>,
     done: Vec<bool>,
-    itl: Vec<f64>,
+    itl: Vec<(f64, u64)>,
     kv_now: f64,
     peak_kv: f64,
     steps: u64,
     finished: Vec<usize>,
     kv_capacity: f64,
+    /// Reused buffer of decode contexts.
+    buf: Vec<u32>,
 }
 
 impl Sim<'_> {
@@ -179,13 +184,15 @@ impl Sim<'_> {
                         remaining: self.reqs[id].output,
                         last_token: now,
                         reserved: 0,
+                        fresh: false,
                     });
                 }
                 m.encode_s(&prompts)
             } else if !r.active.is_empty() {
                 r.decoding = true;
-                let ctx: Vec<u32> = r.active.iter().map(|a| a.ctx).collect();
-                m.decode_s(&ctx)
+                // Static shapes: only the longest context matters.
+                let longest = r.active.iter().map(|a| a.ctx).max().unwrap_or(1);
+                m.decode_s(&[longest])
             } else {
                 r.busy = false;
                 return;
@@ -207,12 +214,14 @@ impl Sim<'_> {
         let m = self.m;
         let slots = m.dep.max_num_seqs as usize;
         let chunked = m.dep.chunked_prefill;
-        let decoders: Vec<u32> = r
-            .active
-            .iter()
-            .filter(|a| a.prefilled >= a.prompt)
-            .map(|a| a.ctx)
-            .collect();
+        let mut decoders = std::mem::take(&mut self.buf);
+        decoders.clear();
+        decoders.extend(
+            r.active
+                .iter()
+                .filter(|a| a.prefilled >= a.prompt)
+                .map(|a| a.ctx),
+        );
         let pending = r.active.iter().any(|a| a.prefilled < a.prompt);
         // Without chunked prefill a step is whole prompts (when any can start) or decodes.
         let mut budget = m.dep.max_num_batched_tokens as i64;
@@ -266,6 +275,7 @@ impl Sim<'_> {
                     remaining: rec.output,
                     last_token: now,
                     reserved: need as u32,
+                    fresh: false,
                 });
                 budget -= q;
             }
@@ -274,17 +284,19 @@ impl Sim<'_> {
         if decode_now && !decoders.is_empty() {
             r.decoding = true;
         }
-        if chunks.is_empty() && !r.decoding {
-            return f64::NAN;
-        }
-        let dec: &[u32] = if r.decoding { &decoders } else { &[] };
-        m.mixed_step_s(dec, &chunks)
+        let dur = if chunks.is_empty() && !r.decoding {
+            f64::NAN
+        } else {
+            let dec: &[u32] = if r.decoding { &decoders } else { &[] };
+            m.mixed_step_s(dec, &chunks)
+        };
+        self.buf = decoders;
+        dur
     }
 
     /// Applies the effects of `r`'s step ending at `now`.
     fn finish(&mut self, r: &mut Replica, now: f64) {
         let m = self.m;
-        let mut prefilled_now = vec![false; r.active.len()];
         for &(i, q) in &r.chunks {
             let a = &mut r.active[i];
             a.prefilled += q;
@@ -295,7 +307,7 @@ impl Sim<'_> {
             }
             if a.prefilled >= a.prompt {
                 // Prefill complete: the first token.
-                prefilled_now[i] = true;
+                a.fresh = true;
                 self.reqs[a.id].first_token = now;
                 a.ctx = a.prompt + 1;
                 a.remaining -= 1;
@@ -303,11 +315,15 @@ impl Sim<'_> {
             }
         }
         if r.decoding {
-            for (i, a) in r.active.iter_mut().enumerate() {
-                if prefilled_now[i] || a.prefilled < a.prompt || a.remaining == 0 {
+            for a in r.active.iter_mut() {
+                if a.fresh || a.prefilled < a.prompt || a.remaining == 0 {
                     continue;
                 }
-                self.itl.push(now - a.last_token);
+                let gap = now - a.last_token;
+                match self.itl.last_mut() {
+                    Some((g, n)) if *g == gap => *n += 1,
+                    _ => self.itl.push((gap, 1)),
+                }
                 a.last_token = now;
                 a.ctx += 1;
                 a.remaining -= 1;
@@ -330,6 +346,7 @@ impl Sim<'_> {
                 r.reserved -= a.reserved as u64;
                 r.active.swap_remove(k);
             } else {
+                r.active[k].fresh = false;
                 k += 1;
             }
         }
@@ -351,6 +368,7 @@ pub fn simulate(m: &StepModel, arrivals: Arrivals, mut source: Source) -> Outcom
         peak_kv: 0.0,
         steps: 0,
         finished: Vec::new(),
+        buf: Vec::new(),
         kv_capacity: if m.static_shapes {
             f64::INFINITY
         } else {

@@ -21,7 +21,7 @@ use serde::Serialize;
 pub const SLOT_CANDIDATES: [u32; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 
 /// Bisection steps on the rate (the answer is within `hi / 2^steps`).
-const BISECTION_STEPS: u32 = 8;
+const BISECTION_STEPS: u32 = 7;
 
 /// What to plan for.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,7 +143,6 @@ fn search(
     let seq_len = plan_seq_len(profile, req, card.architecture.max_position_embeddings as u32);
     let mut best: Option<(Deployment, f64)> = None;
     let mut why = String::from("the weights do not fit at any allowed TP degree");
-    let price = inst.price(req.price).map(|p| p.usd_per_hour);
     for &tp in profile.runtime.tp_degrees.iter().filter(|&&t| t <= units) {
         let dp = units / tp;
         let mut last_rate = 0.0f64;
@@ -182,10 +181,13 @@ fn search(
                 }
                 break;
             }
-            let e2e0 = t0.unwrap_or(0.0) + p0.unwrap_or(0.0) * (req.output_len.saturating_sub(1)) as f64;
-            // Each slot finishes at most one request per no-load e2e.
-            let mut hi = dp as f64 * b as f64 / (e2e0 / 1e3).max(1e-9);
-            let mut lo = 0.0;
+            // Upper bound on the rate: each request needs its prefill and its share of
+            // full decode steps (every slot busy at the mean context).
+            let mean_ctx = req.input_len + req.output_len / 2;
+            let full = m.decode_s(&vec![mean_ctx; b as usize]);
+            let per_req = m.encode_s(&[req.input_len]) / m.dep.ctx_batch_size as f64
+                + req.output_len as f64 * full / b as f64;
+            let mut hi = dp as f64 / per_req.max(1e-12);
             let trial = |rate: f64| {
                 let l = load(
                     req,
@@ -197,6 +199,20 @@ fn search(
                 );
                 judge(&m, &l, &req.slo).0
             };
+            // Only a configuration needing fewer instances than the best so far matters:
+            // it must sustain `rate / (n_best − 1)`.
+            let n_best = best.as_ref().map(|(_, r)| (req.rate / r).ceil());
+            if n_best == Some(1.0) {
+                return best.ok_or(why);
+            }
+            let mut lo = 0.0;
+            if let Some(n) = n_best {
+                let need = req.rate / (n - 1.0);
+                if need > hi || !trial(need) {
+                    continue;
+                }
+                lo = need;
+            }
             if trial(hi) {
                 lo = hi;
             } else {
@@ -212,14 +228,9 @@ fn search(
             if lo <= 0.0 {
                 continue;
             }
-            let n = |r: f64| (req.rate / r).ceil();
             let better = match &best {
                 None => true,
-                Some((_, r0)) => match price {
-                    // Fewer instances, then the higher rate.
-                    Some(_) => n(lo) < n(*r0) || (n(lo) == n(*r0) && lo > *r0),
-                    None => lo > *r0,
-                },
+                Some((_, r0)) => (req.rate / lo).ceil() < (req.rate / r0).ceil(),
             };
             if better {
                 best = Some((dep.clone(), lo));

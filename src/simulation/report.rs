@@ -75,6 +75,57 @@ pub fn summary(values: &[f64], scale: f64) -> Option<Summary> {
     })
 }
 
+/// [`Summary`] of run-length encoded values `(value, count)` scaled by `scale`: the
+/// statistics of the values repeated `count` times, quantiles as [`quantile`].
+pub fn summary_weighted(values: &[(f64, u64)], scale: f64) -> Option<Summary> {
+    let mut v: Vec<(f64, u64)> = values
+        .iter()
+        .map(|&(x, c)| (x * scale, c))
+        .filter(|(x, c)| x.is_finite() && *c > 0)
+        .collect();
+    let n: u64 = v.iter().map(|p| p.1).sum();
+    if n == 0 {
+        return None;
+    }
+    v.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    let nf = n as f64;
+    let mean = v.iter().map(|&(x, c)| x * c as f64).sum::<f64>() / nf;
+    let stddev = (n >= 2).then(|| {
+        let ss: f64 = v.iter().map(|&(x, c)| (x - mean) * (x - mean) * c as f64).sum();
+        (ss / (nf - 1.0)).sqrt()
+    });
+    let half = stddev.and_then(|s| t_quantile_975(n - 1).map(|t| t * s / nf.sqrt()));
+    // The k-th value (0-based) of the expanded ascending sequence.
+    let kth = |k: u64| {
+        let mut seen = 0;
+        for &(x, c) in &v {
+            seen += c;
+            if k < seen {
+                return x;
+            }
+        }
+        v[v.len() - 1].0
+    };
+    let q = |p: f64| {
+        let h = (n - 1) as f64 * p;
+        let lo = h.floor() as u64;
+        let (a, b) = (kth(lo), kth((lo + 1).min(n - 1)));
+        a + (h - lo as f64) * (b - a)
+    };
+    Some(Summary {
+        count: n,
+        mean,
+        stddev,
+        min: v[0].0,
+        p50: q(0.50),
+        p90: q(0.90),
+        p99: q(0.99),
+        max: v[v.len() - 1].0,
+        ci95_low: half.map(|h| mean - h),
+        ci95_high: half.map(|h| mean + h),
+    })
+}
+
 /// The deployment and load a report describes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimSetup {
@@ -218,7 +269,7 @@ impl SimReport {
             duration_s: o.span_s,
             ttft_ms: summary(&ttft, 1e3),
             tpot_ms: summary(&tpot, 1e3),
-            itl_ms: summary(&o.itl, 1e3),
+            itl_ms: summary_weighted(&o.itl, 1e3),
             e2e_ms: summary(&e2e, 1e3),
             queue_ms: summary(&queue, 1e3),
             requests_per_s: rps,
@@ -260,5 +311,15 @@ mod tests {
         let full = Summary::of(&v.iter().map(|x| x * 2.0).collect::<Vec<_>>()).unwrap();
         assert_eq!(s.p99, full.p99);
         assert!((s.mean - full.mean).abs() < 1e-9);
+        // Run-length encoded values give the statistics of the expanded list.
+        let rl = [(3.0, 2), (1.0, 3), (3.0, 1), (2.0, 4)];
+        let expanded: Vec<f64> = rl
+            .iter()
+            .flat_map(|&(x, c)| std::iter::repeat_n(x, c as usize))
+            .collect();
+        let a = summary_weighted(&rl, 1.0).unwrap();
+        let b = Summary::of(&expanded).unwrap();
+        assert_eq!((a.count, a.min, a.max, a.p50, a.p90, a.p99), (b.count, b.min, b.max, b.p50, b.p90, b.p99));
+        assert!((a.mean - b.mean).abs() < 1e-12 && (a.stddev.unwrap() - b.stddev.unwrap()).abs() < 1e-12);
     }
 }
