@@ -64,43 +64,52 @@ fn simulate_json_follows_the_contract() {
             assert!(v[k][s].as_f64().unwrap() > 0.0, "{k}.{s}: {}", v[k]);
         }
     }
-    for k in ["requests_per_s", "output_tokens_per_s", "cost_usd_per_million_tokens"] {
+    for k in [
+        "requests_per_s",
+        "output_tokens_per_s",
+        "cost_usd_per_million_tokens",
+    ] {
         assert!(v[k].as_f64().unwrap() > 0.0, "{k}");
     }
     assert_eq!(v["requests"], 300);
     assert_eq!(v["dp"], 3);
     assert_eq!(v["scheduler"], "static-slots");
     let label = v["label"].as_str().unwrap();
-    assert!(label.starts_with("simulated on inf2-profile (calibration MAPE"), "{label}");
+    assert!(
+        label.starts_with("simulated on inf2-profile (calibration MAPE"),
+        "{label}"
+    );
     // A price the profile lacks gives null, not a number.
-    let out = run_ok(&[
-        "simulate",
-        "--model",
-        "llama-3.1-8b",
-        "--device",
-        "h100-profile",
-        "--instance",
-        "p5.48xlarge",
-        "--tp",
-        "8",
-        "--max-num-seqs",
-        "64",
-        "--seq-len",
-        "2048",
-        "--input-len",
-        "1500",
-        "--output-len",
-        "250",
-        "--concurrency",
-        "16",
-        "--requests",
-        "100",
-        "--price",
-        "capacity-block",
-        "--format",
-        "json",
-    ]
-    .map(String::from));
+    let out = run_ok(
+        &[
+            "simulate",
+            "--model",
+            "llama-3.1-8b",
+            "--device",
+            "h100-profile",
+            "--instance",
+            "p5.48xlarge",
+            "--tp",
+            "8",
+            "--max-num-seqs",
+            "64",
+            "--seq-len",
+            "2048",
+            "--input-len",
+            "1500",
+            "--output-len",
+            "250",
+            "--concurrency",
+            "16",
+            "--requests",
+            "100",
+            "--price",
+            "capacity-block",
+            "--format",
+            "json",
+        ]
+        .map(String::from),
+    );
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["scheduler"], "chunked-prefill");
     if v["price_usd_per_hour"].is_null() {
@@ -113,7 +122,16 @@ fn simulate_is_reproducible_and_writes_per_request_lines() {
     let dir = common::tempdir();
     let per = dir.path().join("req.jsonl");
     let per_s = common::path_str(&per);
-    let a = sim(&["--rate", "3", "--requests", "200", "--seed", "7", "--format", "json"]);
+    let a = sim(&[
+        "--rate",
+        "3",
+        "--requests",
+        "200",
+        "--seed",
+        "7",
+        "--format",
+        "json",
+    ]);
     let mut with_file = a.clone();
     with_file.extend(["--per-request".to_string(), per_s]);
     let one = run_ok(&with_file);
@@ -156,7 +174,11 @@ fn simulate_reads_a_workload_file() {
     assert_eq!(v["requests"], 2);
     assert_eq!(v["arrivals"], "trace");
     // A line without lengths is named.
-    std::fs::write(&w, "{\"prompt_tokens\": 10, \"output_tokens\": 5}\n{\"arrival_s\": 1}\n").unwrap();
+    std::fs::write(
+        &w,
+        "{\"prompt_tokens\": 10, \"output_tokens\": 5}\n{\"arrival_s\": 1}\n",
+    )
+    .unwrap();
     let out = common::run_err(&[
         "simulate",
         "--model",
@@ -173,7 +195,10 @@ fn simulate_reads_a_workload_file() {
 
 #[test]
 fn simulate_bad_input_is_one_line() {
-    run_err(&sim(&["--concurrency", "0"]), "--concurrency must be at least 1");
+    run_err(
+        &sim(&["--concurrency", "0"]),
+        "--concurrency must be at least 1",
+    );
     run_err(&sim(&["--rate", "0"]), "--rate must be a positive number");
     run_err(&sim(&["--rate", "-1"]), "--rate must be a positive number");
     run_err(
@@ -181,8 +206,11 @@ fn simulate_bad_input_is_one_line() {
         "--input-len-stddev must be zero or positive",
     );
     // --seq-len 2048 < 1500 + 600.
+    let mut long = sim(&["--rate", "1"]);
+    let i = long.iter().position(|s| s == "--output-len").unwrap() + 1;
+    long[i] = "600".into();
     run_err(
-        &sim(&["--rate", "1", "--output-len", "600"]),
+        &long,
         "--seq-len 2048 is below input + output = 1500 + 600 = 2100 tokens",
     );
     run_err(
@@ -197,11 +225,17 @@ fn simulate_bad_input_is_one_line() {
         &sim(&["--rate", "1", "--buckets", "128,1024"]),
         "1500-token prompt is longer than the largest context-encoding bucket (1024)",
     );
-    run_err(&sim(&["--rate", "1", "--dp", "4"]), "--dp 4 × --tp 8 = 32 NeuronCores, more than the 24");
+    run_err(
+        &sim(&["--rate", "1", "--dp", "4"]),
+        "--dp 4 × --tp 8 = 32 NeuronCores, more than the 24",
+    );
     let mut big = sim(&["--rate", "1"]);
     let i = big.iter().position(|s| s == "--max-num-seqs").unwrap() + 1;
     big[i] = "4096".into();
-    run_err(&big, "--max-num-seqs 4096: the KV cache of 4096 × 2048 tokens needs");
+    run_err(
+        &big,
+        "--max-num-seqs 4096: the KV cache of 4096 × 2048 tokens needs",
+    );
 }
 
 #[test]
@@ -262,7 +296,10 @@ fn plan_json_follows_the_contract() {
         .collect();
     assert!(!fleet.is_empty());
     assert!(fleet.windows(2).all(|w| w[0] <= w[1]), "{fleet:?}");
-    assert!(v["recommendation"].as_str().unwrap().contains("simulated on"));
+    assert!(v["recommendation"]
+        .as_str()
+        .unwrap()
+        .contains("simulated on"));
 }
 
 #[test]
@@ -284,7 +321,10 @@ fn plan_bad_input_is_one_line() {
         base.iter().chain(extra).map(|s| s.to_string()).collect()
     };
     run_err(&with(&["--rate", "0"]), "--rate must be a positive number");
-    run_err(&with(&["--rate", "1", "--slo-percentile", "0"]), "--slo-percentile must be in (0, 100]");
+    run_err(
+        &with(&["--rate", "1", "--slo-percentile", "0"]),
+        "--slo-percentile must be in (0, 100]",
+    );
 }
 
 #[test]
@@ -312,8 +352,23 @@ fn project_takes_compile_flags_and_keeps_its_contract() {
         v["projections"][0].clone()
     };
     let plain = get(&[]);
-    let compiled = get(&["--seq-len", "4096", "--max-num-seqs", "8", "--ctx-batch-size", "1", "--dp", "3"]);
-    for k in ["ttft_ms", "tpot_ms", "e2e_ms", "output_tokens_per_s", "cost_usd_per_million_tokens"] {
+    let compiled = get(&[
+        "--seq-len",
+        "4096",
+        "--max-num-seqs",
+        "8",
+        "--ctx-batch-size",
+        "1",
+        "--dp",
+        "3",
+    ]);
+    for k in [
+        "ttft_ms",
+        "tpot_ms",
+        "e2e_ms",
+        "output_tokens_per_s",
+        "cost_usd_per_million_tokens",
+    ] {
         assert!(compiled[k].as_f64().is_some(), "{k}");
     }
     // Eight compiled slots make a lone request's decode steps dearer.

@@ -45,7 +45,10 @@ pub struct SloArgs {
 
 impl SloArgs {
     fn spec(&self) -> Result<SloSpec> {
-        for (flag, v) in [("--slo-ttft-ms", self.slo_ttft_ms), ("--slo-tpot-ms", self.slo_tpot_ms)] {
+        for (flag, v) in [
+            ("--slo-ttft-ms", self.slo_ttft_ms),
+            ("--slo-tpot-ms", self.slo_tpot_ms),
+        ] {
             if v.is_some_and(|x| !(x > 0.0 && x.is_finite())) {
                 bail!("{flag} must be a positive number of milliseconds");
             }
@@ -124,6 +127,9 @@ pub struct SimulateArgs {
     /// Write one JSON line per simulated request.
     #[arg(long)]
     per_request: Option<PathBuf>,
+    /// Print the wall-clock time of the simulation itself on stderr (for scripts/bench).
+    #[arg(long)]
+    timing: bool,
     /// Weights dtype: bf16, fp16, fp8, int8, int4 or fp32.
     #[arg(long, default_value = "bf16", value_parser = weights_dtype)]
     weights_dtype: WeightsDtype,
@@ -140,7 +146,10 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
     let card = card::find(&home.models_dir(), &a.model)?;
     let profiles = profile::load_selection(&home.profiles_dir(), &a.device)?;
     let [p] = profiles.as_slice() else {
-        bail!("--device names one profile for simulate (got {})", profiles.len());
+        bail!(
+            "--device names one profile for simulate (got {})",
+            profiles.len()
+        );
     };
     let inst = p.instance(&a.instance)?;
     let c = &a.compile;
@@ -191,7 +200,10 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
             output,
             input_stddev,
             output_stddev,
-        } => (*input as f64 + *output as f64 + 3.0 * (input_stddev.max(0.0) + output_stddev.max(0.0))).ceil() as u32,
+        } => (*input as f64
+            + *output as f64
+            + 3.0 * (input_stddev.max(0.0) + output_stddev.max(0.0)))
+        .ceil() as u32,
         Lengths::List(v) => v.iter().map(|e| e.prompt + e.output).max().unwrap_or(1),
     };
     let seq_len = c.seq_len.unwrap_or(match p.runtime.static_shapes {
@@ -230,7 +242,15 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
     if let Some(path) = &a.per_request {
         crate::paths::check_output_file("--per-request", path)?;
     }
+    let started = std::time::Instant::now();
     let (report, outcome) = sim::run(&card, p, inst, &req)?;
+    if a.timing {
+        eprintln!(
+            "timing: simulated {} requests in {:.1} ms",
+            report.requests,
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
     if let Some(path) = &a.per_request {
         std::fs::write(path, sim::per_request_jsonl(&outcome))
             .with_context(|| format!("cannot write --per-request {}", path.display()))?;
@@ -275,6 +295,9 @@ pub struct PlanArgs {
     /// Write an SVG chart of cost per 1M tokens against p-th percentile TTFT.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Print the wall-clock time of the search itself on stderr (for scripts/bench).
+    #[arg(long)]
+    timing: bool,
 }
 
 pub fn plan(a: PlanArgs) -> Result<()> {
@@ -308,13 +331,24 @@ pub fn plan(a: PlanArgs) -> Result<()> {
         seed: a.seed,
         chunked_prefill: !a.no_chunked_prefill,
     };
+    let started = std::time::Instant::now();
     let r = plan::plan(&card, &profiles, &req)?;
+    if a.timing {
+        eprintln!(
+            "timing: planned {} instance types in {:.1} ms",
+            r.rows.len(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+    }
     write_out(&export::plan(a.format, &r))?;
     if let Some(path) = &a.plot {
         match plan::plot_svg(&r) {
             Ok(svg) => std::fs::write(path, svg)
                 .with_context(|| format!("cannot write the chart to {}", path.display()))?,
-            Err(e) => eprintln!("warning: --plot {}: no chart written: {e:#}", path.display()),
+            Err(e) => eprintln!(
+                "warning: --plot {}: no chart written: {e:#}",
+                path.display()
+            ),
         }
     }
     Ok(())

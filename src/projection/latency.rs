@@ -328,7 +328,10 @@ mod tests {
 
     #[test]
     fn compiled_batch_and_context_batch_follow_static_shapes() {
-        let text = GOOD.replace("decode_seq_ms = { value = 0.0", "decode_seq_ms = { value = 0.5");
+        let text = GOOD.replace(
+            "decode_seq_ms = { value = 0.0",
+            "decode_seq_ms = { value = 0.5",
+        );
         let p = profile(&text);
         let cfg = cfg_7b();
         let one = estimate(&cfg, &p, &p.latency, &target(128, 128));

@@ -10,8 +10,8 @@
 
 use super::dtype::WeightsDtype;
 use super::latency::{deployment, estimate, Estimate, Target};
-use super::step::StepModel;
 use super::profile::{self, CalibrationStatus, DeviceKind, Instance, PriceKind, Profile};
+use super::step::StepModel;
 use super::types::Projection;
 use crate::model::card::ModelCard;
 use anyhow::{bail, Result};

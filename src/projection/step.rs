@@ -105,11 +105,7 @@ impl Deployment {
                 bail!("--buckets: a bucket of 0 tokens (expected at least 1)");
             }
             if let Some(w) = b.windows(2).find(|w| w[1] <= w[0]) {
-                bail!(
-                    "--buckets must increase: {} is followed by {}",
-                    w[0],
-                    w[1]
-                );
+                bail!("--buckets must increase: {} is followed by {}", w[0], w[1]);
             }
             let last = *b.last().unwrap_or(&0);
             if last > self.seq_len {
@@ -183,7 +179,12 @@ pub struct StepModel {
 
 impl StepModel {
     /// The step model of `dep` (assumed validated) on `profile` with parameters `params`.
-    pub fn new(cfg: &LlamaConfig, profile: &Profile, params: &LatencyParams, dep: &Deployment) -> Self {
+    pub fn new(
+        cfg: &LlamaConfig,
+        profile: &Profile,
+        params: &LatencyParams,
+        dep: &Deployment,
+    ) -> Self {
         let shapes = profile.runtime.static_shapes;
         let (ctx, tkg) = match (shapes, &dep.buckets) {
             (None, _) => (Vec::new(), Vec::new()),
@@ -352,7 +353,8 @@ impl StepModel {
         for &(q, k) in chunks {
             let (q, k) = (q as f64, k as f64);
             tokens += q;
-            attn_flops += c.attention_flops(1.0, q, k, false) + c.attention_flops(1.0, q, q, self.causal);
+            attn_flops +=
+                c.attention_flops(1.0, q, k, false) + c.attention_flops(1.0, q, q, self.causal);
             kv_tokens += k + q;
         }
         let seqs = n_dec + chunks.len() as f64;
@@ -384,7 +386,9 @@ impl StepModel {
         if kv <= 0.0 {
             return f64::INFINITY;
         }
-        ((self.unit.memory - self.weight_bytes()) / kv).max(0.0).floor()
+        ((self.unit.memory - self.weight_bytes()) / kv)
+            .max(0.0)
+            .floor()
     }
 
     /// Memory one unit needs with static shapes: weights + KV for every slot at the
@@ -472,7 +476,10 @@ mod tests {
     }
 
     fn neuron() -> Profile {
-        let mut text = GOOD.replace("decode_seq_ms = { value = 0.0", "decode_seq_ms = { value = 0.3");
+        let mut text = GOOD.replace(
+            "decode_seq_ms = { value = 0.0",
+            "decode_seq_ms = { value = 0.3",
+        );
         text = text.replace("[2, 4, 8, 12, 24]", "[1, 2, 4, 8, 12, 24]");
         Profile::parse(&text, Path::new("test-profile.toml")).unwrap()
     }
@@ -540,18 +547,28 @@ mod tests {
         let mut d = dep();
         d.buckets = Some(vec![512, 256]);
         let e = d.validate(&p).unwrap_err().to_string();
-        assert!(e.contains("--buckets must increase: 512 is followed by 256"), "{e}");
+        assert!(
+            e.contains("--buckets must increase: 512 is followed by 256"),
+            "{e}"
+        );
         d.buckets = Some(vec![128, 8192]);
         let e = d.validate(&p).unwrap_err().to_string();
         assert!(e.contains("bucket 8192 is above --seq-len 4096"), "{e}");
         let mut d = dep();
         d.ctx_batch_size = 9;
-        assert!(d.validate(&p).unwrap_err().to_string().contains("--ctx-batch-size 9"));
+        assert!(d
+            .validate(&p)
+            .unwrap_err()
+            .to_string()
+            .contains("--ctx-batch-size 9"));
         let mut d = dep();
         d.max_num_seqs = 4096;
         let m = StepModel::new(&cfg, &p, &p.latency, &d);
         let e = m.check_fits("NeuronCore").unwrap_err().to_string();
-        assert!(e.contains("--max-num-seqs 4096") && e.contains("GiB usable"), "{e}");
+        assert!(
+            e.contains("--max-num-seqs 4096") && e.contains("GiB usable"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -561,6 +578,9 @@ mod tests {
         // 8 KV heads over TP 8: one per unit; K and V, 32 layers, 128 dims, 2 bytes.
         let kv = 2.0 * 32.0 * 128.0 * 2.0;
         assert_eq!(m.kv_bytes_per_token(), kv);
-        assert_eq!(m.static_memory_bytes(), m.weight_bytes() + 8.0 * 4096.0 * kv);
+        assert_eq!(
+            m.static_memory_bytes(),
+            m.weight_bytes() + 8.0 * 4096.0 * kv
+        );
     }
 }

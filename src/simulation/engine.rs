@@ -168,7 +168,9 @@ impl Sim<'_> {
         let dur = if m.static_shapes {
             let free = slots - r.active.len();
             if free > 0 && !self.queue.is_empty() {
-                let k = free.min(m.dep.ctx_batch_size as usize).min(self.queue.len());
+                let k = free
+                    .min(m.dep.ctx_batch_size as usize)
+                    .min(self.queue.len());
                 let mut prompts = Vec::with_capacity(k);
                 for _ in 0..k {
                     let id = self.queue.pop_front().unwrap_or(0);
@@ -418,7 +420,9 @@ pub fn simulate(m: &StepModel, arrivals: Arrivals, mut source: Source) -> Outcom
         last_event = t;
         now = t;
         if next_arrival.is_some_and(|a| a <= t) {
-            let Some(Reverse((_, id))) = future.pop() else { break };
+            let Some(Reverse((_, id))) = future.pop() else {
+                break;
+            };
             if first_arrival.is_nan() {
                 first_arrival = now;
             }
@@ -456,7 +460,11 @@ pub fn simulate(m: &StepModel, arrivals: Arrivals, mut source: Source) -> Outcom
         .filter(|(_, d)| **d)
         .map(|(r, _)| *r)
         .collect();
-    let start = if first_arrival.is_nan() { 0.0 } else { first_arrival };
+    let start = if first_arrival.is_nan() {
+        0.0
+    } else {
+        first_arrival
+    };
     Outcome {
         records,
         itl: sim.itl,

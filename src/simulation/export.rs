@@ -11,7 +11,8 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 }
 
 fn json(v: &impl serde::Serialize) -> Vec<u8> {
-    let mut s = serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    let mut s =
+        serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');
     s.into_bytes()
 }

@@ -168,7 +168,11 @@ impl Source {
                         mean
                     }
                 };
-                (draw(*input, *input_stddev), draw(*output, *output_stddev), None)
+                (
+                    draw(*input, *input_stddev),
+                    draw(*output, *output_stddev),
+                    None,
+                )
             }
             Lengths::List(v) => {
                 let e = v[(self.issued % v.len() as u64) as usize];
@@ -307,12 +311,20 @@ mod tests {
         assert_eq!(v.len(), 2);
         assert_eq!(v[1].output, 3);
         assert_eq!(v[1].arrival_s, Some(1.5));
-        let e = parse_workload("{\"prompt_tokens\": 10, \"output_tokens\": 5}\n{\"arrival_s\": 1}\n", "w.jsonl")
+        let e = parse_workload(
+            "{\"prompt_tokens\": 10, \"output_tokens\": 5}\n{\"arrival_s\": 1}\n",
+            "w.jsonl",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("w.jsonl:2: no lengths"), "{e}");
+        let e = parse_workload("{\"prompt\": \"hi\"}\n", "w.jsonl")
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("w.jsonl:2: no lengths"), "{e}");
-        let e = parse_workload("{\"prompt\": \"hi\"}\n", "w.jsonl").unwrap_err().to_string();
-        assert!(e.starts_with("w.jsonl:1:") && e.contains("prompt_tokens"), "{e}");
+        assert!(
+            e.starts_with("w.jsonl:1:") && e.contains("prompt_tokens"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -334,7 +346,11 @@ mod tests {
         };
         assert!(l.validate().unwrap_err().to_string().contains("--rate"));
         l.arrivals = Arrivals::Closed { concurrency: 0 };
-        assert!(l.validate().unwrap_err().to_string().contains("--concurrency"));
+        assert!(l
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--concurrency"));
         l.arrivals = Arrivals::Closed { concurrency: 1 };
         l.lengths = Lengths::Spread {
             input: 10,

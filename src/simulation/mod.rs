@@ -55,7 +55,10 @@ pub fn check(
     if !(p > 0.0 && p <= 100.0) {
         bail!("--slo-percentile must be in (0, 100] (got {p})");
     }
-    for (flag, v) in [("--slo-ttft-ms", req.slo.ttft_ms), ("--slo-tpot-ms", req.slo.tpot_ms)] {
+    for (flag, v) in [
+        ("--slo-ttft-ms", req.slo.ttft_ms),
+        ("--slo-tpot-ms", req.slo.tpot_ms),
+    ] {
         if v.is_some_and(|x| !(x > 0.0 && x.is_finite())) {
             bail!("{flag} must be a positive number of milliseconds");
         }
@@ -114,7 +117,12 @@ pub fn report_of(
     let (arrivals, concurrency, rate, burstiness) = match req.load.arrivals {
         Arrivals::Closed { concurrency } => ("closed".to_string(), Some(concurrency), None, None),
         Arrivals::Rate { rate, burstiness } => (
-            if burstiness == 1.0 { "poisson" } else { "gamma" }.to_string(),
+            if burstiness == 1.0 {
+                "poisson"
+            } else {
+                "gamma"
+            }
+            .to_string(),
             None,
             Some(rate),
             Some(burstiness),

@@ -87,7 +87,11 @@ fn judge(m: &StepModel, load: &Load, slo: &SloSpec) -> (bool, Option<f64>, Optio
         return (false, None, None);
     }
     let mut ttft: Vec<f64> = o.records.iter().map(|r| r.ttft() * 1e3).collect();
-    let mut tpot: Vec<f64> = o.records.iter().filter_map(|r| r.tpot().map(|t| t * 1e3)).collect();
+    let mut tpot: Vec<f64> = o
+        .records
+        .iter()
+        .filter_map(|r| r.tpot().map(|t| t * 1e3))
+        .collect();
     let t = quantile(&mut ttft, q);
     let p = quantile(&mut tpot, q);
     let ok = slo.ttft_ms.is_none_or(|x| t.is_some_and(|v| v <= x))
@@ -140,7 +144,11 @@ fn search(
     req: &PlanRequest,
 ) -> std::result::Result<(Deployment, f64), String> {
     let units = profile.units(inst);
-    let seq_len = plan_seq_len(profile, req, card.architecture.max_position_embeddings as u32);
+    let seq_len = plan_seq_len(
+        profile,
+        req,
+        card.architecture.max_position_embeddings as u32,
+    );
     let mut best: Option<(Deployment, f64)> = None;
     let mut why = String::from("the weights do not fit at any allowed TP degree");
     for &tp in profile.runtime.tp_degrees.iter().filter(|&&t| t <= units) {
@@ -169,7 +177,11 @@ fn search(
                 break;
             }
             // No load: one request alone. If that misses the SLOs, more slots will too.
-            let (ok, t0, p0) = judge(&m, &load(req, Arrivals::Closed { concurrency: 1 }, 1), &req.slo);
+            let (ok, t0, p0) = judge(
+                &m,
+                &load(req, Arrivals::Closed { concurrency: 1 }, 1),
+                &req.slo,
+            );
             if !ok {
                 if best.is_none() {
                     why = format!(
@@ -181,13 +193,11 @@ fn search(
                 }
                 break;
             }
-            // Upper bound on the rate: each request needs its prefill and its share of
-            // full decode steps (every slot busy at the mean context).
-            let mean_ctx = req.input_len + req.output_len / 2;
-            let full = m.decode_s(&vec![mean_ctx; b as usize]);
-            let per_req = m.encode_s(&[req.input_len]) / m.dep.ctx_batch_size as f64
-                + req.output_len as f64 * full / b as f64;
-            let mut hi = dp as f64 / per_req.max(1e-12);
+            // Upper bound on the rate (Little's law): every slot busy, each request for at
+            // least its no-load e2e.
+            let e2e0 =
+                t0.unwrap_or(0.0) + p0.unwrap_or(0.0) * req.output_len.saturating_sub(1) as f64;
+            let mut hi = dp as f64 * b as f64 / (e2e0 / 1e3).max(1e-9);
             let trial = |rate: f64| {
                 let l = load(
                     req,
@@ -248,7 +258,10 @@ fn search(
 /// Plans `req` on every instance of `profiles`.
 pub fn plan(card: &ModelCard, profiles: &[Profile], req: &PlanRequest) -> Result<PlanReport> {
     if !(req.rate > 0.0 && req.rate.is_finite()) {
-        bail!("--rate must be a positive number of requests per second (got {})", req.rate);
+        bail!(
+            "--rate must be a positive number of requests per second (got {})",
+            req.rate
+        );
     }
     if req.input_len == 0 || req.output_len == 0 {
         bail!("--input-len and --output-len must be at least 1");
@@ -268,7 +281,14 @@ pub fn plan(card: &ModelCard, profiles: &[Profile], req: &PlanRequest) -> Result
             max_num_batched_tokens: 1,
             dtype: req.dtype,
         },
-        load: load(req, Arrivals::Rate { rate: req.rate, burstiness: 1.0 }, 1),
+        load: load(
+            req,
+            Arrivals::Rate {
+                rate: req.rate,
+                burstiness: 1.0,
+            },
+            1,
+        ),
         slo: req.slo,
         price: req.price,
     };
@@ -337,10 +357,8 @@ pub fn plan(card: &ModelCard, profiles: &[Profile], req: &PlanRequest) -> Result
                                 Some(fleet / 3600.0 / (req.rate * tokens_per_req) * 1e6);
                         }
                         None => {
-                            row.reason = Some(format!(
-                                "no {} price: listed, not ranked",
-                                req.price.name()
-                            ))
+                            row.reason =
+                                Some(format!("no {} price: listed, not ranked", req.price.name()))
                         }
                     }
                 }
@@ -426,7 +444,11 @@ pub fn plot_svg(r: &PlanReport) -> Result<String> {
     let ymax = pts.iter().map(|p| p.2).fold(0.0, f64::max) * 1.1 + 1e-9;
     let sx = |x: f64| m + x / xmax * (w - 2.0 * m);
     let sy = |y: f64| h - m - y / ymax * (h - 2.0 * m);
-    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
     );

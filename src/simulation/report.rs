@@ -91,7 +91,10 @@ pub fn summary_weighted(values: &[(f64, u64)], scale: f64) -> Option<Summary> {
     let nf = n as f64;
     let mean = v.iter().map(|&(x, c)| x * c as f64).sum::<f64>() / nf;
     let stddev = (n >= 2).then(|| {
-        let ss: f64 = v.iter().map(|&(x, c)| (x - mean) * (x - mean) * c as f64).sum();
+        let ss: f64 = v
+            .iter()
+            .map(|&(x, c)| (x - mean) * (x - mean) * c as f64)
+            .sum();
         (ss / (nf - 1.0)).sqrt()
     });
     let half = stddev.and_then(|s| t_quantile_975(n - 1).map(|t| t * s / nf.sqrt()));
@@ -264,7 +267,11 @@ impl SimReport {
         SimReport {
             schema_version: 1,
             simulated: true,
-            label: label(&setup.profile, setup.calibration_mape, &setup.calibration_status),
+            label: label(
+                &setup.profile,
+                setup.calibration_mape,
+                &setup.calibration_status,
+            ),
             requests: n as u64,
             duration_s: o.span_s,
             ttft_ms: summary(&ttft, 1e3),
@@ -299,7 +306,9 @@ mod tests {
 
     #[test]
     fn linear_time_quantile_matches_the_sorted_definition() {
-        let v: Vec<f64> = (0..1001).map(|i| ((i * 7919) % 1001) as f64 * 0.5).collect();
+        let v: Vec<f64> = (0..1001)
+            .map(|i| ((i * 7919) % 1001) as f64 * 0.5)
+            .collect();
         let mut sorted = v.clone();
         sorted.sort_by(f64::total_cmp);
         for q in [0.0, 0.1, 0.5, 0.9, 0.99, 0.999, 1.0] {
@@ -319,7 +328,13 @@ mod tests {
             .collect();
         let a = summary_weighted(&rl, 1.0).unwrap();
         let b = Summary::of(&expanded).unwrap();
-        assert_eq!((a.count, a.min, a.max, a.p50, a.p90, a.p99), (b.count, b.min, b.max, b.p50, b.p90, b.p99));
-        assert!((a.mean - b.mean).abs() < 1e-12 && (a.stddev.unwrap() - b.stddev.unwrap()).abs() < 1e-12);
+        assert_eq!(
+            (a.count, a.min, a.max, a.p50, a.p90, a.p99),
+            (b.count, b.min, b.max, b.p50, b.p90, b.p99)
+        );
+        assert!(
+            (a.mean - b.mean).abs() < 1e-12
+                && (a.stddev.unwrap() - b.stddev.unwrap()).abs() < 1e-12
+        );
     }
 }

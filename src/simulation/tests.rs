@@ -90,13 +90,29 @@ fn one_request_on_one_slot_equals_the_static_projection() {
         let e = estimate(&c.architecture, &p, &p.latency, &t);
         let mut d = dep(tp, 1, dep0.seq_len);
         d.chunked_prefill = false;
-        let (r, _) = sim(&p, inst, &req(d, fixed(i, o, Arrivals::Closed { concurrency: 1 }, 3, 0)));
+        let (r, _) = sim(
+            &p,
+            inst,
+            &req(d, fixed(i, o, Arrivals::Closed { concurrency: 1 }, 3, 0)),
+        );
         let ttft = r.ttft_ms.unwrap().mean;
         let tpot = r.tpot_ms.unwrap().mean;
         let e2e = r.e2e_ms.unwrap().mean;
-        assert!(close(ttft, e.ttft_ms, rel), "{name}: TTFT {ttft} vs {}", e.ttft_ms);
-        assert!(close(tpot, e.tpot_ms, rel), "{name}: TPOT {tpot} vs {}", e.tpot_ms);
-        assert!(close(e2e, e.e2e_ms, rel), "{name}: e2e {e2e} vs {}", e.e2e_ms);
+        assert!(
+            close(ttft, e.ttft_ms, rel),
+            "{name}: TTFT {ttft} vs {}",
+            e.ttft_ms
+        );
+        assert!(
+            close(tpot, e.tpot_ms, rel),
+            "{name}: TPOT {tpot} vs {}",
+            e.tpot_ms
+        );
+        assert!(
+            close(e2e, e.e2e_ms, rel),
+            "{name}: e2e {e2e} vs {}",
+            e.e2e_ms
+        );
         assert_eq!(r.queue_ms.unwrap().max, 0.0);
     }
 }
@@ -114,21 +130,34 @@ fn a_lone_request_on_many_static_slots_pays_the_compiled_batch() {
     let (r, _) = sim(
         &p,
         "inf2.24xlarge",
-        &req(dep(8, 8, 4096), fixed(i, o, Arrivals::Closed { concurrency: 1 }, 2, 0)),
+        &req(
+            dep(8, 8, 4096),
+            fixed(i, o, Arrivals::Closed { concurrency: 1 }, 2, 0),
+        ),
     );
     let tpot = r.tpot_ms.unwrap().mean;
-    assert!(close(tpot, full.tpot_ms, 1e-9), "{tpot} vs {}", full.tpot_ms);
+    assert!(
+        close(tpot, full.tpot_ms, 1e-9),
+        "{tpot} vs {}",
+        full.tpot_ms
+    );
     let (r1, _) = sim(
         &p,
         "inf2.24xlarge",
-        &req(dep(8, 1, 4096), fixed(i, o, Arrivals::Closed { concurrency: 1 }, 2, 0)),
+        &req(
+            dep(8, 1, 4096),
+            fixed(i, o, Arrivals::Closed { concurrency: 1 }, 2, 0),
+        ),
     );
     assert!(r1.tpot_ms.unwrap().mean < tpot);
 }
 
 #[test]
 fn littles_law_holds_on_a_long_run() {
-    for (name, inst, tp) in [("h100-profile", "p5.48xlarge", 8), ("inf2-profile", "inf2.24xlarge", 8)] {
+    for (name, inst, tp) in [
+        ("h100-profile", "p5.48xlarge", 8),
+        ("inf2-profile", "inf2.24xlarge", 8),
+    ] {
         let p = prof(name);
         let d = dep(tp, 16, 2048);
         let (r, _) = sim(
@@ -175,13 +204,29 @@ fn single_slot_prefill_only_queue_is_m_d_1() {
     let (r, _) = sim(
         &p,
         "inf2.24xlarge",
-        &req(d, fixed(512, 1, Arrivals::Rate { rate: lambda, burstiness: 1.0 }, 200_000, 5)),
+        &req(
+            d,
+            fixed(
+                512,
+                1,
+                Arrivals::Rate {
+                    rate: lambda,
+                    burstiness: 1.0,
+                },
+                200_000,
+                5,
+            ),
+        ),
     );
     let wq = r.queue_ms.unwrap().mean / 1e3;
     let want = rho * service / (2.0 * (1.0 - rho));
     assert!(close(wq, want, 0.03), "Wq {wq} vs M/D/1 {want}");
     // Utilisation of the one slot is ρ.
-    assert!(close(r.slot_utilization, rho, 0.02), "{}", r.slot_utilization);
+    assert!(
+        close(r.slot_utilization, rho, 0.02),
+        "{}",
+        r.slot_utilization
+    );
 }
 
 #[test]
@@ -212,17 +257,26 @@ fn same_seed_same_output_other_seed_other_output() {
 
 #[test]
 fn more_load_never_lowers_latency() {
-    for (name, inst, tp) in [("inf2-profile", "inf2.24xlarge", 8), ("h100-profile", "p5.48xlarge", 8)] {
+    for (name, inst, tp) in [
+        ("inf2-profile", "inf2.24xlarge", 8),
+        ("h100-profile", "p5.48xlarge", 8),
+    ] {
         let p = prof(name);
         let mut last = (0.0, 0.0);
         for c in [1, 2, 4, 8, 16, 32] {
             let (r, _) = sim(
                 &p,
                 inst,
-                &req(dep(tp, 16, 2048), fixed(1000, 100, Arrivals::Closed { concurrency: c }, 400, 0)),
+                &req(
+                    dep(tp, 16, 2048),
+                    fixed(1000, 100, Arrivals::Closed { concurrency: c }, 400, 0),
+                ),
             );
             let now = (r.e2e_ms.unwrap().mean, r.ttft_ms.unwrap().mean);
-            assert!(now.0 >= last.0 && now.1 >= last.1, "{name} concurrency {c}: {now:?} < {last:?}");
+            assert!(
+                now.0 >= last.0 && now.1 >= last.1,
+                "{name} concurrency {c}: {now:?} < {last:?}"
+            );
             last = now;
         }
         let mut last = 0.0;
@@ -232,7 +286,16 @@ fn more_load_never_lowers_latency() {
                 inst,
                 &req(
                     dep(tp, 16, 2048),
-                    fixed(1000, 100, Arrivals::Rate { rate, burstiness: 1.0 }, 400, 3),
+                    fixed(
+                        1000,
+                        100,
+                        Arrivals::Rate {
+                            rate,
+                            burstiness: 1.0,
+                        },
+                        400,
+                        3,
+                    ),
                 ),
             );
             let now = r.e2e_ms.unwrap().mean;
@@ -249,15 +312,26 @@ fn prompts_beyond_the_buckets_or_the_compiled_length_are_refused() {
     let inst = p.instance("inf2.24xlarge").unwrap();
     let mut d = dep(8, 4, 2048);
     d.buckets = Some(vec![128, 256]);
-    let e = check(&c, &p, inst, &req(d, fixed(300, 10, Arrivals::Closed { concurrency: 1 }, 1, 0)))
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("longer than the largest context-encoding bucket (256)"), "{e}");
     let e = check(
         &c,
         &p,
         inst,
-        &req(dep(8, 4, 1024), fixed(1000, 100, Arrivals::Closed { concurrency: 1 }, 1, 0)),
+        &req(d, fixed(300, 10, Arrivals::Closed { concurrency: 1 }, 1, 0)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("longer than the largest context-encoding bucket (256)"),
+        "{e}"
+    );
+    let e = check(
+        &c,
+        &p,
+        inst,
+        &req(
+            dep(8, 4, 1024),
+            fixed(1000, 100, Arrivals::Closed { concurrency: 1 }, 1, 0),
+        ),
     )
     .unwrap_err()
     .to_string();
@@ -265,8 +339,16 @@ fn prompts_beyond_the_buckets_or_the_compiled_length_are_refused() {
     // A workload line too long is named by its request number.
     let mut r = req(dep(8, 4, 1024), fixed(10, 10, Arrivals::Trace, 2, 0));
     r.load.lengths = Lengths::List(vec![
-        LengthEntry { prompt: 10, output: 10, arrival_s: Some(0.0) },
-        LengthEntry { prompt: 1000, output: 100, arrival_s: Some(1.0) },
+        LengthEntry {
+            prompt: 10,
+            output: 10,
+            arrival_s: Some(0.0),
+        },
+        LengthEntry {
+            prompt: 1000,
+            output: 100,
+            arrival_s: Some(1.0),
+        },
     ]);
     let e = check(&c, &p, inst, &r).unwrap_err().to_string();
     assert!(e.starts_with("request 2:"), "{e}");
@@ -279,19 +361,33 @@ fn replicas_beyond_the_instance_and_oversized_slots_are_refused() {
     let inst = p.instance("inf2.24xlarge").unwrap(); // 12 NeuronCores
     let mut d = dep(8, 4, 2048);
     d.dp = 2;
-    let e = check(&c, &p, inst, &req(d, fixed(100, 10, Arrivals::Closed { concurrency: 1 }, 1, 0)))
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("--dp 2 × --tp 8 = 16 NeuronCores, more than the 12"), "{e}");
     let e = check(
         &c,
         &p,
         inst,
-        &req(dep(8, 4096, 8192), fixed(100, 10, Arrivals::Closed { concurrency: 1 }, 1, 0)),
+        &req(d, fixed(100, 10, Arrivals::Closed { concurrency: 1 }, 1, 0)),
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("--max-num-seqs 4096") && e.contains("GiB usable"), "{e}");
+    assert!(
+        e.contains("--dp 2 × --tp 8 = 16 NeuronCores, more than the 12"),
+        "{e}"
+    );
+    let e = check(
+        &c,
+        &p,
+        inst,
+        &req(
+            dep(8, 4096, 8192),
+            fixed(100, 10, Arrivals::Closed { concurrency: 1 }, 1, 0),
+        ),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("--max-num-seqs 4096") && e.contains("GiB usable"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -300,7 +396,18 @@ fn replicas_share_the_load() {
     // deterministic service: not exactly, since the queue is shared; the shared queue is
     // never worse on average).
     let p = prof("inf2-profile");
-    let l = |rate| fixed(1000, 100, Arrivals::Rate { rate, burstiness: 1.0 }, 2000, 4);
+    let l = |rate| {
+        fixed(
+            1000,
+            100,
+            Arrivals::Rate {
+                rate,
+                burstiness: 1.0,
+            },
+            2000,
+            4,
+        )
+    };
     let (one, _) = sim(&p, "inf2.48xlarge", &req(dep(8, 8, 2048), l(1.0)));
     let mut d = dep(8, 8, 2048);
     d.dp = 3;
@@ -312,7 +419,16 @@ fn replicas_share_the_load() {
 #[test]
 fn chunked_prefill_bounds_the_token_budget_and_lowers_decode_stalls() {
     let p = prof("h100-profile");
-    let l = fixed(6000, 200, Arrivals::Rate { rate: 3.0, burstiness: 1.0 }, 600, 9);
+    let l = fixed(
+        6000,
+        200,
+        Arrivals::Rate {
+            rate: 3.0,
+            burstiness: 1.0,
+        },
+        600,
+        9,
+    );
     let (chunked, _) = sim(&p, "p5.48xlarge", &req(dep(8, 32, 8192), l.clone()));
     let mut d = dep(8, 32, 8192);
     d.chunked_prefill = false;
