@@ -225,10 +225,10 @@ fn simulate_bad_input_is_one_line() {
         &sim(&["--rate", "1", "--buckets", "128,1024"]),
         "1500-token prompt is longer than the largest context-encoding bucket (1024)",
     );
-    run_err(
-        &sim(&["--rate", "1", "--dp", "4"]),
-        "--dp 4 × --tp 8 = 32 NeuronCores, more than the 24",
-    );
+    let mut wide = sim(&["--rate", "1"]);
+    let i = wide.iter().position(|s| s == "--dp").unwrap() + 1;
+    wide[i] = "4".into();
+    run_err(&wide, "--dp 4 × --tp 8 = 32 NeuronCores, more than the 24");
     let mut big = sim(&["--rate", "1"]);
     let i = big.iter().position(|s| s == "--max-num-seqs").unwrap() + 1;
     big[i] = "4096".into();
