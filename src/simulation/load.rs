@@ -61,7 +61,7 @@ impl Load {
     /// a stop condition.
     pub fn validate(&self) -> Result<()> {
         match self.arrivals {
-            Arrivals::Closed { concurrency } if concurrency == 0 => {
+            Arrivals::Closed { concurrency: 0 } => {
                 bail!("--concurrency must be at least 1 (got 0)")
             }
             Arrivals::Rate { rate, burstiness } => {

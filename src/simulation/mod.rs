@@ -112,7 +112,7 @@ pub fn report_of(
     let kv_unit = m.kv_bytes_per_token();
     let static_kv = m
         .static_shapes
-        .then(|| dep.max_num_seqs as f64 * dep.seq_len as f64 * kv_unit * replicas_units);
+        .then_some(dep.max_num_seqs as f64 * dep.seq_len as f64 * kv_unit * replicas_units);
     let capacity = static_kv.unwrap_or(m.kv_capacity_tokens() * kv_unit * replicas_units);
     let (arrivals, concurrency, rate, burstiness) = match req.load.arrivals {
         Arrivals::Closed { concurrency } => ("closed".to_string(), Some(concurrency), None, None),
