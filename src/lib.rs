@@ -17,6 +17,7 @@ pub mod report;
 pub mod schema;
 pub mod server;
 pub mod signals;
+pub mod simulation;
 pub mod sysinfo;
 pub mod toml_error;
 pub mod workload;

@@ -6,6 +6,7 @@ pub mod generate;
 pub mod project;
 mod report;
 pub mod run;
+mod simulate;
 
 use crate::inference::{DType, MatmulPrecision, RunOn};
 use anyhow::{Context, Result};
@@ -99,6 +100,10 @@ pub enum Command {
     Project(project::ProjectArgs),
     /// Compare instance types side by side, sorted by cost per 1M tokens.
     Compare(project::CompareArgs),
+    /// Simulate serving a request stream on one instance (continuous batching; no inference).
+    Simulate(Box<simulate::SimulateArgs>),
+    /// Capacity plan: the cheapest fleet of each instance type for a rate within SLOs.
+    Plan(Box<simulate::PlanArgs>),
     /// Fit a profile's latency-model parameters to measured points.
     Calibrate(project::CalibrateArgs),
     /// List the device profiles (or, with --stale DAYS, their figures older than DAYS).
@@ -180,6 +185,8 @@ pub fn run_core(command: Command) -> Result<()> {
         Command::Report(a) => report::run(a),
         Command::Project(a) => project::project(a),
         Command::Compare(a) => project::compare(a),
+        Command::Simulate(a) => simulate::simulate(*a),
+        Command::Plan(a) => simulate::plan(*a),
         Command::Calibrate(a) => project::calibrate(a),
         Command::Devices(a) => project::devices(a),
         Command::Models(a) => project::models(a),

@@ -57,7 +57,33 @@ pub struct ProjectArgs {
     #[arg(long, default_value_t = 128)]
     output_len: u32,
     #[command(flatten)]
+    compile: CompileArgs,
+    #[command(flatten)]
     basis: Basis,
+}
+
+/// How the model is compiled and served, shared by `project` and `simulate`.
+#[derive(Args, Debug, Clone)]
+pub struct CompileArgs {
+    /// Compiled positions (KV cache sized for them); default: input + output rounded up
+    /// to the profile's multiple.
+    #[arg(long)]
+    pub seq_len: Option<u32>,
+    /// Continuous-batching slots / compiled batch (default: --batch). On Neuron every
+    /// decode step runs all of them, busy or not.
+    #[arg(long)]
+    pub max_num_seqs: Option<u32>,
+    /// Prompts encoded together per context-encoding call (Neuron; NxD Inference's default
+    /// is the batch size, vLLM on Neuron sets 1).
+    #[arg(long)]
+    pub ctx_batch_size: Option<u32>,
+    /// Context-encoding and token-generation buckets, e.g. 128,512,2048 (Neuron; default:
+    /// powers of two from 128 up to --seq-len).
+    #[arg(long, value_delimiter = ',')]
+    pub buckets: Option<Vec<u32>>,
+    /// Data-parallel replicas on one instance; replicas × TP must fit it.
+    #[arg(long, default_value_t = 1)]
+    pub dp: u32,
 }
 
 /// What projected numbers are computed on and printed as, shared by `project` and
@@ -84,6 +110,23 @@ pub fn project(a: ProjectArgs) -> Result<()> {
     req.tp = a.tp;
     req.batch = a.batch;
     req.price = a.basis.price;
+    if a.compile.dp == 0 {
+        bail!("--dp must be at least 1");
+    }
+    for (flag, v) in [
+        ("--seq-len", a.compile.seq_len),
+        ("--max-num-seqs", a.compile.max_num_seqs),
+        ("--ctx-batch-size", a.compile.ctx_batch_size),
+    ] {
+        if v == Some(0) {
+            bail!("{flag} must be at least 1");
+        }
+    }
+    req.seq_len = a.compile.seq_len;
+    req.max_num_seqs = a.compile.max_num_seqs;
+    req.ctx_batch_size = a.compile.ctx_batch_size;
+    req.buckets = a.compile.buckets;
+    req.dp = a.compile.dp;
     let rows = proj::project_detailed(&home.profiles_dir(), &card, &a.device, &req)?;
     write_out(&export::projections(
         format,

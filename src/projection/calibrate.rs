@@ -26,6 +26,7 @@ pub const START: LatencyParams = LatencyParams {
     step_overhead_ms: 2.0,
     prefill_overhead_ms: 10.0,
     collective_latency_us: 10.0,
+    decode_seq_ms: 0.1,
 };
 
 /// One point: measured, projected and the signed relative error (projected/measured − 1).
@@ -122,14 +123,9 @@ fn find_card<'a>(cards: &'a [ModelCard], name: &str) -> Option<&'a ModelCard> {
 }
 
 fn target(p: &Point) -> Target {
-    Target {
-        tp: p.tp,
-        batch: p.batch,
-        input_len: p.input_len,
-        output_len: p.output_len,
-        dtype: p.weights_dtype,
-        compiled_seq_len: p.compiled_seq_len,
-    }
+    let mut t = Target::new(p.tp, p.batch, p.input_len, p.output_len, p.weights_dtype);
+    t.compiled_seq_len = p.compiled_seq_len;
+    t
 }
 
 /// Errors of `params` on every case.
@@ -768,7 +764,10 @@ mod tests {
             .filter(|q| q.model == "Llama-2-70b")
             .cloned()
             .collect();
-        let single = calibrate_profile(&p, &cards, &one, "points").unwrap();
+        // Six distinct runs: fit six parameters.
+        let mut six = p.clone();
+        six.calibration.fitted.retain(|n| n != "decode_seq_ms");
+        let single = calibrate_profile(&six, &cards, &one, "points").unwrap();
         assert!(single.leave_one_model_out.error.is_none());
         let why = single.leave_one_model_out.reason.unwrap();
         assert!(why.contains("one model (llama-2-70b)"), "{why}");
@@ -816,7 +815,7 @@ mod tests {
             calibrate_profile(&p, &cards, &[first], "p.csv").unwrap_err()
         );
         assert!(
-            e.contains("1 distinct run(s)") && e.contains("6 fitted parameters"),
+            e.contains("1 distinct run(s)") && e.contains("7 fitted parameters"),
             "{e}"
         );
     }

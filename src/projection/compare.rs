@@ -117,15 +117,10 @@ fn slo_batch(hi: u32, eval: &impl Fn(u32) -> Projected, slo: &Slo) -> Option<Pro
 fn row(card: &ModelCard, profile: &Profile, inst_idx: usize, req: &CompareRequest) -> CompareRow {
     let inst = &profile.instances[inst_idx];
     let tp = profile.natural_tp(inst);
-    let preq = ProjectRequest {
-        instance: None,
-        tp: Some(tp),
-        batch: req.batch,
-        input_len: req.input_len,
-        output_len: req.output_len,
-        dtype: req.dtype,
-        price: req.price,
-    };
+    let mut preq = ProjectRequest::new(req.input_len, req.output_len, req.dtype);
+    preq.tp = Some(tp);
+    preq.batch = req.batch;
+    preq.price = req.price;
     let eval = |b: u32| project_one(card, profile, inst, tp, b, &preq);
     let base = eval(if req.slo.is_set() {
         1

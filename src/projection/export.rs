@@ -31,15 +31,15 @@ impl Format {
 }
 
 /// A rectangular table rendered in any text format.
-struct Grid {
-    header: Vec<String>,
-    rows: Vec<Vec<String>>,
+pub(crate) struct Grid {
+    pub(crate) header: Vec<String>,
+    pub(crate) rows: Vec<Vec<String>>,
     /// Columns aligned left in the text table (the others right).
-    left: usize,
+    pub(crate) left: usize,
 }
 
 impl Grid {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let n = self.header.len();
         let mut w = vec![0; n];
         for r in std::iter::once(&self.header).chain(&self.rows) {
@@ -74,7 +74,7 @@ impl Grid {
         s
     }
 
-    fn csv(&self) -> String {
+    pub(crate) fn csv(&self) -> String {
         let esc = |c: &str| {
             if c.contains([',', '"', '\n', '\r']) {
                 format!("\"{}\"", c.replace('"', "\"\""))
@@ -88,7 +88,7 @@ impl Grid {
             .collect()
     }
 
-    fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         let esc = |c: &str| c.replace('|', "\\|").replace('\n', " ");
         let mut s = format!(
             "| {} |\n",

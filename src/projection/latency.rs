@@ -10,25 +10,22 @@
 //! * two all-reduces per layer (after attention and after the MLP; Shoeybi et al. 2019),
 //!   each `α·⌈log₂ tp⌉ + 2(tp−1)/tp · bytes/LINK` (latency-bandwidth model of a reduce,
 //!   Thakur et al. 2005, IJHPCA 19(1); the log₂ step count is this project's assumption);
-//! * `TTFT = t_prefill + max(compute, weights(B·s) + KV writes) + collectives` over the prompt,
+//! * `TTFT = t_prefill + max(compute, weights + KV writes) + collectives` over the prompt,
 //!   padded to its bucket where the runtime has static shapes;
-//! * one decode step at context `c` = `t_step + max(compute, weights(B) + B·kv(a)) + collectives`
+//! * one decode step at context `c` = `t_step + max(compute, weights + B·a·kv) + collectives`
 //!   where `a` is the attention length: `c`, or its token-generation bucket with static shapes;
-//!   `weights(n)` is what a step over `n` tokens reads (the experts it touches, see
-//!   [`ModelCost::weight_bytes_per_step`]) and `kv(a)` a sequence's cache at `a` tokens
-//!   (windowed layers capped, see [`ModelCost::kv_bytes`]);
 //!   TPOT is the mean over the output as the context grows.
 
-use super::bucket::{compiled_seq_len, Buckets};
+use super::bucket::compiled_seq_len;
 use super::dtype::WeightsDtype;
-use super::model_cost::ModelCost;
 use super::params::LatencyParams;
 use super::profile::Profile;
+use super::step::{Deployment, StepModel, DEFAULT_MAX_NUM_BATCHED_TOKENS};
 use crate::model::architecture::Architecture;
 use serde::Serialize;
 
-/// One deployment target.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// One deployment target: a static batch of `batch` identical requests.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub tp: u32,
     pub batch: u32,
@@ -38,11 +35,37 @@ pub struct Target {
     /// Compiled sequence length when known (static shapes); derived from the lengths when
     /// `None`.
     pub compiled_seq_len: Option<u32>,
+    /// Compiled batch (static shapes: the decode step runs it whatever is busy); `batch`
+    /// when `None`.
+    pub max_num_seqs: Option<u32>,
+    /// Prompts encoded per context-encoding call (static shapes); `batch` when `None`.
+    pub ctx_batch_size: Option<u32>,
+    /// Context-encoding and token-generation buckets; the framework default when `None`.
+    pub buckets: Option<Vec<u32>>,
+}
+
+impl Target {
+    /// A static batch with every compile setting at its default.
+    pub fn new(tp: u32, batch: u32, input_len: u32, output_len: u32, dtype: WeightsDtype) -> Self {
+        Target {
+            tp,
+            batch,
+            input_len,
+            output_len,
+            dtype,
+            compiled_seq_len: None,
+            max_num_seqs: None,
+            ctx_batch_size: None,
+            buckets: None,
+        }
+    }
 }
 
 /// What the model projects for a target.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Estimate {
+    /// Time to the first token of the batch: every prompt of it encoded
+    /// (`⌈batch / ctx_batch_size⌉` context-encoding calls with static shapes).
     pub ttft_ms: f64,
     /// Mean decode-step time over the output (the first decode step when output is 1).
     pub tpot_ms: f64,
@@ -63,35 +86,29 @@ pub struct Estimate {
     pub max_batch: u32,
 }
 
-/// Per-unit hardware rates at the target's dtype.
-struct Unit {
-    flops: f64,
-    bandwidth: f64,
-    link: f64,
-    memory: f64,
-}
-
-fn unit(profile: &Profile, dtype: WeightsDtype) -> Unit {
-    let per = profile.runtime.tp_units_per_chip.max(1) as f64;
-    let chip = &profile.chip;
-    Unit {
-        flops: chip.peak_flops(dtype.compute_rate()) / per,
-        bandwidth: chip.memory_bandwidth / per,
-        link: chip
-            .interconnect_bandwidth
-            .map_or(f64::INFINITY, |b| b / per),
-        memory: chip.memory_bytes / per * profile.runtime.usable_memory_fraction,
+/// The deployment a static-batch target describes (compiled length, compiled batch,
+/// context-encoding batch and buckets at their defaults where the target leaves them).
+pub fn deployment(profile: &Profile, target: &Target) -> Deployment {
+    let b = target.batch.max(1);
+    let input = target.input_len.max(1);
+    let output = target.output_len.max(1);
+    let seq_len = match (profile.runtime.static_shapes, target.compiled_seq_len) {
+        (Some(_), Some(n)) => n.max(input + output),
+        (Some(s), None) => compiled_seq_len(input, output, s.seq_len_multiple),
+        (None, _) => input + output,
+    };
+    let max_num_seqs = target.max_num_seqs.unwrap_or(b).max(b);
+    Deployment {
+        tp: target.tp.max(1),
+        dp: 1,
+        max_num_seqs,
+        seq_len,
+        ctx_batch_size: target.ctx_batch_size.unwrap_or(b).clamp(1, max_num_seqs),
+        buckets: target.buckets.clone(),
+        chunked_prefill: false,
+        max_num_batched_tokens: DEFAULT_MAX_NUM_BATCHED_TOKENS,
+        dtype: target.dtype,
     }
-}
-
-/// Seconds of one all-reduce of `bytes` over `tp` units.
-fn allreduce_s(tp: u32, bytes: f64, link: f64, alpha_us: f64) -> f64 {
-    if tp <= 1 {
-        return 0.0;
-    }
-    let steps = (tp as f64).log2().ceil();
-    let t = tp as f64;
-    alpha_us * 1e-6 * steps + 2.0 * (t - 1.0) / t * bytes / link
 }
 
 /// Projects TTFT, TPOT and memory for `target` on `profile` with parameters `p`.
@@ -101,63 +118,36 @@ pub fn estimate(
     p: &LatencyParams,
     target: &Target,
 ) -> Estimate {
-    let cost = ModelCost::new(cfg, target.tp, target.dtype);
-    let u = unit(profile, target.dtype);
-    let b = target.batch.max(1) as f64;
+    let dep = deployment(profile, target);
+    let m = StepModel::new(cfg, profile, p, &dep);
+    let b = target.batch.max(1);
     let input = target.input_len.max(1);
     let output = target.output_len.max(1);
-    let shapes = profile.runtime.static_shapes;
-    let kv_len = match (shapes, target.compiled_seq_len) {
-        (Some(_), Some(n)) => n.max(input + output),
-        (Some(s), None) => compiled_seq_len(input, output, s.seq_len_multiple),
-        (None, _) => input + output,
-    };
-    let buckets = shapes.map(|s| Buckets::new(s.bucket_min, kv_len));
-    let padded = buckets.map_or(input, |bk| bk.bucket_for(input));
+    let kv_len = dep.seq_len;
+    let padded = m.ctx_bucket(input).unwrap_or(m.max_prompt().max(input));
 
-    let compute_s = |mm: f64, attn: f64| {
-        mm / (u.flops * p.compute_efficiency) + attn / (u.flops * p.attention_efficiency)
-    };
-    let mem_s = |bytes: f64| bytes / (u.bandwidth * p.bandwidth_efficiency);
-    let collectives_s = |tokens: f64| {
-        2.0 * cost.layers
-            * allreduce_s(
-                target.tp,
-                cost.allreduce_bytes(tokens),
-                u.link,
-                p.collective_latency_us,
-            )
+    // Prefill: with static shapes ⌈b / ctx_batch_size⌉ calls of the compiled
+    // context-encoding batch; otherwise the whole batch at once.
+    let ttft_s = if m.static_shapes {
+        let calls = b.div_ceil(dep.ctx_batch_size) as f64;
+        calls * m.prefill_s(dep.ctx_batch_size as f64, padded as f64)
+    } else {
+        m.prefill_s(b as f64, padded as f64)
     };
 
-    // Prefill over the (padded) prompt.
-    let s = padded as f64;
-    let causal = profile.runtime.causal_prefill_attention;
-    let prefill_compute = compute_s(
-        cost.prefill_matmul_flops(b, s),
-        cost.attention_flops(b, s, s, causal),
-    );
-    let prefill_mem = mem_s(cost.weight_bytes_per_step(b * s) + b * cost.kv_bytes(s));
-    let ttft_s =
-        p.prefill_overhead_ms * 1e-3 + prefill_compute.max(prefill_mem) + collectives_s(b * s);
-
-    // One decode step attending over `a` cached tokens.
-    let step_s = |a: f64| {
-        let compute = compute_s(
-            cost.decode_matmul_flops(b),
-            cost.attention_flops(b, 1.0, a, false),
-        );
-        let mem = mem_s(cost.weight_bytes_per_step(b) + b * cost.kv_bytes(a));
-        p.step_overhead_ms * 1e-3 + compute.max(mem) + collectives_s(b)
-    };
+    // Decode: the compiled batch with static shapes, the batch otherwise.
+    let rows = if m.static_shapes { dep.max_num_seqs } else { b } as f64;
+    let step_s = |a: f64| m.decode_rows_s(rows, a);
+    let buckets = m.static_shapes.then_some(m.tkg_buckets.as_slice());
     let tpot_s = mean_step_s(input, output, buckets, step_s);
 
-    let weights = cost.weight_bytes();
-    let kv_per_seq = cost.kv_bytes(kv_len as f64);
-    let memory = weights + b * kv_per_seq;
-    let max_batch = if weights >= u.memory || kv_per_seq <= 0.0 {
+    let weights = m.weight_bytes();
+    let kv_per_seq = m.kv_bytes_seq(kv_len);
+    let memory = weights + rows * kv_per_seq;
+    let max_batch = if weights >= m.unit.memory || kv_per_seq <= 0.0 {
         0
     } else {
-        ((u.memory - weights) / kv_per_seq)
+        ((m.unit.memory - weights) / kv_per_seq)
             .floor()
             .min(u32::MAX as f64) as u32
     };
@@ -170,8 +160,8 @@ pub fn estimate(
         padded_input_len: padded,
         kv_len,
         memory_per_unit_bytes: memory,
-        usable_memory_per_unit_bytes: u.memory,
-        fits: memory <= u.memory,
+        usable_memory_per_unit_bytes: m.unit.memory,
+        fits: memory <= m.unit.memory,
         max_batch,
     }
 }
@@ -183,12 +173,14 @@ pub fn estimate(
 fn mean_step_s(
     input: u32,
     output: u32,
-    buckets: Option<Buckets>,
+    buckets: Option<&[u32]>,
     step_s: impl Fn(f64) -> f64,
 ) -> f64 {
     let first = input as u64 + 1;
     if output <= 1 {
-        let a = buckets.map_or(first as f64, |b| b.bucket_for(first as u32) as f64);
+        let a = buckets
+            .and_then(|bk| bk.iter().copied().find(|&b| b as u64 >= first))
+            .map_or(first as f64, |b| b as f64);
         return step_s(a);
     }
     let last = input as u64 + output as u64 - 1;
@@ -197,7 +189,7 @@ fn mean_step_s(
     match buckets {
         Some(bk) => {
             let mut lo = first;
-            for b in bk.all() {
+            for &b in bk {
                 let hi = (b as u64).min(last);
                 if hi >= lo {
                     total += (hi - lo + 1) as f64 * step_s(b as f64);
@@ -224,6 +216,7 @@ fn mean_step_s(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::projection::model_cost::ModelCost;
     use crate::projection::profile::tests::GOOD;
     use std::path::Path;
 
@@ -249,14 +242,7 @@ mod tests {
     }
 
     fn target(input: u32, output: u32) -> Target {
-        Target {
-            tp: 2,
-            batch: 1,
-            input_len: input,
-            output_len: output,
-            dtype: WeightsDtype::Bf16,
-            compiled_seq_len: None,
-        }
+        Target::new(2, 1, input, output, WeightsDtype::Bf16)
     }
 
     #[test]
@@ -318,8 +304,8 @@ mod tests {
     #[test]
     fn bucketed_mean_counts_each_step_once() {
         // Steps attend over 129..=300; buckets 256 (128 steps: 129..=256) and 512 (44 steps).
-        let bk = Some(Buckets::new(128, 512));
-        let m = mean_step_s(128, 173, bk, |a| a);
+        let all = crate::projection::bucket::Buckets::new(128, 512).all();
+        let m = mean_step_s(128, 173, Some(&all), |a| a);
         let want = (128.0 * 256.0 + 44.0 * 512.0) / 172.0;
         assert!((m - want).abs() < 1e-9, "{m} vs {want}");
         // Without buckets the mean of a linear cost is the mid context.
@@ -338,5 +324,30 @@ mod tests {
         assert!(estimate(&cfg, &p, &p.latency, &t).fits);
         t.batch = e.max_batch + 1;
         assert!(!estimate(&cfg, &p, &p.latency, &t).fits);
+    }
+
+    #[test]
+    fn compiled_batch_and_context_batch_follow_static_shapes() {
+        let text = GOOD.replace(
+            "decode_seq_ms = { value = 0.0",
+            "decode_seq_ms = { value = 0.5",
+        );
+        let p = profile(&text);
+        let cfg = cfg_7b();
+        let one = estimate(&cfg, &p, &p.latency, &target(128, 128));
+        // Batch 1 on a graph compiled for 8 slots pays the 8-row step.
+        let mut t = target(128, 128);
+        t.max_num_seqs = Some(8);
+        let slots = estimate(&cfg, &p, &p.latency, &t);
+        t.batch = 8;
+        let full = estimate(&cfg, &p, &p.latency, &t);
+        assert_eq!(slots.tpot_ms, full.tpot_ms);
+        assert!(slots.tpot_ms - one.tpot_ms >= 7.0 * 0.5);
+        // KV for every slot at the compiled length.
+        assert_eq!(slots.memory_per_unit_bytes, full.memory_per_unit_bytes);
+        // Prompts encoded one at a time: TTFT of the batch is 8 single prefills.
+        t.ctx_batch_size = Some(1);
+        let serial = estimate(&cfg, &p, &p.latency, &t);
+        assert!((serial.ttft_ms - 8.0 * one.ttft_ms).abs() < 1e-9 * serial.ttft_ms);
     }
 }

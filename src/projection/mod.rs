@@ -22,6 +22,7 @@ pub mod points;
 pub mod profile;
 pub mod profile_file;
 pub mod project;
+pub mod step;
 pub mod types;
 
 pub use calibrate::{calibrate, write_profile, CalibrationReport};

@@ -19,16 +19,22 @@ pub struct LatencyParams {
     /// Latency of one step of a tensor-parallel all-reduce, µs; an all-reduce over `tp`
     /// units takes ⌈log₂ tp⌉ steps plus its bytes over the link.
     pub collective_latency_us: f64,
+    /// Cost of one decode step per sequence row of the step, ms: the per-row work (sampling,
+    /// KV-cache update, padding of the row's attention) that grows with the batch however
+    /// small the weights read. The published inf2 batch 1/4/8 runs show a TPOT growing far
+    /// faster with the batch than the bytes read.
+    pub decode_seq_ms: f64,
 }
 
 /// Names of the parameters, in the order of [`LatencyParams::get`]'s index.
-pub const PARAM_NAMES: [&str; 6] = [
+pub const PARAM_NAMES: [&str; 7] = [
     "bandwidth_efficiency",
     "compute_efficiency",
     "attention_efficiency",
     "step_overhead_ms",
     "prefill_overhead_ms",
     "collective_latency_us",
+    "decode_seq_ms",
 ];
 
 impl LatencyParams {
@@ -41,6 +47,7 @@ impl LatencyParams {
             "step_overhead_ms" => self.step_overhead_ms,
             "prefill_overhead_ms" => self.prefill_overhead_ms,
             "collective_latency_us" => self.collective_latency_us,
+            "decode_seq_ms" => self.decode_seq_ms,
             _ => return None,
         })
     }
@@ -54,6 +61,7 @@ impl LatencyParams {
             "step_overhead_ms" => &mut self.step_overhead_ms,
             "prefill_overhead_ms" => &mut self.prefill_overhead_ms,
             "collective_latency_us" => &mut self.collective_latency_us,
+            "decode_seq_ms" => &mut self.decode_seq_ms,
             _ => return false,
         };
         *slot = v;
@@ -79,6 +87,7 @@ mod tests {
             step_overhead_ms: 4.0,
             prefill_overhead_ms: 5.0,
             collective_latency_us: 6.0,
+            decode_seq_ms: 7.0,
         };
         for (i, n) in PARAM_NAMES.iter().enumerate() {
             assert!(p.set(n, i as f64 + 10.0));

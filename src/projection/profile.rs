@@ -440,6 +440,7 @@ pub fn host_profile(
             step_overhead_ms: 0.0,
             prefill_overhead_ms: 0.0,
             collective_latency_us: 0.0,
+            decode_seq_ms: 0.0,
         },
         calibration: Calibration {
             status: CalibrationStatus::Assumed,
@@ -833,6 +834,7 @@ impl<'a> Validator<'a> {
                 .non_negative("latency.prefill_overhead_ms", &l.prefill_overhead_ms)?,
             collective_latency_us: self
                 .non_negative("latency.collective_latency_us", &l.collective_latency_us)?,
+            decode_seq_ms: self.non_negative("latency.decode_seq_ms", &l.decode_seq_ms)?,
         })
     }
 
@@ -970,6 +972,7 @@ attention_efficiency = { value = 0.1, source = "fit" }
 step_overhead_ms = { value = 3.0, source = "fit" }
 prefill_overhead_ms = { value = 10.0, source = "fit" }
 collective_latency_us = { value = 20.0, source = "fit" }
+decode_seq_ms = { value = 0.0, source = "fit" }
 [calibration]
 status = "assumed"
 note = "test values"

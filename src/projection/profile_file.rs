@@ -85,6 +85,7 @@ pub struct LatencyFile {
     pub step_overhead_ms: Num,
     pub prefill_overhead_ms: Num,
     pub collective_latency_us: Num,
+    pub decode_seq_ms: Num,
 }
 
 /// `[calibration]`: whether the latency parameters were fitted, on what, and how well.

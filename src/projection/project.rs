@@ -9,8 +9,9 @@
 //! tokens take.
 
 use super::dtype::WeightsDtype;
-use super::latency::{estimate, Estimate, Target};
+use super::latency::{deployment, estimate, Estimate, Target};
 use super::profile::{self, CalibrationStatus, DeviceKind, Instance, PriceKind, Profile};
+use super::step::StepModel;
 use super::types::Projection;
 use crate::model::card::ModelCard;
 use anyhow::{bail, Result};
@@ -29,6 +30,16 @@ pub struct ProjectRequest {
     pub output_len: u32,
     pub dtype: WeightsDtype,
     pub price: PriceKind,
+    /// Compiled positions (`--seq-len`); by default input + output rounded up.
+    pub seq_len: Option<u32>,
+    /// Compiled batch / continuous-batching slots (`--max-num-seqs`); by default the batch.
+    pub max_num_seqs: Option<u32>,
+    /// Prompts per context-encoding call (`--ctx-batch-size`); by default the batch.
+    pub ctx_batch_size: Option<u32>,
+    /// Context-encoding and token-generation buckets (`--buckets`).
+    pub buckets: Option<Vec<u32>>,
+    /// Data-parallel replicas on the instance (`--dp`).
+    pub dp: u32,
 }
 
 impl ProjectRequest {
@@ -42,7 +53,31 @@ impl ProjectRequest {
             output_len,
             dtype,
             price: PriceKind::OnDemand,
+            seq_len: None,
+            max_num_seqs: None,
+            ctx_batch_size: None,
+            buckets: None,
+            dp: 1,
         }
+    }
+
+    /// The static-batch target of this request on `profile` (buckets apply to static
+    /// shapes only).
+    fn target(&self, profile: &Profile, tp: u32, batch: u32) -> Target {
+        let mut t = Target::new(
+            tp,
+            batch.max(1),
+            self.input_len.max(1),
+            self.output_len.max(1),
+            self.dtype,
+        );
+        t.compiled_seq_len = self.seq_len;
+        t.max_num_seqs = self.max_num_seqs;
+        t.ctx_batch_size = self.ctx_batch_size;
+        if profile.runtime.static_shapes.is_some() {
+            t.buckets = self.buckets.clone();
+        }
+        t
     }
 }
 
@@ -63,6 +98,10 @@ pub struct Projected {
     /// `None` where the profile has no price of that kind for the instance.
     pub price_usd_per_hour: Option<f64>,
     pub calibration_status: String,
+    /// Data-parallel replicas the throughput and cost count.
+    pub dp: u32,
+    /// Compiled batch (continuous-batching slots) of one replica.
+    pub max_num_seqs: u32,
 }
 
 /// `price / 3600 / tokens_per_s × 1e6`: USD per 1M tokens at a sustained rate.
@@ -84,16 +123,67 @@ pub fn project_one(
     batch: u32,
     req: &ProjectRequest,
 ) -> Projected {
-    let target = Target {
-        tp,
-        batch: batch.max(1),
-        input_len: req.input_len.max(1),
-        output_len: req.output_len.max(1),
-        dtype: req.dtype,
-        compiled_seq_len: None,
-    };
+    let target = req.target(profile, tp, batch);
     let e = estimate(&card.architecture, profile, &profile.latency, &target);
-    build(card, profile, inst, &target, &e, req.price)
+    let slots = deployment(profile, &target).max_num_seqs;
+    let mut p = build(card, profile, inst, &target, &e, req.price, req.dp.max(1));
+    p.max_num_seqs = slots;
+    if profile.runtime.static_shapes.is_some() && slots > target.batch {
+        p.projection.notes.push(format!(
+            "compiled for {slots} slots: every decode step runs {slots} rows however many are busy"
+        ));
+    }
+    if req.dp > 1 {
+        p.projection.notes.push(format!(
+            "{} data-parallel replicas: throughput and cost count all of them",
+            req.dp
+        ));
+    }
+    p
+}
+
+/// Refuses compile and serving settings `profile` cannot run for `req` at TP `tp` on
+/// `inst`: one line naming the flag.
+pub fn check_compile(
+    card: &ModelCard,
+    profile: &Profile,
+    inst: &Instance,
+    tp: u32,
+    req: &ProjectRequest,
+) -> Result<()> {
+    let total = req.input_len as u64 + req.output_len as u64;
+    if let Some(s) = req.seq_len {
+        if (s as u64) < total {
+            bail!(
+                "--seq-len {s} is below input + output = {} + {} = {total} tokens",
+                req.input_len,
+                req.output_len
+            );
+        }
+    }
+    if let Some(m) = req.max_num_seqs {
+        if m < req.batch {
+            bail!("--batch {} is more than --max-num-seqs {m}", req.batch);
+        }
+    }
+    let units = profile.units(inst);
+    let dp = req.dp.max(1);
+    if dp as u64 * tp as u64 > units as u64 {
+        bail!(
+            "--dp {dp} × --tp {tp} = {} {}s, more than the {units} of {}",
+            dp as u64 * tp as u64,
+            profile.runtime.tp_unit,
+            inst.name
+        );
+    }
+    let target = req.target(profile, tp, req.batch);
+    let dep = deployment(profile, &target);
+    dep.validate(profile)?;
+    if req.seq_len.is_some() {
+        dep.check_positions(&card.architecture)?;
+    }
+    StepModel::new(&card.architecture, profile, &profile.latency, &dep)
+        .check_request(req.input_len, req.output_len)
 }
 
 fn build(
@@ -103,14 +193,15 @@ fn build(
     t: &Target,
     e: &Estimate,
     kind: PriceKind,
+    dp: u32,
 ) -> Projected {
-    let b = t.batch as f64;
+    let b = t.batch as f64 * dp as f64;
     let e2e_s = e.e2e_ms / 1e3;
     let out_tps = b * t.output_len as f64 / e2e_s;
     let total_tps = b * (t.input_len + t.output_len) as f64 / e2e_s;
     let price = inst.price(kind);
     let cost = |tps: f64| price.map_or(f64::NAN, |p| cost_per_million(p.usd_per_hour, tps));
-    let chips = (t.tp as f64 / profile.runtime.tp_units_per_chip as f64).ceil();
+    let chips = (t.tp as f64 * dp as f64 / profile.runtime.tp_units_per_chip as f64).ceil();
     let energy = profile
         .chip
         .tdp_watts
@@ -180,10 +271,13 @@ fn build(
         ));
     }
     let units = profile.units(inst);
-    if t.tp < units {
+    if t.tp * dp < units {
         notes.push(format!(
-            "TP {} uses {} of the {} {}s; the whole instance is billed",
-            t.tp, t.tp, units, profile.runtime.tp_unit
+            "TP {} × {dp} replica(s) uses {} of the {} {}s; the whole instance is billed",
+            t.tp,
+            t.tp * dp,
+            units,
+            profile.runtime.tp_unit
         ));
     }
     if matches!(t.dtype, WeightsDtype::Int8 | WeightsDtype::Int4) {
@@ -234,6 +328,8 @@ fn build(
             CalibrationStatus::Fitted => "fitted".into(),
             CalibrationStatus::Assumed => "assumed".into(),
         },
+        dp,
+        max_num_seqs: t.batch,
     }
 }
 
@@ -275,6 +371,23 @@ fn unreachable_host(
         note: None,
     };
     project_one(card, host, &inst, 1, batch, req)
+}
+
+/// The natural TP degree of `inst` when it holds `dp` replicas: the largest allowed degree
+/// with `dp × tp` within the instance (the natural degree with one replica).
+pub fn natural_tp_for(profile: &Profile, inst: &Instance, dp: u32) -> u32 {
+    if dp <= 1 {
+        return profile.natural_tp(inst);
+    }
+    let units = profile.units(inst);
+    profile
+        .runtime
+        .tp_degrees
+        .iter()
+        .copied()
+        .filter(|&t| t as u64 * dp as u64 <= units as u64)
+        .max()
+        .unwrap_or(profile.natural_tp(inst))
 }
 
 /// Refuses a sequence longer than the model's positions: the model cannot serve it, and
@@ -325,19 +438,32 @@ pub fn project_profiles(
                 p.check_tp(inst, tp)?;
                 tp
             }
-            None => p.natural_tp(inst),
+            None => natural_tp_for(p, inst, req.dp),
         };
+        check_compile(card, p, inst, tp, req)?;
         out.push(project_one(card, p, inst, tp, req.batch, req));
         return Ok(out);
     }
+    let mut first_err = None;
     for p in profiles {
         for inst in &p.instances {
             let tp = match req.tp {
                 Some(tp) if p.check_tp(inst, tp).is_ok() => tp,
                 Some(_) => continue,
-                None => p.natural_tp(inst),
+                None => natural_tp_for(p, inst, req.dp),
             };
+            // Settings one instance cannot run (replicas beyond it, a prompt beyond its
+            // buckets) leave it out; they are an error only when nothing is left.
+            if let Err(e) = check_compile(card, p, inst, tp, req) {
+                first_err.get_or_insert(e);
+                continue;
+            }
             out.push(project_one(card, p, inst, tp, req.batch, req));
+        }
+    }
+    if out.is_empty() {
+        if let Some(e) = first_err {
+            return Err(e);
         }
     }
     if out.is_empty() {

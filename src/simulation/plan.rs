@@ -1,0 +1,508 @@
+//! `profiler plan`: capacity planning. For each instance of the chosen profiles, searches
+//! the TP degree (with as many data-parallel replicas as the instance holds) and the slots
+//! per replica (`max-num-seqs`, powers of two) for the configuration that needs the fewest
+//! instances for the target rate within the SLOs; the largest rate one instance sustains is
+//! found by bisection on the Poisson arrival rate, each trial a simulation.
+
+use super::load::{Arrivals, Lengths, Load};
+use super::report::{label, quantile, SloSpec};
+use super::{run_model, SimRequest};
+use crate::model::card::ModelCard;
+use crate::projection::bucket::compiled_seq_len;
+use crate::projection::dtype::WeightsDtype;
+use crate::projection::profile::{Instance, PriceKind, Profile};
+use crate::projection::step::{
+    Deployment, StepModel, DEFAULT_MAX_NUM_BATCHED_TOKENS, LARGE_GPU_MAX_NUM_BATCHED_TOKENS,
+};
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+/// Slots per replica the search tries.
+pub const SLOT_CANDIDATES: [u32; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+/// Bisection steps on the rate (the answer is within `hi / 2^steps`).
+const BISECTION_STEPS: u32 = 7;
+
+/// What to plan for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanRequest {
+    /// Target requests per second over the fleet.
+    pub rate: f64,
+    pub input_len: u32,
+    pub output_len: u32,
+    pub input_stddev: f64,
+    pub output_stddev: f64,
+    pub slo: SloSpec,
+    pub dtype: WeightsDtype,
+    pub price: PriceKind,
+    /// Requests simulated per trial.
+    pub trial_requests: u64,
+    pub seed: u64,
+    pub chunked_prefill: bool,
+}
+
+/// One instance type in the plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanRow {
+    pub profile: String,
+    pub instance: String,
+    pub tp: Option<u32>,
+    pub dp: Option<u32>,
+    pub max_num_seqs: Option<u32>,
+    /// Largest Poisson rate one instance sustains within the SLOs, requests/s (simulated).
+    pub max_rate_per_instance: Option<f64>,
+    pub instances_needed: Option<u64>,
+    pub fleet_usd_per_hour: Option<f64>,
+    /// Fleet cost per 1M tokens (prompt + output) at the target rate.
+    pub cost_usd_per_million_tokens: Option<f64>,
+    pub meets_slo: bool,
+    /// Why the row is not ranked, when it is not.
+    pub reason: Option<String>,
+    /// TTFT and TPOT at the SLO percentile with the target rate spread over the fleet.
+    pub ttft_ms_at_percentile: Option<f64>,
+    pub tpot_ms_at_percentile: Option<f64>,
+    pub label: String,
+}
+
+/// Result of `profiler plan` (JSON schema version 1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanReport {
+    pub schema_version: u32,
+    pub simulated: bool,
+    pub model: String,
+    pub rate: f64,
+    pub input_len: u32,
+    pub output_len: u32,
+    pub slo: SloSpec,
+    pub price_kind: String,
+    pub rows: Vec<PlanRow>,
+    pub recommendation: Option<String>,
+}
+
+/// The p-th percentile TTFT and TPOT (ms) of a simulation, and whether they meet `slo`.
+fn judge(m: &StepModel, load: &Load, slo: &SloSpec) -> (bool, Option<f64>, Option<f64>) {
+    let o = run_model(m, load);
+    let q = slo.percentile / 100.0;
+    if o.records.is_empty() {
+        return (false, None, None);
+    }
+    let mut ttft: Vec<f64> = o.records.iter().map(|r| r.ttft() * 1e3).collect();
+    let mut tpot: Vec<f64> = o
+        .records
+        .iter()
+        .filter_map(|r| r.tpot().map(|t| t * 1e3))
+        .collect();
+    let t = quantile(&mut ttft, q);
+    let p = quantile(&mut tpot, q);
+    let ok = slo.ttft_ms.is_none_or(|x| t.is_some_and(|v| v <= x))
+        && slo.tpot_ms.is_none_or(|y| p.is_none_or(|v| v <= y));
+    (ok, t, p)
+}
+
+fn load(req: &PlanRequest, arrivals: Arrivals, requests: u64) -> Load {
+    Load {
+        arrivals,
+        lengths: Lengths::Spread {
+            input: req.input_len,
+            output: req.output_len,
+            input_stddev: req.input_stddev,
+            output_stddev: req.output_stddev,
+        },
+        requests: Some(requests),
+        duration_s: None,
+        seed: req.seed,
+    }
+}
+
+/// The compiled length a plan uses: input + output (plus three deviations when lengths
+/// spread), rounded up as the profile does.
+fn plan_seq_len(profile: &Profile, req: &PlanRequest, max_pos: u32) -> u32 {
+    let spread = 3.0 * (req.input_stddev + req.output_stddev);
+    let total = (req.input_len + req.output_len) as f64 + spread;
+    let total = (total.ceil() as u32).min(max_pos);
+    match profile.runtime.static_shapes {
+        Some(s) => compiled_seq_len(total, 0, s.seq_len_multiple).min(max_pos),
+        None => total,
+    }
+}
+
+/// vLLM's default token budget for the chip (see [`DEFAULT_MAX_NUM_BATCHED_TOKENS`]).
+pub fn default_batched_tokens(profile: &Profile) -> u32 {
+    let gib = profile.chip.memory_bytes / 1073741824.0;
+    if gib >= 70.0 && !profile.chip.name.to_ascii_lowercase().contains("a100") {
+        LARGE_GPU_MAX_NUM_BATCHED_TOKENS
+    } else {
+        DEFAULT_MAX_NUM_BATCHED_TOKENS
+    }
+}
+
+/// The best configuration of one instance: (deployment, max rate per instance).
+fn search(
+    card: &ModelCard,
+    profile: &Profile,
+    inst: &Instance,
+    req: &PlanRequest,
+) -> std::result::Result<(Deployment, f64), String> {
+    let units = profile.units(inst);
+    let seq_len = plan_seq_len(
+        profile,
+        req,
+        card.architecture.max_position_embeddings as u32,
+    );
+    let mut best: Option<(Deployment, f64)> = None;
+    let mut why = String::from("the weights do not fit at any allowed TP degree");
+    for &tp in profile.runtime.tp_degrees.iter().filter(|&&t| t <= units) {
+        let dp = units / tp;
+        let mut last_rate = 0.0f64;
+        for &b in &SLOT_CANDIDATES {
+            let dep = Deployment {
+                tp,
+                dp,
+                max_num_seqs: b,
+                seq_len,
+                ctx_batch_size: 1,
+                buckets: None,
+                chunked_prefill: req.chunked_prefill,
+                max_num_batched_tokens: default_batched_tokens(profile),
+                dtype: req.dtype,
+            };
+            let m = StepModel::new(&card.architecture, profile, &profile.latency, &dep);
+            if let Err(e) = m.check_fits(&profile.runtime.tp_unit) {
+                if b == 1 {
+                    why = format!("TP {tp}: {e}");
+                }
+                break;
+            }
+            if m.check_request(req.input_len, req.output_len).is_err() {
+                break;
+            }
+            // No load: one request alone. If that misses the SLOs, more slots will too.
+            let (ok, t0, p0) = judge(
+                &m,
+                &load(req, Arrivals::Closed { concurrency: 1 }, 1),
+                &req.slo,
+            );
+            if !ok {
+                if best.is_none() {
+                    why = format!(
+                        "misses the SLOs with no load at TP {tp}, {b} slot(s): p{} TTFT {:.0} ms, TPOT {:.1} ms",
+                        req.slo.percentile,
+                        t0.unwrap_or(f64::NAN),
+                        p0.unwrap_or(f64::NAN)
+                    );
+                }
+                break;
+            }
+            // Upper bound on the rate (Little's law): every slot busy, each request for at
+            // least its no-load e2e.
+            let e2e0 =
+                t0.unwrap_or(0.0) + p0.unwrap_or(0.0) * req.output_len.saturating_sub(1) as f64;
+            let mut hi = dp as f64 * b as f64 / (e2e0 / 1e3).max(1e-9);
+            let trial = |rate: f64| {
+                let l = load(
+                    req,
+                    Arrivals::Rate {
+                        rate,
+                        burstiness: 1.0,
+                    },
+                    req.trial_requests,
+                );
+                judge(&m, &l, &req.slo).0
+            };
+            // Only a configuration needing fewer instances than the best so far matters:
+            // it must sustain `rate / (n_best − 1)`.
+            let n_best = best.as_ref().map(|(_, r)| (req.rate / r).ceil());
+            if n_best == Some(1.0) {
+                return best.ok_or(why);
+            }
+            let mut lo = 0.0;
+            if let Some(n) = n_best {
+                let need = req.rate / (n - 1.0);
+                if need > hi || !trial(need) {
+                    continue;
+                }
+                lo = need;
+            }
+            if trial(hi) {
+                lo = hi;
+            } else {
+                for _ in 0..BISECTION_STEPS {
+                    let mid = 0.5 * (lo + hi);
+                    if trial(mid) {
+                        lo = mid;
+                    } else {
+                        hi = mid;
+                    }
+                }
+            }
+            if lo <= 0.0 {
+                continue;
+            }
+            let better = match &best {
+                None => true,
+                Some((_, r0)) => (req.rate / lo).ceil() < (req.rate / r0).ceil(),
+            };
+            if better {
+                best = Some((dep.clone(), lo));
+            }
+            // Past the best slot count the rate falls (TPOT-bound): stop growing.
+            if lo < 0.8 * last_rate {
+                break;
+            }
+            last_rate = last_rate.max(lo);
+        }
+    }
+    best.ok_or(why)
+}
+
+/// Plans `req` on every instance of `profiles`.
+pub fn plan(card: &ModelCard, profiles: &[Profile], req: &PlanRequest) -> Result<PlanReport> {
+    if !(req.rate > 0.0 && req.rate.is_finite()) {
+        bail!(
+            "--rate must be a positive number of requests per second (got {})",
+            req.rate
+        );
+    }
+    if req.input_len == 0 || req.output_len == 0 {
+        bail!("--input-len and --output-len must be at least 1");
+    }
+    if req.slo.ttft_ms.is_none() && req.slo.tpot_ms.is_none() {
+        bail!("give --slo-ttft-ms and/or --slo-tpot-ms: plan searches for the cheapest fleet within them");
+    }
+    let probe = SimRequest {
+        dep: Deployment {
+            tp: 1,
+            dp: 1,
+            max_num_seqs: 1,
+            seq_len: 1,
+            ctx_batch_size: 1,
+            buckets: None,
+            chunked_prefill: true,
+            max_num_batched_tokens: 1,
+            dtype: req.dtype,
+        },
+        load: load(
+            req,
+            Arrivals::Rate {
+                rate: req.rate,
+                burstiness: 1.0,
+            },
+            1,
+        ),
+        slo: req.slo,
+        price: req.price,
+    };
+    probe.load.validate()?;
+    let p = req.slo.percentile;
+    if !(p > 0.0 && p <= 100.0) {
+        bail!("--slo-percentile must be in (0, 100] (got {p})");
+    }
+    crate::projection::project::check_positions(card, req.input_len, req.output_len)?;
+    let tokens_per_req = (req.input_len + req.output_len) as f64;
+    let mut rows = Vec::new();
+    for profile in profiles {
+        let lab = label(
+            &profile.name,
+            profile.calibration.error,
+            match profile.calibration.status {
+                crate::projection::profile::CalibrationStatus::Fitted => "fitted",
+                crate::projection::profile::CalibrationStatus::Assumed => "assumed",
+            },
+        );
+        for inst in &profile.instances {
+            let price = inst.price(req.price).map(|p| p.usd_per_hour);
+            let mut row = PlanRow {
+                profile: profile.name.clone(),
+                instance: inst.name.clone(),
+                tp: None,
+                dp: None,
+                max_num_seqs: None,
+                max_rate_per_instance: None,
+                instances_needed: None,
+                fleet_usd_per_hour: None,
+                cost_usd_per_million_tokens: None,
+                meets_slo: false,
+                reason: None,
+                ttft_ms_at_percentile: None,
+                tpot_ms_at_percentile: None,
+                label: lab.clone(),
+            };
+            match search(card, profile, inst, req) {
+                Err(why) => row.reason = Some(why),
+                Ok((dep, max_rate)) => {
+                    let n = (req.rate / max_rate).ceil().max(1.0);
+                    row.tp = Some(dep.tp);
+                    row.dp = Some(dep.dp);
+                    row.max_num_seqs = Some(dep.max_num_seqs);
+                    row.max_rate_per_instance = Some(max_rate);
+                    row.instances_needed = Some(n as u64);
+                    row.meets_slo = true;
+                    let m = StepModel::new(&card.architecture, profile, &profile.latency, &dep);
+                    let l = load(
+                        req,
+                        Arrivals::Rate {
+                            rate: req.rate / n,
+                            burstiness: 1.0,
+                        },
+                        req.trial_requests,
+                    );
+                    let (_, t, p) = judge(&m, &l, &req.slo);
+                    row.ttft_ms_at_percentile = t;
+                    row.tpot_ms_at_percentile = p;
+                    match price {
+                        Some(usd) => {
+                            let fleet = n * usd;
+                            row.fleet_usd_per_hour = Some(fleet);
+                            row.cost_usd_per_million_tokens =
+                                Some(fleet / 3600.0 / (req.rate * tokens_per_req) * 1e6);
+                        }
+                        None => {
+                            row.reason =
+                                Some(format!("no {} price: listed, not ranked", req.price.name()))
+                        }
+                    }
+                }
+            }
+            rows.push(row);
+        }
+    }
+    let rank = |r: &PlanRow| match (r.meets_slo, r.fleet_usd_per_hour) {
+        (true, Some(_)) => 0,
+        (true, None) => 1,
+        _ => 2,
+    };
+    rows.sort_by(|a, b| {
+        rank(a).cmp(&rank(b)).then(
+            a.fleet_usd_per_hour
+                .unwrap_or(f64::INFINITY)
+                .total_cmp(&b.fleet_usd_per_hour.unwrap_or(f64::INFINITY)),
+        )
+    });
+    let recommendation = rows.first().filter(|r| rank(r) == 0).map(|r| {
+        format!(
+            "{} × {} ({}, TP {} × {} replica(s), max-num-seqs {}): ${:.2}/h, ${:.3} per 1M tokens at {} req/s; up to {:.2} req/s per instance ({})",
+            r.instances_needed.unwrap_or(0),
+            r.instance,
+            r.profile,
+            r.tp.unwrap_or(0),
+            r.dp.unwrap_or(0),
+            r.max_num_seqs.unwrap_or(0),
+            r.fleet_usd_per_hour.unwrap_or(f64::NAN),
+            r.cost_usd_per_million_tokens.unwrap_or(f64::NAN),
+            req.rate,
+            r.max_rate_per_instance.unwrap_or(f64::NAN),
+            r.label
+        )
+    });
+    Ok(PlanReport {
+        schema_version: 1,
+        simulated: true,
+        model: card.name.clone(),
+        rate: req.rate,
+        input_len: req.input_len,
+        output_len: req.output_len,
+        slo: req.slo,
+        price_kind: req.price.name().to_string(),
+        rows,
+        recommendation,
+    })
+}
+
+/// The rows on the Pareto frontier of (TTFT at the percentile, cost per 1M tokens): no
+/// other row is at least as good on both and better on one. Indices into `rows`, by TTFT.
+pub fn pareto(rows: &[PlanRow]) -> Vec<usize> {
+    let pts: Vec<(usize, f64, f64)> = rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((i, r.ttft_ms_at_percentile?, r.cost_usd_per_million_tokens?)))
+        .collect();
+    let mut front: Vec<(usize, f64, f64)> = pts
+        .iter()
+        .copied()
+        .filter(|&(i, x, y)| {
+            !pts.iter()
+                .any(|&(j, x2, y2)| j != i && x2 <= x && y2 <= y && (x2 < x || y2 < y))
+        })
+        .collect();
+    front.sort_by(|a, b| a.1.total_cmp(&b.1));
+    front.into_iter().map(|p| p.0).collect()
+}
+
+/// An SVG chart of cost per 1M tokens against TTFT at the SLO percentile for the ranked
+/// rows, with the Pareto frontier drawn through.
+pub fn plot_svg(r: &PlanReport) -> Result<String> {
+    let pts: Vec<(&PlanRow, f64, f64)> = r
+        .rows
+        .iter()
+        .filter_map(|x| Some((x, x.ttft_ms_at_percentile?, x.cost_usd_per_million_tokens?)))
+        .collect();
+    if pts.is_empty() {
+        bail!("no priced instance meets the SLOs");
+    }
+    let (w, h, m) = (900.0, 560.0, 70.0);
+    let xmax = pts.iter().map(|p| p.1).fold(0.0, f64::max) * 1.1 + 1e-9;
+    let ymax = pts.iter().map(|p| p.2).fold(0.0, f64::max) * 1.1 + 1e-9;
+    let sx = |x: f64| m + x / xmax * (w - 2.0 * m);
+    let sy = |y: f64| h - m - y / ymax * (h - 2.0 * m);
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    );
+    s += &format!(
+        "<text x=\"{m}\" y=\"24\" font-size=\"14\">Simulated: {} at {} req/s, cost per 1M tokens vs p{} TTFT</text>\n",
+        esc(&r.model),
+        r.rate,
+        r.slo.percentile
+    );
+    s += &format!(
+        "<line x1=\"{m}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"black\"/>\n<line x1=\"{m}\" y1=\"{m}\" x2=\"{m}\" y2=\"{}\" stroke=\"black\"/>\n",
+        h - m,
+        w - m,
+        h - m,
+        h - m
+    );
+    s += &format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">p{} TTFT (ms), max {:.0}</text>\n<text x=\"16\" y=\"{}\" transform=\"rotate(-90 16 {})\" text-anchor=\"middle\">USD per 1M tokens, max {:.3}</text>\n",
+        w / 2.0,
+        h - 24.0,
+        r.slo.percentile,
+        xmax,
+        h / 2.0,
+        h / 2.0,
+        ymax
+    );
+    let front = pareto(&r.rows);
+    let line: Vec<String> = front
+        .iter()
+        .filter_map(|&i| {
+            let x = &r.rows[i];
+            Some(format!(
+                "{:.1},{:.1}",
+                sx(x.ttft_ms_at_percentile?),
+                sy(x.cost_usd_per_million_tokens?)
+            ))
+        })
+        .collect();
+    if line.len() > 1 {
+        s += &format!(
+            "<polyline points=\"{}\" fill=\"none\" stroke=\"#d62728\" stroke-width=\"1.5\"/>\n",
+            line.join(" ")
+        );
+    }
+    for (row, x, y) in &pts {
+        s += &format!(
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"#1f77b4\"/>\n<text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n",
+            sx(*x),
+            sy(*y),
+            sx(*x) + 6.0,
+            sy(*y) - 6.0,
+            esc(&format!("{} ×{}", row.instance, row.instances_needed.unwrap_or(0)))
+        );
+    }
+    s += "</svg>\n";
+    Ok(s)
+}

@@ -1,0 +1,380 @@
+//! `profiler simulate`, `profiler plan` and the compile flags of `profiler project` through
+//! the real binary (no inference).
+
+mod common;
+
+use serde_json::Value;
+
+const SIM: &[&str] = &[
+    "simulate",
+    "--model",
+    "llama-3.1-8b",
+    "--device",
+    "inf2-profile",
+    "--instance",
+    "inf2.48xlarge",
+    "--tp",
+    "8",
+    "--dp",
+    "3",
+    "--max-num-seqs",
+    "8",
+    "--seq-len",
+    "2048",
+    "--input-len",
+    "1500",
+    "--output-len",
+    "250",
+];
+
+fn sim(extra: &[&str]) -> Vec<String> {
+    SIM.iter()
+        .chain(extra)
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+}
+
+fn run_ok(args: &[String]) -> String {
+    let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    common::run_ok(&a)
+}
+
+fn run_err(args: &[String], needle: &str) {
+    let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
+    let out = common::run_err(&a);
+    common::assert_one_line_error(&out, needle);
+}
+
+#[test]
+fn simulate_json_follows_the_contract() {
+    let out = run_ok(&sim(&[
+        "--rate",
+        "2",
+        "--requests",
+        "300",
+        "--slo-ttft-ms",
+        "2000",
+        "--format",
+        "json",
+    ]));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["simulated"], true);
+    for k in ["ttft_ms", "tpot_ms", "e2e_ms"] {
+        for s in ["mean", "p50", "p90", "p99"] {
+            assert!(v[k][s].as_f64().unwrap() > 0.0, "{k}.{s}: {}", v[k]);
+        }
+    }
+    for k in [
+        "requests_per_s",
+        "output_tokens_per_s",
+        "cost_usd_per_million_tokens",
+    ] {
+        assert!(v[k].as_f64().unwrap() > 0.0, "{k}");
+    }
+    assert_eq!(v["requests"], 300);
+    assert_eq!(v["dp"], 3);
+    assert_eq!(v["scheduler"], "static-slots");
+    let label = v["label"].as_str().unwrap();
+    assert!(
+        label.starts_with("simulated on inf2-profile (calibration MAPE"),
+        "{label}"
+    );
+    // A price the profile lacks gives null, not a number.
+    let out = run_ok(
+        &[
+            "simulate",
+            "--model",
+            "llama-3.1-8b",
+            "--device",
+            "h100-profile",
+            "--instance",
+            "p5.48xlarge",
+            "--tp",
+            "8",
+            "--max-num-seqs",
+            "64",
+            "--seq-len",
+            "2048",
+            "--input-len",
+            "1500",
+            "--output-len",
+            "250",
+            "--concurrency",
+            "16",
+            "--requests",
+            "100",
+            "--price",
+            "capacity-block",
+            "--format",
+            "json",
+        ]
+        .map(String::from),
+    );
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["scheduler"], "chunked-prefill");
+    if v["price_usd_per_hour"].is_null() {
+        assert!(v["cost_usd_per_million_tokens"].is_null());
+    }
+}
+
+#[test]
+fn simulate_is_reproducible_and_writes_per_request_lines() {
+    let dir = common::tempdir();
+    let per = dir.path().join("req.jsonl");
+    let per_s = common::path_str(&per);
+    let a = sim(&[
+        "--rate",
+        "3",
+        "--requests",
+        "200",
+        "--seed",
+        "7",
+        "--format",
+        "json",
+    ]);
+    let mut with_file = a.clone();
+    with_file.extend(["--per-request".to_string(), per_s]);
+    let one = run_ok(&with_file);
+    let two = run_ok(&a);
+    assert_eq!(one, two);
+    let lines = std::fs::read_to_string(&per).unwrap();
+    assert_eq!(lines.lines().count(), 200);
+    let first: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(first["simulated"], true);
+    assert_eq!(first["prompt_tokens"], 1500);
+}
+
+#[test]
+fn simulate_reads_a_workload_file() {
+    let dir = common::tempdir();
+    let w = dir.path().join("w.jsonl");
+    std::fs::write(
+        &w,
+        "{\"prompt_tokens\": 1000, \"output_tokens\": 100, \"arrival_s\": 0}\n{\"prompt_tokens\": 500, \"output_tokens\": 50, \"arrival_s\": 0.5}\n",
+    )
+    .unwrap();
+    let out = common::run_ok(&[
+        "simulate",
+        "--model",
+        "llama-3.1-8b",
+        "--device",
+        "inf2-profile",
+        "--instance",
+        "inf2.24xlarge",
+        "--tp",
+        "8",
+        "--max-num-seqs",
+        "4",
+        "--workload",
+        &common::path_str(&w),
+        "--format",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["requests"], 2);
+    assert_eq!(v["arrivals"], "trace");
+    // A line without lengths is named.
+    std::fs::write(
+        &w,
+        "{\"prompt_tokens\": 10, \"output_tokens\": 5}\n{\"arrival_s\": 1}\n",
+    )
+    .unwrap();
+    let out = common::run_err(&[
+        "simulate",
+        "--model",
+        "llama-3.1-8b",
+        "--device",
+        "inf2-profile",
+        "--instance",
+        "inf2.24xlarge",
+        "--workload",
+        &common::path_str(&w),
+    ]);
+    common::assert_one_line_error(&out, "w.jsonl:2: no lengths");
+}
+
+#[test]
+fn simulate_bad_input_is_one_line() {
+    run_err(
+        &sim(&["--concurrency", "0"]),
+        "--concurrency must be at least 1",
+    );
+    run_err(&sim(&["--rate", "0"]), "--rate must be a positive number");
+    run_err(&sim(&["--rate", "-1"]), "--rate must be a positive number");
+    run_err(
+        &sim(&["--rate", "1", "--input-len-stddev", "-5"]),
+        "--input-len-stddev must be zero or positive",
+    );
+    // --seq-len 2048 < 1500 + 600.
+    let mut long = sim(&["--rate", "1"]);
+    let i = long.iter().position(|s| s == "--output-len").unwrap() + 1;
+    long[i] = "600".into();
+    run_err(
+        &long,
+        "--seq-len 2048 is below input + output = 1500 + 600 = 2100 tokens",
+    );
+    run_err(
+        &sim(&["--rate", "1", "--buckets", "512,256"]),
+        "--buckets must increase: 512 is followed by 256",
+    );
+    run_err(
+        &sim(&["--rate", "1", "--buckets", "128,4096"]),
+        "bucket 4096 is above --seq-len 2048",
+    );
+    run_err(
+        &sim(&["--rate", "1", "--buckets", "128,1024"]),
+        "1500-token prompt is longer than the largest context-encoding bucket (1024)",
+    );
+    let mut wide = sim(&["--rate", "1"]);
+    let i = wide.iter().position(|s| s == "--dp").unwrap() + 1;
+    wide[i] = "4".into();
+    run_err(&wide, "--dp 4 × --tp 8 = 32 NeuronCores, more than the 24");
+    let mut big = sim(&["--rate", "1"]);
+    let i = big.iter().position(|s| s == "--max-num-seqs").unwrap() + 1;
+    big[i] = "4096".into();
+    run_err(
+        &big,
+        "--max-num-seqs 4096: the KV cache of 4096 × 2048 tokens needs",
+    );
+}
+
+#[test]
+fn plan_json_follows_the_contract() {
+    let out = common::run_ok(&[
+        "plan",
+        "--model",
+        "llama-3.1-8b",
+        "--device",
+        "inf2-profile,h100-profile",
+        "--rate",
+        "5",
+        "--input-len",
+        "1500",
+        "--output-len",
+        "250",
+        "--slo-ttft-ms",
+        "2000",
+        "--slo-tpot-ms",
+        "100",
+        "--slo-percentile",
+        "99",
+        "--trial-requests",
+        "100",
+        "--format",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert!(rows.len() >= 5);
+    for r in rows {
+        for k in [
+            "profile",
+            "instance",
+            "tp",
+            "dp",
+            "max_num_seqs",
+            "max_rate_per_instance",
+            "instances_needed",
+            "fleet_usd_per_hour",
+            "cost_usd_per_million_tokens",
+            "meets_slo",
+            "reason",
+        ] {
+            assert!(r.get(k).is_some(), "{k} missing in {r}");
+        }
+        if r["meets_slo"] == true {
+            let need = r["instances_needed"].as_f64().unwrap();
+            let max = r["max_rate_per_instance"].as_f64().unwrap();
+            assert!(need * max >= 5.0 && (need - 1.0) * max < 5.0, "{r}");
+        }
+    }
+    // Ranked rows come first, cheapest first.
+    let fleet: Vec<f64> = rows
+        .iter()
+        .take_while(|r| r["meets_slo"] == true && !r["fleet_usd_per_hour"].is_null())
+        .map(|r| r["fleet_usd_per_hour"].as_f64().unwrap())
+        .collect();
+    assert!(!fleet.is_empty());
+    assert!(fleet.windows(2).all(|w| w[0] <= w[1]), "{fleet:?}");
+    assert!(v["recommendation"]
+        .as_str()
+        .unwrap()
+        .contains("simulated on"));
+}
+
+#[test]
+fn plan_bad_input_is_one_line() {
+    let base = [
+        "plan",
+        "--model",
+        "llama-3.1-8b",
+        "--device",
+        "inf2-profile",
+        "--input-len",
+        "100",
+        "--output-len",
+        "10",
+        "--slo-ttft-ms",
+        "1000",
+    ];
+    let with = |extra: &[&str]| -> Vec<String> {
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    run_err(&with(&["--rate", "0"]), "--rate must be a positive number");
+    run_err(
+        &with(&["--rate", "1", "--slo-percentile", "0"]),
+        "--slo-percentile must be in (0, 100]",
+    );
+}
+
+#[test]
+fn project_takes_compile_flags_and_keeps_its_contract() {
+    let base = [
+        "project",
+        "--model",
+        "llama-3.1-8b",
+        "--device",
+        "inf2-profile",
+        "--instance",
+        "inf2.48xlarge",
+        "--tp",
+        "8",
+        "--input-len",
+        "1024",
+        "--output-len",
+        "256",
+        "--format",
+        "json",
+    ];
+    let get = |extra: &[&str]| -> Value {
+        let a: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let v: Value = serde_json::from_str(&common::run_ok(&a)).unwrap();
+        v["projections"][0].clone()
+    };
+    let plain = get(&[]);
+    let compiled = get(&[
+        "--seq-len",
+        "4096",
+        "--max-num-seqs",
+        "8",
+        "--ctx-batch-size",
+        "1",
+        "--dp",
+        "3",
+    ]);
+    for k in [
+        "ttft_ms",
+        "tpot_ms",
+        "e2e_ms",
+        "output_tokens_per_s",
+        "cost_usd_per_million_tokens",
+    ] {
+        assert!(compiled[k].as_f64().is_some(), "{k}");
+    }
+    // Eight compiled slots make a lone request's decode steps dearer.
+    assert!(compiled["tpot_ms"].as_f64() > plain["tpot_ms"].as_f64());
+    let out = common::run_err(&[&base[..], &["--seq-len", "1000"]].concat());
+    common::assert_one_line_error(&out, "--seq-len 1000 is below input + output");
+    let out = common::run_err(&[&base[..], &["--dp", "4"]].concat());
+    common::assert_one_line_error(&out, "--dp 4 × --tp 8 = 32 NeuronCores");
+}
