@@ -2,10 +2,12 @@
 //! per 1M tokens on AWS Neuron (Inferentia2, Trainium) and GPU instance types.
 
 pub mod accuracy;
+pub mod batching;
 pub mod cli;
 pub mod engine;
 pub mod generate;
 pub mod hostbench;
+pub mod jobs;
 pub mod measure;
 pub mod metrics;
 pub mod model;
@@ -14,6 +16,7 @@ pub mod projection;
 pub mod push;
 pub mod report;
 pub mod runner;
+pub mod serve;
 pub mod server;
 pub mod signals;
 pub mod sysinfo;

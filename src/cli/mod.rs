@@ -5,6 +5,7 @@ mod generate;
 pub mod project;
 mod report;
 mod run;
+mod serve;
 
 use crate::engine::{DType, EngineOptions, MatmulPrecision, RunOn};
 use anyhow::{Context, Result};
@@ -73,6 +74,11 @@ enum Command {
     Devices,
     /// List the model cards.
     Models,
+    /// Serve the model over an OpenAI-compatible HTTP API, with continuous batching.
+    Serve(Box<serve::ServeArgs>),
+    /// Write a model's tokenizer as a Hugging Face tokenizer folder (for HTTP load
+    /// generators that count tokens themselves).
+    ExportTokenizer(serve::ExportTokenizerArgs),
     /// Compare a weights dtype (int8, int4, bf16 ...) with the f32 reference on prompts.
     Accuracy(accuracy::AccuracyArgs),
 }
@@ -134,5 +140,7 @@ pub fn run() -> Result<()> {
         Command::Devices => project::devices(),
         Command::Models => project::models(),
         Command::Accuracy(a) => accuracy::run(a),
+        Command::Serve(a) => serve::run(*a),
+        Command::ExportTokenizer(a) => serve::export_tokenizer(a),
     }
 }

@@ -187,7 +187,7 @@ fn project_dtype_for(d: crate::engine::DType) -> &'static str {
     }
 }
 
-fn environment(engine: &Engine, started: SystemTime) -> Environment {
+pub(super) fn environment(engine: &Engine, started: SystemTime) -> Environment {
     Environment {
         cpu_model: crate::sysinfo::cpu_model(),
         cores: crate::sysinfo::cores() as u32,
