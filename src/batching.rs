@@ -201,9 +201,8 @@ impl<'a> Batcher<'a> {
                 Some(s) => s.job.control.is_abandoned() || s.job.events.is_closed(),
                 None => false,
             };
-            if gone {
-                self.finish(i, Outcome::Failed("client disconnected".into()));
-            } else if let Some(keep) = self.slots[i]
+            // A stop string ends a request as finished, even though its handler is gone.
+            if let Some(keep) = self.slots[i]
                 .as_ref()
                 .and_then(|s| s.job.control.stopped_after())
             {
@@ -211,6 +210,8 @@ impl<'a> Batcher<'a> {
                 s.out.truncate(keep.max(1));
                 s.times.truncate(keep.max(1));
                 self.finish(i, Outcome::Finished(FinishReason::Stop));
+            } else if gone {
+                self.finish(i, Outcome::Failed("client disconnected".into()));
             }
         }
     }
@@ -235,7 +236,9 @@ impl<'a> Batcher<'a> {
         }
         let device = self.engine.model.device();
         let ids: Vec<i64> = job.prompt.iter().map(|t| *t as i64).collect();
-        let tokens = Tensor::from_slice(&ids).view([1, n as i64]).to_device(device);
+        let tokens = Tensor::from_slice(&ids)
+            .view([1, n as i64])
+            .to_device(device);
         let positions = Tensor::arange(n as i64, (Kind::Int64, device)).view([1, n as i64]);
         let mut row = self.cache.rows(i, 1)?;
         let logits = self
@@ -291,18 +294,15 @@ impl<'a> Batcher<'a> {
             }
         }
         let mut view = self.cache.rows(0, rows)?;
-        let logits = self
-            .engine
-            .model
-            .forward_slots(&tokens, &cols, &mut view)?;
+        let logits = self.engine.model.forward_slots(&tokens, &cols, &mut view)?;
         let greedy: Vec<i64> =
             Vec::<i64>::try_from(&logits.argmax(-1, false).to_device(Device::Cpu))?;
         let mut picked = greedy;
         for (r, slot) in self.slots[..rows].iter_mut().enumerate() {
             if let Some(s) = slot {
                 if !s.greedy {
-                    picked[r] = first_id(&s.sampler.pick(&logits.get(r as i64).unsqueeze(0))?)?
-                        as i64;
+                    picked[r] =
+                        first_id(&s.sampler.pick(&logits.get(r as i64).unsqueeze(0))?)? as i64;
                 }
             }
         }
@@ -357,19 +357,10 @@ impl<'a> Batcher<'a> {
             .collect();
         let n = s.out.len() as u64;
         let status = match &outcome {
-            Outcome::Finished(reason) => {
-                let _ = s.job.events.send(Event::Done {
-                    reason: *reason,
-                    completion_tokens: s.out.len(),
-                });
-                SampleStatus::Ok
-            }
-            Outcome::Failed(msg) => {
-                let _ = s.job.events.send(Event::Failed(msg.clone()));
-                SampleStatus::Error {
-                    message: format!("{msg} after {n} tokens"),
-                }
-            }
+            Outcome::Finished(_) => SampleStatus::Ok,
+            Outcome::Failed(msg) => SampleStatus::Error {
+                message: format!("{msg} after {n} tokens"),
+            },
         };
         let sample = RequestSample {
             index: self.served.samples.len() as u64,
@@ -385,7 +376,16 @@ impl<'a> Batcher<'a> {
             batch: s.batch.max(1) as u32,
             status,
         };
+        // Recorded (metrics, samples) before the client hears of the end, so that what a
+        // client sees finished is already counted.
         self.record(sample);
+        let _ = s.job.events.send(match outcome {
+            Outcome::Finished(reason) => Event::Done {
+                reason,
+                completion_tokens: s.out.len(),
+            },
+            Outcome::Failed(msg) => Event::Failed(msg),
+        });
     }
 
     /// A request that never reached a slot.

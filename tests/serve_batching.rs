@@ -61,10 +61,17 @@ fn alone(e: &Engine, prompts: &[Vec<u32>]) -> Vec<Vec<u32>> {
                 ignore_eos: true,
                 sampling: Sampling::greedy(),
             };
-            generate(&e.model, &mut cache, std::slice::from_ref(p), &o, None, |_| {})
-                .unwrap()
-                .tokens
-                .remove(0)
+            generate(
+                &e.model,
+                &mut cache,
+                std::slice::from_ref(p),
+                &o,
+                None,
+                |_| {},
+            )
+            .unwrap()
+            .tokens
+            .remove(0)
         })
         .collect()
 }
@@ -105,7 +112,11 @@ fn batched(
         .run(&rx, &AtomicBool::new(false))
         .unwrap();
     assert_eq!(load.busy.load(Ordering::Relaxed), 0, "slots left busy");
-    assert_eq!(load.queued.load(Ordering::Relaxed), 0, "requests left queued");
+    assert_eq!(
+        load.queued.load(Ordering::Relaxed),
+        0,
+        "requests left queued"
+    );
     let outs = receivers
         .into_iter()
         .zip(LIMITS)

@@ -66,7 +66,13 @@ fn openai_client_streams_and_completes_like_generate() {
     let count = |v: &Value, k: &str| v[k].as_array().unwrap().len();
     // `generate` keeps special tokens in its text; the API leaves the end-of-sequence
     // token out of the text (and counts it in the usage, as vLLM does).
-    let text = |v: &Value| v["text"].as_str().unwrap().trim_end_matches("<|im_end|>").to_string();
+    let text = |v: &Value| {
+        v["text"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches("<|im_end|>")
+            .to_string()
+    };
     for key in ["completion", "completion_stream"] {
         assert_eq!(r[key]["text"], text(&plain), "{key}");
         assert_eq!(r[key]["usage"]["completion_tokens"], 12, "{key}");
@@ -78,7 +84,11 @@ fn openai_client_streams_and_completes_like_generate() {
     }
     assert_eq!(r["completion"]["finish_reason"], "length");
     assert_eq!(r["completion_stream"]["finish_reason"], "length");
-    let chat_reason = if count(&chat, "generated_tokens") < 12 { "stop" } else { "length" };
+    let chat_reason = if count(&chat, "generated_tokens") < 12 {
+        "stop"
+    } else {
+        "length"
+    };
     for key in ["chat", "chat_stream"] {
         assert_eq!(r[key]["text"], text(&chat), "{key}");
         assert_eq!(r[key]["role"], "assistant", "{key}");
@@ -103,7 +113,10 @@ fn openai_client_streams_and_completes_like_generate() {
     assert_eq!(r["stop"]["text"], r["stop_stream"]["text"]);
     let full = text(&plain);
     let cut = r["stop"]["text"].as_str().unwrap();
-    assert!(full.starts_with(cut) && cut.len() < full.len(), "{cut:?} of {full:?}");
+    assert!(
+        full.starts_with(cut) && cut.len() < full.len(),
+        "{cut:?} of {full:?}"
+    );
     // The 404 for an unknown model reaches the client as its NotFoundError.
     assert_eq!(r["unknown_model"]["status"], 404);
     let (code, _, err) = server.interrupt();
@@ -117,16 +130,36 @@ fn bad_requests_get_json_errors() {
     let cases: &[(&str, &str, u16, &str)] = &[
         ("/v1/completions", "{", 400, "not valid JSON"),
         ("/v1/completions", "[]", 400, "expected a JSON object"),
-        ("/v1/completions", r#"{"prompt":"hi","model":"gpt-4"}"#, 404, "`gpt-4` does not exist"),
+        (
+            "/v1/completions",
+            r#"{"prompt":"hi","model":"gpt-4"}"#,
+            404,
+            "`gpt-4` does not exist",
+        ),
         (
             "/v1/completions",
             r#"{"prompt":"hi","max_tokens":100}"#,
             400,
             "max_tokens is 100: 101 positions, more than this server's --seq-len of 64",
         ),
-        ("/v1/completions", r#"{"prompt":"hi","temperature":"hot"}"#, 400, "`temperature`"),
-        ("/v1/chat/completions", r#"{"messages":[]}"#, 400, "`messages` is empty"),
-        ("/v1/chat/completions", r#"{"prompt":"x"}"#, 400, "`messages` is missing"),
+        (
+            "/v1/completions",
+            r#"{"prompt":"hi","temperature":"hot"}"#,
+            400,
+            "`temperature`",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"messages":[]}"#,
+            400,
+            "`messages` is empty",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"prompt":"x"}"#,
+            400,
+            "`messages` is missing",
+        ),
         ("/v1/nothing", "{}", 404, "no route POST /v1/nothing"),
     ];
     for (path, body, status, needle) in cases {
@@ -144,7 +177,10 @@ fn bad_requests_get_json_errors() {
     let big = format!(r#"{{"prompt":"{}"}}"#, "a".repeat(2 << 20));
     let r = s.post("/v1/completions", &big);
     assert_eq!(r.status, 413, "{}", r.body);
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("larger than"));
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("larger than"));
     // Still serving after all that.
     let r = s.post(
         "/v1/completions",
@@ -212,9 +248,16 @@ fn metrics_samples_and_summary() {
 /// A full queue answers 503 with a message, at once.
 #[test]
 fn a_full_queue_is_refused_with_503() {
-    let s = Server::start(&["--max-num-seqs", "1", "--max-queue", "1", "--seq-len", "512"]);
+    let s = Server::start(&[
+        "--max-num-seqs",
+        "1",
+        "--max-queue",
+        "1",
+        "--seq-len",
+        "128",
+    ]);
     let addr = s.addr;
-    let long = json!({"prompt": "Count:", "max_tokens": 400, "ignore_eos": true, "temperature": 0})
+    let long = json!({"prompt": "Count:", "max_tokens": 60, "ignore_eos": true, "temperature": 0})
         .to_string();
     // One takes the slot, one waits in the queue; the next is refused.
     let wait_for = |name: &str| {

@@ -21,11 +21,27 @@ fn malformed(i: usize) -> (&'static str, Vec<u8>, u16) {
         ("/v1/completions", b"{\"prompt\": \"unterminated", 400),
         ("/v1/completions", b"", 400),
         ("/v1/completions", b"\xff\xfe not utf-8", 400),
-        ("/v1/completions", b"{\"prompt\": {\"nested\": [[[]]]}}", 400),
-        ("/v1/chat/completions", b"{\"messages\": [{\"role\": 1}]}", 400),
+        (
+            "/v1/completions",
+            b"{\"prompt\": {\"nested\": [[[]]]}}",
+            400,
+        ),
+        (
+            "/v1/chat/completions",
+            b"{\"messages\": [{\"role\": 1}]}",
+            400,
+        ),
         ("/v1/chat/completions", b"null", 400),
-        ("/v1/completions", b"{\"prompt\": \"x\", \"max_tokens\": -3}", 400),
-        ("/v1/completions", b"{\"prompt\": \"x\", \"model\": \"nope\"}", 404),
+        (
+            "/v1/completions",
+            b"{\"prompt\": \"x\", \"max_tokens\": -3}",
+            400,
+        ),
+        (
+            "/v1/completions",
+            b"{\"prompt\": \"x\", \"model\": \"nope\"}",
+            404,
+        ),
     ];
     let (p, b, s) = cases[i % cases.len()];
     (p, b.to_vec(), s)
@@ -49,8 +65,18 @@ fn client(addr: SocketAddr, c: usize) -> (usize, usize, usize) {
         match (c + round) % 5 {
             0 => {
                 let b = json!({"prompt": "Once upon a time", "max_tokens": 8, "temperature": 0.7, "seed": c});
-                let r = request(addr, "POST", "/v1/completions", Some(b.to_string().as_bytes()));
-                assert!(r.status == 200 || r.status == 503, "{}: {}", r.status, r.body);
+                let r = request(
+                    addr,
+                    "POST",
+                    "/v1/completions",
+                    Some(b.to_string().as_bytes()),
+                );
+                assert!(
+                    r.status == 200 || r.status == 503,
+                    "{}: {}",
+                    r.status,
+                    r.body
+                );
                 if r.status == 200 {
                     assert_eq!(r.json()["usage"]["completion_tokens"], 8);
                 } else {
@@ -61,10 +87,25 @@ fn client(addr: SocketAddr, c: usize) -> (usize, usize, usize) {
             1 => {
                 let b = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 6,
                                "stream": true, "ignore_eos": true});
-                let r = request(addr, "POST", "/v1/chat/completions", Some(b.to_string().as_bytes()));
-                assert!(r.status == 200 || r.status == 503, "{}: {}", r.status, r.body);
+                let r = request(
+                    addr,
+                    "POST",
+                    "/v1/chat/completions",
+                    Some(b.to_string().as_bytes()),
+                );
+                assert!(
+                    r.status == 200 || r.status == 503,
+                    "{}: {}",
+                    r.status,
+                    r.body
+                );
                 if r.status == 200 {
-                    assert_eq!(r.events().last().map(String::as_str), Some("[DONE]"), "{}", r.body);
+                    assert_eq!(
+                        r.events().last().map(String::as_str),
+                        Some("[DONE]"),
+                        "{}",
+                        r.body
+                    );
                 }
                 answered += 1;
             }
@@ -91,7 +132,13 @@ fn client(addr: SocketAddr, c: usize) -> (usize, usize, usize) {
                 s.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
                 let _ = s.read_to_end(&mut raw);
                 let r = parse(&raw);
-                assert_eq!(r.status, status, "{path} {:?}: {}", String::from_utf8_lossy(&body), r.body);
+                assert_eq!(
+                    r.status,
+                    status,
+                    "{path} {:?}: {}",
+                    String::from_utf8_lossy(&body),
+                    r.body
+                );
                 assert!(r.json()["error"]["message"].is_string(), "{}", r.body);
                 bad += 1;
             }
@@ -148,7 +195,10 @@ fn overload_abandoned_connections_and_malformed_bodies() {
     assert!(!err.contains("panicked"), "{err}");
     // Every request that reached the engine is in the samples, the abandoned ones as errors.
     let text = std::fs::read_to_string(&samples).unwrap();
-    let errors = text.lines().filter(|l| l.contains("\"status\":\"error\"")).count();
+    let errors = text
+        .lines()
+        .filter(|l| l.contains("\"status\":\"error\""))
+        .count();
     assert!(errors > 0, "no abandoned request recorded:\n{text}");
     assert!(text.lines().last().unwrap().contains("\"kind\":\"end\""));
 }

@@ -680,7 +680,9 @@ impl Llama {
     fn slot_mask(&self, cols: &[usize], len: i64) -> Tensor {
         let b = cols.len() as i64;
         let last: Vec<i64> = cols.iter().map(|c| *c as i64).collect();
-        let last = Tensor::from_slice(&last).view([b, 1]).to_device(self.device);
+        let last = Tensor::from_slice(&last)
+            .view([b, 1])
+            .to_device(self.device);
         let at = Tensor::arange(len, (Kind::Int64, self.device)).view([1, len]);
         at.le_tensor(&last).view([b, 1, 1, len]).contiguous()
     }

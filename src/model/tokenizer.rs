@@ -193,9 +193,13 @@ impl Tokenizer {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create the folder {}", dir.display()))?;
         let json = dir.join("tokenizer.json");
-        self.inner
-            .save(&json, false)
-            .map_err(|e| anyhow!("cannot write {}: {}", json.display(), one_line(&e.to_string())))?;
+        self.inner.save(&json, false).map_err(|e| {
+            anyhow!(
+                "cannot write {}: {}",
+                json.display(),
+                one_line(&e.to_string())
+            )
+        })?;
         let token = |id: Option<u32>| id.and_then(|i| self.inner.id_to_token(i));
         let (add_bos, add_eos) = match self.policy {
             SpecialsPolicy::Explicit { bos, eos } => (bos, eos),

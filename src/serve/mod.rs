@@ -112,7 +112,8 @@ pub fn bind(addr: &str) -> Result<TcpListener> {
         .to_socket_addrs()
         .map_err(|e| anyhow!("--addr {addr:?}: {e}; expected HOST:PORT, e.g. 127.0.0.1:8000"))?
         .collect();
-    let l = TcpListener::bind(&addrs[..]).map_err(|e| anyhow!("--addr {addr}: cannot listen on {spec}: {e}"))?;
+    let l = TcpListener::bind(&addrs[..])
+        .map_err(|e| anyhow!("--addr {addr}: cannot listen on {spec}: {e}"))?;
     l.set_nonblocking(true)
         .map_err(|e| anyhow!("--addr {addr}: {e}"))?;
     Ok(l)
@@ -156,7 +157,10 @@ fn error(e: ApiError) -> Response {
 
 fn json_body(v: &Value) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         v.to_string(),
     )
         .into_response()
@@ -176,7 +180,11 @@ async fn not_found(req: Request) -> Response {
 async fn method_not_allowed(req: Request) -> Response {
     error(ApiError::new(
         405,
-        format!("method {} is not allowed on {}", req.method(), req.uri().path()),
+        format!(
+            "method {} is not allowed on {}",
+            req.method(),
+            req.uri().path()
+        ),
     ))
 }
 
@@ -205,7 +213,10 @@ async fn metrics(State(s): State<Arc<ServeState>>) -> Response {
     s.busy_slots.set(load.busy.load(Ordering::Relaxed) as i64);
     let mut buf = Vec::new();
     if let Err(e) = TextEncoder::new().encode(&s.registry.gather(), &mut buf) {
-        return error(ApiError::new(500, format!("cannot encode the metrics: {e}")));
+        return error(ApiError::new(
+            500,
+            format!("cannot encode the metrics: {e}"),
+        ));
     }
     (
         [(
@@ -593,7 +604,10 @@ fn stream_response(g: Generation) -> Response {
     });
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         ],
         Body::from_stream(stream),

@@ -190,7 +190,9 @@ fn common(m: &serde_json::Map<String, Value>, prompt: Prompt) -> Result<GenReque
     if !(temperature.is_finite() && (0.0..=100.0).contains(&temperature)) {
         return Err(ApiError::bad(
             "temperature",
-            format!("`temperature` is {temperature}, expected a number from 0 to 100 (0 is greedy)"),
+            format!(
+                "`temperature` is {temperature}, expected a number from 0 to 100 (0 is greedy)"
+            ),
         ));
     }
     let top_p = number(&c.top_p, "top_p")?.unwrap_or(1.0);
@@ -352,7 +354,9 @@ pub fn parse_chat(body: &[u8]) -> Result<GenRequest, ApiError> {
         if !matches!(role, "system" | "user" | "assistant" | "developer") {
             return Err(ApiError::bad(
                 &field,
-                format!("`{field}.role` is {role:?}, expected system, user, assistant or developer"),
+                format!(
+                    "`{field}.role` is {role:?}, expected system, user, assistant or developer"
+                ),
             ));
         }
         let content = match msg.get("content") {
@@ -375,7 +379,9 @@ pub fn parse_chat(body: &[u8]) -> Result<GenRequest, ApiError> {
             _ => {
                 return Err(ApiError::bad(
                     &field,
-                    format!("`{field}.content` is missing, expected a string or an array of text parts"),
+                    format!(
+                        "`{field}.content` is missing, expected a string or an array of text parts"
+                    ),
                 ))
             }
         };
@@ -451,7 +457,10 @@ mod tests {
             (br#"{"prompt":["a","b"]}"#, "one prompt per request"),
             (br#"{"prompt":7}"#, "`prompt` is a number"),
             (br#"{"max_tokens":3}"#, "`prompt` is missing"),
-            (br#"{"prompt":"a","stream":"yes"}"#, "expected true or false"),
+            (
+                br#"{"prompt":"a","stream":"yes"}"#,
+                "expected true or false",
+            ),
             (br#"{"prompt":"a","model":3}"#, "`model` is a number"),
         ];
         for (body, needle) in cases {

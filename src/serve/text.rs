@@ -109,10 +109,15 @@ mod tests {
     use super::*;
 
     /// A toy vocabulary: id i decodes to `PIECES[i]` (bytes, so a character may split).
-    const PIECES: &[&[u8]] = &[b"he", b"llo", b" wor", b"ld", b"\xc3", b"\xa9", b"!", b"END"];
+    const PIECES: &[&[u8]] = &[
+        b"he", b"llo", b" wor", b"ld", b"\xc3", b"\xa9", b"!", b"END",
+    ];
 
     fn decode(ids: &[u32]) -> anyhow::Result<String> {
-        let bytes: Vec<u8> = ids.iter().flat_map(|i| PIECES[*i as usize].to_vec()).collect();
+        let bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|i| PIECES[*i as usize].to_vec())
+            .collect();
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 

@@ -55,7 +55,7 @@ out["chat_stream"] = {"text": text, "role": role, "finish_reason": finish, "usag
 
 # A stop string: the second word of the greedy continuation.
 words = out["completion"]["text"].split()
-stop = " " + words[1] if len(words) > 1 else words[0]
+stop = words[1] if len(words) > 1 else words[0]
 r = client.completions.create(prompt="The capital of France is", stop=[stop], **common)
 out["stop"] = {"text": r.choices[0].text, "finish_reason": r.choices[0].finish_reason}
 text = ""

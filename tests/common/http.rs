@@ -21,7 +21,15 @@ impl Server {
     pub fn start(extra: &[&str]) -> Server {
         super::default_weights();
         let mut child = super::profiler()
-            .args(["serve", "--model", "llama", "--run-on", "cpu", "--addr", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--model",
+                "llama",
+                "--run-on",
+                "cpu",
+                "--addr",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
