@@ -242,7 +242,9 @@ fn metrics_samples_and_summary() {
         "json",
     ]);
     let r: Value = serde_json::from_str(&report).unwrap();
-    assert_eq!(r["requests"]["ok"], 3, "{r}");
+    assert_eq!(r["requests"], 3, "{r}");
+    assert_eq!(r["failed_requests"], 0, "{r}");
+    assert_eq!(r["output_tokens"], 15, "{r}");
 }
 
 /// A full queue answers 503 with a message, at once.
