@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod inference;
+pub mod jobs;
 pub mod measure;
 pub mod metrics;
 pub mod model;
@@ -15,6 +16,7 @@ pub mod projection;
 pub mod push;
 pub mod report;
 pub mod schema;
+pub mod serve;
 pub mod server;
 pub mod signals;
 pub mod simulation;

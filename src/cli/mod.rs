@@ -6,6 +6,7 @@ pub mod generate;
 pub mod project;
 mod report;
 pub mod run;
+pub mod serve;
 mod simulate;
 
 use crate::inference::{DType, MatmulPrecision, RunOn};
@@ -110,6 +111,11 @@ pub enum Command {
     Devices(project::DevicesArgs),
     /// List the model cards, or show one (`--show NAME|PATH`).
     Models(project::ModelsArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API, with continuous batching.
+    Serve(Box<serve::ServeArgs>),
+    /// Write a model's tokenizer as a Hugging Face tokenizer folder (for HTTP load
+    /// generators that count tokens themselves).
+    ExportTokenizer(serve::ExportTokenizerArgs),
     /// Compare a weights dtype (int8, int4, bf16 ...) with the f32 reference on prompts.
     Accuracy(accuracy::AccuracyArgs),
 }
@@ -163,7 +169,11 @@ impl Command {
     fn runs_inference(&self) -> bool {
         matches!(
             self,
-            Command::Run(_) | Command::Generate(_) | Command::Accuracy(_)
+            Command::Run(_)
+                | Command::Generate(_)
+                | Command::Accuracy(_)
+                | Command::Serve(_)
+                | Command::ExportTokenizer(_)
         )
     }
 }
@@ -190,7 +200,11 @@ pub fn run_core(command: Command) -> Result<()> {
         Command::Calibrate(a) => project::calibrate(a),
         Command::Devices(a) => project::devices(a),
         Command::Models(a) => project::models(a),
-        Command::Run(_) | Command::Generate(_) | Command::Accuracy(_) => {
+        Command::Run(_)
+        | Command::Generate(_)
+        | Command::Accuracy(_)
+        | Command::Serve(_)
+        | Command::ExportTokenizer(_) => {
             anyhow::bail!("internal: an inference command reached the commands without libtorch")
         }
     }

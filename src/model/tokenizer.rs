@@ -176,6 +176,49 @@ impl Tokenizer {
             .render_user(user_prompt)
     }
 
+    /// The model's chat template rendered for a conversation of `(role, content)` pairs,
+    /// with the assistant's generation prompt after it.
+    pub fn apply_chat_messages(&self, messages: &[(&str, &str)]) -> Result<String> {
+        self.chat
+            .as_ref()
+            .context("this model has no chat template (tokenizer.chat_template); use /v1/completions with a plain prompt")?
+            .render_messages(messages)
+    }
+
+    /// Writes this tokenizer as a Hugging Face tokenizer folder (`tokenizer.json` and
+    /// `tokenizer_config.json` with the special tokens and chat template), so that
+    /// transformers' `AutoTokenizer.from_pretrained(dir)` gives the same ids without a hub
+    /// (load generators such as GuideLLM and AIPerf count tokens with it).
+    pub fn write_hf_dir(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the folder {}", dir.display()))?;
+        let json = dir.join("tokenizer.json");
+        self.inner.save(&json, false).map_err(|e| {
+            anyhow!(
+                "cannot write {}: {}",
+                json.display(),
+                one_line(&e.to_string())
+            )
+        })?;
+        let token = |id: Option<u32>| id.and_then(|i| self.inner.id_to_token(i));
+        let (add_bos, add_eos) = match self.policy {
+            SpecialsPolicy::Explicit { bos, eos } => (bos, eos),
+            SpecialsPolicy::PostProcessor => (false, false),
+        };
+        let cfg = serde_json::json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": token(self.bos),
+            "eos_token": token(self.eos.first().copied()),
+            "add_bos_token": add_bos,
+            "add_eos_token": add_eos,
+            "clean_up_tokenization_spaces": false,
+            "chat_template": self.chat.as_ref().map(|c| c.source()),
+        });
+        let path = dir.join("tokenizer_config.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&cfg)?)
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
     /// End-of-sequence ids that stop generation, the tokenizer's own first.
     pub fn eos_ids(&self) -> &[u32] {
         &self.eos

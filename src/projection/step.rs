@@ -424,8 +424,7 @@ impl StepModel {
     /// Memory one unit needs with static shapes: weights + KV for every slot at the
     /// compiled length.
     pub fn static_memory_bytes(&self) -> f64 {
-        self.weight_bytes()
-            + self.dep.max_num_seqs as f64 * self.kv_bytes_seq(self.dep.seq_len)
+        self.weight_bytes() + self.dep.max_num_seqs as f64 * self.kv_bytes_seq(self.dep.seq_len)
     }
 
     /// Refuses a deployment whose weights and KV cache do not fit: with static shapes all

@@ -7,11 +7,12 @@
 //! `crate::model::card` and `crate::model::llama` name the same things in both layers.
 
 pub use profiler::{
-    inference, metrics, paths, projection, push, report, schema, server, signals, sysinfo,
-    toml_error, workload,
+    inference, jobs, metrics, paths, projection, push, report, schema, serve, server, signals,
+    simulation, sysinfo, toml_error, workload,
 };
 
 pub mod accuracy;
+pub mod batching;
 pub mod engine;
 pub mod generate;
 pub mod hostbench;
@@ -50,7 +51,14 @@ pub mod cli {
     pub mod run {
         pub use profiler::cli::run::*;
         mod exec;
+        pub(crate) use exec::environment;
         pub use exec::run;
+    }
+
+    pub mod serve {
+        pub use profiler::cli::serve::*;
+        mod exec;
+        pub use exec::{export_tokenizer, run};
     }
 
     pub mod generate {

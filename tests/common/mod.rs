@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests: run the real binary on the real default model.
 #![allow(dead_code)]
+pub mod http;
 pub mod prom;
 
 use std::path::{Path, PathBuf};

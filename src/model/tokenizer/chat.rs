@@ -21,8 +21,19 @@ impl ChatTemplate {
         ChatTemplate { source, specials }
     }
 
+    /// The template's Jinja source.
+    pub(super) fn source(&self) -> &str {
+        &self.source
+    }
+
     /// Renders one user message followed by the assistant's generation prompt.
     pub(super) fn render_user(&self, user_prompt: &str) -> Result<String> {
+        self.render_messages(&[("user", user_prompt)])
+    }
+
+    /// Renders a conversation (`(role, content)` pairs, in order) followed by the
+    /// assistant's generation prompt.
+    pub(super) fn render_messages(&self, messages: &[(&str, &str)]) -> Result<String> {
         // `new` (with the built-in filters) is deprecated unless minijinja's `serde` feature
         // is on; it works the same either way.
         #[allow(deprecated)]
@@ -41,8 +52,11 @@ impl ChatTemplate {
             .iter()
             .map(|(k, v)| (*k, Value::from(v.as_str())))
             .collect();
-        let message = Value::from_iter([("role", "user"), ("content", user_prompt)]);
-        ctx.push(("messages", Value::from(vec![message])));
+        let messages: Vec<Value> = messages
+            .iter()
+            .map(|(role, content)| Value::from_iter([("role", *role), ("content", *content)]))
+            .collect();
+        ctx.push(("messages", Value::from(messages)));
         ctx.push(("add_generation_prompt", Value::from(true)));
         tpl.render(Value::from_iter(ctx))
             .map_err(|e| anyhow!("cannot render the model's chat template: {}", one_line(e)))

@@ -129,7 +129,9 @@ pub(crate) struct Heads {
     pub dim: usize,
     /// Cache capacity in positions.
     pub max_len: usize,
-    /// Cache column this token goes to.
+    /// Cache column this token goes to, for every row ([`rope_into_cache_at`] takes one
+    /// per row instead; the model's decode step always does).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub pos: usize,
 }
 
@@ -138,12 +140,29 @@ pub(crate) struct Heads {
 /// rotation is `x * cos + roll(x, dim/2) * sin`; Su et al. 2021, eq. 34), writes the queries
 /// to `q_out` (`[batch, q, dim]`) and the keys and values to the caches (`[batch, kv,
 /// max_len, dim]`) at column `pos`.
-#[allow(clippy::too_many_arguments)]
+#[cfg(test)]
 pub(crate) fn rope_into_cache<T: Elem>(
     qkv: &Tensor,
     cos: &Tensor,
     sin: &Tensor,
     s: Heads,
+    q_out: &mut Tensor,
+    k_cache: &mut Tensor,
+    v_cache: &mut Tensor,
+) -> Result<()> {
+    let cols = vec![s.pos; s.batch];
+    rope_into_cache_at::<T>(qkv, cos, sin, s, &cols, q_out, k_cache, v_cache)
+}
+
+/// As [`rope_into_cache`], with row `r`'s keys and values written at column `cols[r]`
+/// (continuous batching: every slot at its own length); `s.pos` is not used.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rope_into_cache_at<T: Elem>(
+    qkv: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    s: Heads,
+    cols: &[usize],
     q_out: &mut Tensor,
     k_cache: &mut Tensor,
     v_cache: &mut Tensor,
@@ -154,12 +173,16 @@ pub(crate) fn rope_into_cache<T: Elem>(
         kv,
         dim,
         max_len,
-        pos,
+        ..
     } = s;
     ensure!(
-        pos < max_len,
-        "fused decode: position {pos} beyond the cache's {max_len}"
+        cols.len() == batch,
+        "fused decode: {} columns for {batch} rows",
+        cols.len()
     );
+    if let Some(pos) = cols.iter().find(|c| **c >= max_len) {
+        bail!("fused decode: position {pos} beyond the cache's {max_len}");
+    }
     ensure!(dim % 2 == 0, "fused decode: odd head dimension {dim}");
     for o in [&*q_out, &*k_cache, &*v_cache] {
         distinct(qkv, o)?;
@@ -197,6 +220,7 @@ pub(crate) fn rope_into_cache<T: Elem>(
             let at = (b * q + h) * dim;
             rotate(src, cr, sr, &mut qo[at..at + dim]);
         }
+        let pos = cols[b];
         for h in 0..kv {
             let at = ((b * kv + h) * max_len + pos) * dim;
             let k = &row[(q + h) * dim..(q + h + 1) * dim];

@@ -100,6 +100,32 @@ impl KvCache {
         self.valid = None;
     }
 
+    /// A cache over rows `start..start + n` of this one, sharing its memory (writes go
+    /// through), empty and unpadded: continuous batching prefills one slot through it and
+    /// decodes the first `n` slots through it.
+    pub fn rows(&self, start: usize, n: usize) -> Result<KvCache> {
+        if n == 0 || start + n > self.batch {
+            bail!(
+                "rows {start}..{} of a cache of {} rows",
+                start + n,
+                self.batch
+            );
+        }
+        let narrow = |t: &Vec<Tensor>| -> Vec<Tensor> {
+            t.iter()
+                .map(|x| x.narrow(0, start as i64, n as i64))
+                .collect()
+        };
+        Ok(KvCache {
+            k: narrow(&self.k),
+            v: narrow(&self.v),
+            len: 0,
+            max_len: self.max_len,
+            batch: n,
+            valid: None,
+        })
+    }
+
     /// Records which columns of the next prompt are padding (`[batch, t]` bool, true = real).
     pub(crate) fn set_prompt_mask(&mut self, mask: &Tensor) {
         let t = mask.size()[1];

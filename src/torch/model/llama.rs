@@ -400,12 +400,66 @@ impl Llama {
         prompt_mask: Option<&Tensor>,
         cache: &mut KvCache,
     ) -> Result<Tensor> {
+        self.forward_inner(tokens, positions, prompt_mask, cache, None)
+    }
+
+    /// One decode step for rows that each have their own length (continuous batching):
+    /// row `r` of `tokens` (`[batch]` ids) goes to cache column and position `cols[r]` and
+    /// attends to columns `0..=cols[r]` of its own row. The cache's shared length is left
+    /// alone (the caller keeps each row's). Returns `[batch, vocab]` f32 logits.
+    pub fn forward_slots(
+        &self,
+        tokens: &[i64],
+        cols: &[usize],
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let b = tokens.len();
+        if b != cols.len() || b != cache.batch {
+            bail!(
+                "{b} tokens and {} columns for a cache of {} rows",
+                cols.len(),
+                cache.batch
+            );
+        }
+        if let Some(c) = cols.iter().find(|c| **c >= cache.max_len) {
+            bail!(
+                "column {c} is beyond the cache's {} positions",
+                cache.max_len
+            );
+        }
+        let pos: Vec<i64> = cols.iter().map(|c| *c as i64).collect();
+        let t = Tensor::from_slice(tokens)
+            .view([b as i64, 1])
+            .to_device(self.device);
+        let p = Tensor::from_slice(&pos)
+            .view([b as i64, 1])
+            .to_device(self.device);
+        self.forward_inner(&t, &p, None, cache, Some(cols))
+    }
+
+    fn forward_inner(
+        &self,
+        tokens: &Tensor,
+        positions: &Tensor,
+        prompt_mask: Option<&Tensor>,
+        cache: &mut KvCache,
+        slot_cols: Option<&[usize]>,
+    ) -> Result<Tensor> {
         let size = tokens.size();
         let (b, t) = match size.as_slice() {
             [b, t] => (*b, *t),
             _ => bail!("tokens must be [batch, len], got {size:?}"),
         };
-        let start = cache.len as i64;
+        // With per-row columns, `start` is the furthest row's column: attention spans
+        // `0..=start` and a mask keeps each row to its own columns.
+        let start = match slot_cols {
+            Some(c) => c.iter().copied().max().unwrap_or(0) as i64,
+            None => cache.len as i64,
+        };
+        let uniform = slot_cols.is_none_or(|c| c.iter().all(|x| *x as i64 == start));
+        if slot_cols.is_some() && (t != 1 || prompt_mask.is_some() || cache.valid.is_some()) {
+            bail!("per-row columns take one token per row, on a cache without padding");
+        }
         if b != cache.batch as i64 {
             bail!(
                 "batch of {b} rows does not match the cache's {} rows",
@@ -436,7 +490,14 @@ impl Llama {
         // half a head times a sine table whose first half is negated: the same products.
         let rope = |x: &Tensor| -> Tensor { x * &cos + x.roll([hd / 2], [-1]) * &sin };
         let end = start + t;
-        let (mask, causal) = self.attention_mask(cache, start, t);
+        let (mask, causal) = match slot_cols {
+            Some(c) if !uniform => (Some(self.slot_mask(c, end)), false),
+            _ => self.attention_mask(cache, start, t),
+        };
+        let cols: Vec<usize> = match slot_cols {
+            Some(c) => c.to_vec(),
+            None => vec![start as usize; b as usize],
+        };
 
         let mut x = Tensor::embedding(&self.embed, tokens, -1, false, false).to_kind(self.res_kind);
         let fused = t == 1 && self.fused_decode;
@@ -444,12 +505,12 @@ impl Llama {
             let m = mask.as_ref();
             match (self.res_kind, self.kind) {
                 (Kind::Float, Kind::Float) => {
-                    self.decode_blocks::<f32, f32>(&mut x, &cos, &sin, m, cache)?
+                    self.decode_blocks::<f32, f32>(&mut x, &cos, &sin, m, &cols, cache)?
                 }
                 (Kind::Float, _) => {
-                    self.decode_blocks::<f32, bf16>(&mut x, &cos, &sin, m, cache)?
+                    self.decode_blocks::<f32, bf16>(&mut x, &cos, &sin, m, &cols, cache)?
                 }
-                _ => self.decode_blocks::<bf16, bf16>(&mut x, &cos, &sin, m, cache)?,
+                _ => self.decode_blocks::<bf16, bf16>(&mut x, &cos, &sin, m, &cols, cache)?,
             }
         }
         // The general path below runs the blocks only when the fused step has not.
@@ -471,8 +532,22 @@ impl Llama {
                 .narrow(2, (nq + nkv) * hd, nkv * hd)
                 .view([b, t, nkv, hd])
                 .transpose(1, 2);
-            cache.k[i].narrow(2, start, t).copy_(&k);
-            cache.v[i].narrow(2, start, t).copy_(&v);
+            if uniform {
+                cache.k[i].narrow(2, start, t).copy_(&k);
+                cache.v[i].narrow(2, start, t).copy_(&v);
+            } else {
+                for (r, c) in cols.iter().enumerate() {
+                    let (r, c) = (r as i64, *c as i64);
+                    cache.k[i]
+                        .narrow(0, r, 1)
+                        .narrow(2, c, 1)
+                        .copy_(&k.narrow(0, r, 1));
+                    cache.v[i]
+                        .narrow(0, r, 1)
+                        .narrow(2, c, 1)
+                        .copy_(&v.narrow(0, r, 1));
+                }
+            }
             let keys = cache.k[i].narrow(2, 0, end);
             let values = cache.v[i].narrow(2, 0, end);
             let y = Tensor::scaled_dot_product_attention(
@@ -493,7 +568,9 @@ impl Llama {
             let act = gu.narrow(2, 0, inter).silu() * gu.narrow(2, inter, inter);
             x += blk.w_down.apply(&act);
         }
-        cache.len = end as usize;
+        if slot_cols.is_none() {
+            cache.len = end as usize;
+        }
         // Only the last column is needed to pick the next token (left padding keeps it real).
         let last = x
             .narrow(1, t - 1, 1)
@@ -519,6 +596,7 @@ impl Llama {
         cos: &Tensor,
         sin: &Tensor,
         mask: Option<&Tensor>,
+        cols: &[usize],
         cache: &mut KvCache,
     ) -> Result<()> {
         let b = cache.batch;
@@ -529,7 +607,7 @@ impl Llama {
             self.cfg.num_key_value_heads,
             self.cfg.head_dim(),
         );
-        let pos = cache.len;
+        let pos = cols.iter().copied().max().unwrap_or(0);
         let heads = fused::Heads {
             batch: b,
             q: nq,
@@ -550,11 +628,12 @@ impl Llama {
         for (i, blk) in self.blocks.iter().enumerate() {
             fused::rms_norm::<R, T>(x, &blk.attn_norm, eps, &mut normed, b, h)?;
             let qkv = blk.wqkv.apply_rows(&normed);
-            fused::rope_into_cache::<T>(
+            fused::rope_into_cache_at::<T>(
                 &qkv,
                 &cos,
                 &sin,
                 heads,
+                cols,
                 &mut q,
                 &mut cache.k[i],
                 &mut cache.v[i],
@@ -594,8 +673,18 @@ impl Llama {
             let y = blk.w_down.apply_rows(&act);
             fused::add_into::<R, T>(x, &y, b * h)?;
         }
-        cache.len = pos + 1;
         Ok(())
+    }
+
+    /// `[b, 1, 1, len]` bool: row `r` attends to its own columns `0..=cols[r]`.
+    fn slot_mask(&self, cols: &[usize], len: i64) -> Tensor {
+        let b = cols.len() as i64;
+        let last: Vec<i64> = cols.iter().map(|c| *c as i64).collect();
+        let last = Tensor::from_slice(&last)
+            .view([b, 1])
+            .to_device(self.device);
+        let at = Tensor::arange(len, (Kind::Int64, self.device)).view([1, len]);
+        at.le_tensor(&last).view([b, 1, 1, len]).contiguous()
     }
 
     /// With quantised weights the LM head's kernel returns bf16 logits, whose rounding

@@ -110,7 +110,7 @@ fn project_dtype_for(d: crate::engine::DType) -> WeightsDtype {
     }
 }
 
-fn environment(engine: &Engine, started: SystemTime) -> Environment {
+pub(crate) fn environment(engine: &Engine, started: SystemTime) -> Environment {
     Environment {
         cpu_model: crate::sysinfo::cpu_model(),
         cores: crate::sysinfo::cores() as u32,
