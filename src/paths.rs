@@ -89,6 +89,22 @@ pub fn check_output_file(flag: &str, path: &Path) -> Result<()> {
     }
 }
 
+/// [`check_output_file`] for a samples file, which must also be new: another run's samples
+/// are results too, never replaced silently.
+pub fn check_new_samples_file(flag: &str, path: &Path) -> Result<()> {
+    check_output_file(flag, path)?;
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.is_file() && m.len() > 0 {
+            bail!(
+                "{flag} {}: the file exists ({} bytes); remove it or choose another path",
+                path.display(),
+                m.len()
+            );
+        }
+    }
+    Ok(())
+}
+
 fn is_home(d: &Path) -> bool {
     d.join("models").is_dir() && d.join("profiles").is_dir()
 }

@@ -63,7 +63,7 @@ fn main() {
     // The binary finds libtorch beside the checkout it was built in, wherever that
     // checkout is moved (target/release/profiler -> ../../.venv/torch/lib), and at the
     // folder it was built against otherwise.
-    link_arg(&format!("-Wl,-rpath,$ORIGIN/../../.venv/torch/lib"));
+    link_arg("-Wl,-rpath,$ORIGIN/../../.venv/torch/lib");
     link_arg(&format!("-Wl,-rpath,{}", lib.display()));
     if lib.join("libtorch_cuda.so").exists() {
         link_arg("-Wl,--no-as-needed");

@@ -20,12 +20,14 @@ pub fn home() -> PathBuf {
 /// The `profiler` binary: this package's own, or, for the engine crate's tests, the one
 /// beside `profiler-engine` (a workspace build makes both: `cargo test` at the top).
 pub fn profiler_bin() -> PathBuf {
-    if let Some(p) = option_env!("CARGO_BIN_EXE_profiler") {
-        return PathBuf::from(p);
-    }
-    let engine = PathBuf::from(
-        option_env!("CARGO_BIN_EXE_profiler-engine").expect("a profiler or profiler-engine test"),
-    );
+    let engine = match (
+        option_env!("CARGO_BIN_EXE_profiler"),
+        option_env!("CARGO_BIN_EXE_profiler-engine"),
+    ) {
+        (Some(p), _) => return PathBuf::from(p),
+        (None, Some(e)) => PathBuf::from(e),
+        (None, None) => panic!("tests/common serves the profiler and profiler-engine tests only"),
+    };
     let p = engine.with_file_name("profiler");
     assert!(
         p.is_file(),

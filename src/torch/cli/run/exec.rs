@@ -263,17 +263,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         crate::paths::check_output_file("--out", out)?;
     }
     if let Some(samples) = &a.samples {
-        crate::paths::check_output_file("--samples", samples)?;
-        // Another run's samples are results too: never replaced silently.
-        if let Ok(m) = std::fs::metadata(samples) {
-            if m.is_file() && m.len() > 0 {
-                bail!(
-                    "--samples {}: the file exists ({} bytes); remove it or choose another path",
-                    samples.display(),
-                    m.len()
-                );
-            }
-        }
+        crate::paths::check_new_samples_file("--samples", samples)?;
     }
     let home = Home::locate()?;
     let profiles = crate::cli::project::resolve_profiles(a.device.as_deref(), &home)?;

@@ -45,16 +45,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
         bail!("--seq-len must be at least 2, got {}", a.seq_len);
     }
     if let Some(samples) = &a.samples {
-        crate::paths::check_output_file("--samples", samples)?;
-        if let Ok(m) = std::fs::metadata(samples) {
-            if m.is_file() && m.len() > 0 {
-                bail!(
-                    "--samples {}: the file exists ({} bytes); remove it or choose another path",
-                    samples.display(),
-                    m.len()
-                );
-            }
-        }
+        crate::paths::check_new_samples_file("--samples", samples)?;
     }
     let home = Home::locate()?;
     let listener = serve::bind(&a.addr)?;
