@@ -1,15 +1,12 @@
 //! Links libtorch's CUDA library for real, records where libtorch lives and which git commit
-//! the engine is built from (with the core's build script, `build.rs` at the top).
+//! the engine is built from (for run reports; the core needs neither, and has no build
+//! script).
 //!
 //! The linker drops `libtorch_cuda.so` (nothing references its symbols directly), and
 //! libtorch then reports CUDA as unavailable; `--no-as-needed` keeps it. The rpath lets
 //! the binary run without `LD_LIBRARY_PATH`; on another machine, point
 //! `LD_LIBRARY_PATH` at that torch's `lib/` folder instead.
 use std::path::{Path, PathBuf};
-
-#[path = "../../build.rs"]
-#[allow(dead_code)]
-mod root_build;
 
 /// libtorch's folder (`LIBTORCH`, set by `.cargo/config.toml` to the project venv's torch).
 fn libtorch_dir() -> Option<PathBuf> {
@@ -43,11 +40,42 @@ fn check_version(torch: &std::path::Path) {
     }
 }
 
+/// Records the git commit (when built from a checkout) for reports, with `-dirty` when
+/// tracked files differ from it, so that a report never names code it did not run.
+fn git_commit(checkout: &std::path::Path) {
+    for p in [
+        ".git/HEAD",
+        ".git/refs",
+        ".git/index",
+        "src",
+        "Cargo.toml",
+        "build.rs",
+    ] {
+        println!("cargo:rerun-if-changed={}", checkout.join(p).display());
+    }
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(checkout)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    if let Some(c) = git(&["rev-parse", "--short=12", "HEAD"]) {
+        let dirty =
+            git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+        let suffix = if dirty { "-dirty" } else { "" };
+        println!("cargo:rustc-env=PROFILER_GIT_COMMIT={c}{suffix}");
+    }
+}
+
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo::rustc-check-cfg=cfg(profiler_cuda_stats)");
     let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    root_build::git_commit(&checkout);
+    git_commit(&checkout);
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     let Some(torch) = libtorch_dir() else {
         println!("cargo:warning=LIBTORCH is not set; run scripts/setup first");
