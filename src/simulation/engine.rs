@@ -51,6 +51,35 @@ impl Record {
     }
 }
 
+/// Ends a run early once its objectives are certainly missed: `max_violations` requests
+/// over the TTFT (or the TPOT) limit put the percentile the objectives are judged at over
+/// it whatever the other requests do (see [`StopRule::for_percentile`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StopRule {
+    /// Milliseconds, compared as the objectives are (`Record::ttft() × 1e3`).
+    pub ttft_ms: Option<f64>,
+    /// Milliseconds.
+    pub tpot_ms: Option<f64>,
+    pub max_violations: usize,
+}
+
+impl StopRule {
+    /// The rule for the `q`-quantile (linear interpolation, as
+    /// [`super::report::quantile`]) of `n` values: once `k ≥ n − ⌊(n − 1)·q⌋` values exceed
+    /// a limit, the value at sorted index `⌊(n − 1)·q⌋` does, and so does the quantile.
+    /// With fewer values (TPOT skips one-token outputs) the bound only gets smaller, so
+    /// the rule stays safe.
+    pub fn for_percentile(ttft_ms: Option<f64>, tpot_ms: Option<f64>, q: f64, n: u64) -> Self {
+        let n = n.max(1) as f64;
+        let lo = ((n - 1.0) * q.clamp(0.0, 1.0)).floor();
+        StopRule {
+            ttft_ms,
+            tpot_ms,
+            max_violations: (n - lo).max(1.0) as usize,
+        }
+    }
+}
+
 /// Everything a run of the simulator measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -71,6 +100,8 @@ pub struct Outcome {
     pub steps: u64,
     /// Sampled lengths cut to the deployment's limits.
     pub clipped: u64,
+    /// The run was ended by its [`StopRule`]: the objectives are missed.
+    pub stopped: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -156,6 +187,9 @@ struct Sim<'a> {
     kv_capacity: f64,
     /// Reused buffer of decode contexts.
     buf: Vec<u32>,
+    stop: Option<StopRule>,
+    ttft_over: usize,
+    tpot_over: usize,
 }
 
 impl Sim<'_> {
@@ -311,6 +345,11 @@ impl Sim<'_> {
                 // Prefill complete: the first token.
                 a.fresh = true;
                 self.reqs[a.id].first_token = now;
+                if let Some(limit) = self.stop.and_then(|s| s.ttft_ms) {
+                    if self.reqs[a.id].ttft() * 1e3 > limit {
+                        self.ttft_over += 1;
+                    }
+                }
                 a.ctx = a.prompt + 1;
                 a.remaining -= 1;
                 a.last_token = now;
@@ -341,6 +380,11 @@ impl Sim<'_> {
             if a.prefilled >= a.prompt && a.remaining == 0 {
                 self.reqs[a.id].finish = now;
                 self.done[a.id] = true;
+                if let Some(limit) = self.stop.and_then(|s| s.tpot_ms) {
+                    if self.reqs[a.id].tpot().is_some_and(|t| t * 1e3 > limit) {
+                        self.tpot_over += 1;
+                    }
+                }
                 self.finished.push(a.id);
                 if !m.static_shapes {
                     self.kv_now -= (a.ctx - 1) as f64;
@@ -357,7 +401,17 @@ impl Sim<'_> {
 }
 
 /// Runs the load of `source` on `dp` replicas of `m`.
-pub fn simulate(m: &StepModel, arrivals: Arrivals, mut source: Source) -> Outcome {
+pub fn simulate(m: &StepModel, arrivals: Arrivals, source: Source) -> Outcome {
+    simulate_until(m, arrivals, source, None)
+}
+
+/// [`simulate`], ended early by `stop` once the objectives are certainly missed.
+pub fn simulate_until(
+    m: &StepModel,
+    arrivals: Arrivals,
+    mut source: Source,
+    stop: Option<StopRule>,
+) -> Outcome {
     let dp = m.dep.dp.max(1) as usize;
     let mut replicas: Vec<Replica> = vec![Replica::default(); dp];
     let mut sim = Sim {
@@ -371,6 +425,9 @@ pub fn simulate(m: &StepModel, arrivals: Arrivals, mut source: Source) -> Outcom
         steps: 0,
         finished: Vec::new(),
         buf: Vec::new(),
+        stop,
+        ttft_over: 0,
+        tpot_over: 0,
         kv_capacity: if m.static_shapes {
             f64::INFINITY
         } else {
@@ -398,6 +455,7 @@ pub fn simulate(m: &StepModel, arrivals: Arrivals, mut source: Source) -> Outcom
     let mut in_system_area = 0.0;
     let mut busy_slot_area = 0.0;
     let mut first_arrival = f64::NAN;
+    let mut stopped = false;
     loop {
         let next_arrival = future.peek().map(|Reverse((t, _))| t.0);
         let next_done = replicas
@@ -438,6 +496,13 @@ pub fn simulate(m: &StepModel, arrivals: Arrivals, mut source: Source) -> Outcom
         }
         let Some((i, _)) = next_done else { break };
         sim.finish(&mut replicas[i], now);
+        if sim
+            .stop
+            .is_some_and(|s| sim.ttft_over.max(sim.tpot_over) >= s.max_violations)
+        {
+            stopped = true;
+            break;
+        }
         let n_finished = sim.finished.len();
         in_system -= n_finished;
         if closed {
@@ -474,5 +539,6 @@ pub fn simulate(m: &StepModel, arrivals: Arrivals, mut source: Source) -> Outcom
         peak_kv_tokens: sim.peak_kv,
         steps: sim.steps,
         clipped: source.clipped,
+        stopped,
     }
 }

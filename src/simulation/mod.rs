@@ -94,8 +94,13 @@ pub fn run(
 
 /// Runs the load on a step model (no checks).
 pub fn run_model(m: &StepModel, load: &Load) -> Outcome {
+    run_model_until(m, load, None)
+}
+
+/// [`run_model`], ended early by `stop` once the objectives are certainly missed.
+pub fn run_model_until(m: &StepModel, load: &Load, stop: Option<engine::StopRule>) -> Outcome {
     let source = Source::new(load, m.max_prompt(), m.dep.seq_len);
-    engine::simulate(m, load.arrivals, source)
+    engine::simulate_until(m, load.arrivals, source, stop)
 }
 
 /// The report of an outcome.

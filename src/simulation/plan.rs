@@ -4,9 +4,10 @@
 //! instances for the target rate within the SLOs; the largest rate one instance sustains is
 //! found by bisection on the Poisson arrival rate, each trial a simulation.
 
+use super::engine::StopRule;
 use super::load::{Arrivals, Lengths, Load};
 use super::report::{label, quantile, SloSpec};
-use super::{run_model, SimRequest};
+use super::{run_model_until, SimRequest};
 use crate::model::card::ModelCard;
 use crate::projection::bucket::compiled_seq_len;
 use crate::projection::dtype::WeightsDtype;
@@ -81,8 +82,26 @@ pub struct PlanReport {
 
 /// The p-th percentile TTFT and TPOT (ms) of a simulation, and whether they meet `slo`.
 fn judge(m: &StepModel, load: &Load, slo: &SloSpec) -> (bool, Option<f64>, Option<f64>) {
-    let o = run_model(m, load);
+    judge_until(m, load, slo, false)
+}
+
+/// [`judge`]; with `early`, a run that certainly misses the objectives ends as soon as
+/// that is known (same verdict, no percentiles).
+fn judge_until(
+    m: &StepModel,
+    load: &Load,
+    slo: &SloSpec,
+    early: bool,
+) -> (bool, Option<f64>, Option<f64>) {
     let q = slo.percentile / 100.0;
+    let stop = match (early, load.requests) {
+        (true, Some(n)) => Some(StopRule::for_percentile(slo.ttft_ms, slo.tpot_ms, q, n)),
+        _ => None,
+    };
+    let o = run_model_until(m, load, stop);
+    if o.stopped {
+        return (false, None, None);
+    }
     if o.records.is_empty() {
         return (false, None, None);
     }
@@ -207,7 +226,7 @@ fn search(
                     },
                     req.trial_requests,
                 );
-                judge(&m, &l, &req.slo).0
+                judge_until(&m, &l, &req.slo, true).0
             };
             // Only a configuration needing fewer instances than the best so far matters:
             // it must sustain `rate / (n_best − 1)`.
@@ -255,6 +274,107 @@ fn search(
     best.ok_or(why)
 }
 
+/// `f` over `items` on up to `available_parallelism` threads; results in input order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len().max(1));
+    if threads <= 1 {
+        return items.iter().map(&f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut out: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
+    let done: Vec<Vec<(usize, R)>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        mine.push((i, f(item)));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    });
+    for (i, r) in done.into_iter().flatten() {
+        out[i] = Some(r);
+    }
+    out.into_iter().flatten().collect()
+}
+
+/// The plan row of one instance: its best configuration, or why it has none.
+fn plan_row(card: &ModelCard, profile: &Profile, inst: &Instance, req: &PlanRequest) -> PlanRow {
+    let tokens_per_req = (req.input_len + req.output_len) as f64;
+    let lab = label(
+        &profile.name,
+        profile.calibration.error,
+        match profile.calibration.status {
+            crate::projection::profile::CalibrationStatus::Fitted => "fitted",
+            crate::projection::profile::CalibrationStatus::Assumed => "assumed",
+        },
+    );
+    let price = inst.price(req.price).map(|p| p.usd_per_hour);
+    let mut row = PlanRow {
+        profile: profile.name.clone(),
+        instance: inst.name.clone(),
+        tp: None,
+        dp: None,
+        max_num_seqs: None,
+        max_rate_per_instance: None,
+        instances_needed: None,
+        fleet_usd_per_hour: None,
+        cost_usd_per_million_tokens: None,
+        meets_slo: false,
+        reason: None,
+        ttft_ms_at_percentile: None,
+        tpot_ms_at_percentile: None,
+        label: lab,
+    };
+    match search(card, profile, inst, req) {
+        Err(why) => row.reason = Some(why),
+        Ok((dep, max_rate)) => {
+            let n = (req.rate / max_rate).ceil().max(1.0);
+            row.tp = Some(dep.tp);
+            row.dp = Some(dep.dp);
+            row.max_num_seqs = Some(dep.max_num_seqs);
+            row.max_rate_per_instance = Some(max_rate);
+            row.instances_needed = Some(n as u64);
+            row.meets_slo = true;
+            let m = StepModel::new(&card.architecture, profile, &profile.latency, &dep);
+            let l = load(
+                req,
+                Arrivals::Rate {
+                    rate: req.rate / n,
+                    burstiness: 1.0,
+                },
+                req.trial_requests,
+            );
+            let (_, t, p) = judge(&m, &l, &req.slo);
+            row.ttft_ms_at_percentile = t;
+            row.tpot_ms_at_percentile = p;
+            match price {
+                Some(usd) => {
+                    let fleet = n * usd;
+                    row.fleet_usd_per_hour = Some(fleet);
+                    row.cost_usd_per_million_tokens =
+                        Some(fleet / 3600.0 / (req.rate * tokens_per_req) * 1e6);
+                }
+                None => {
+                    row.reason = Some(format!("no {} price: listed, not ranked", req.price.name()))
+                }
+            }
+        }
+    }
+    row
+}
+
 /// Plans `req` on every instance of `profiles`.
 pub fn plan(card: &ModelCard, profiles: &[Profile], req: &PlanRequest) -> Result<PlanReport> {
     if !(req.rate > 0.0 && req.rate.is_finite()) {
@@ -298,74 +418,13 @@ pub fn plan(card: &ModelCard, profiles: &[Profile], req: &PlanRequest) -> Result
         bail!("--slo-percentile must be in (0, 100] (got {p})");
     }
     crate::projection::project::check_positions(card, req.input_len, req.output_len)?;
-    let tokens_per_req = (req.input_len + req.output_len) as f64;
-    let mut rows = Vec::new();
-    for profile in profiles {
-        let lab = label(
-            &profile.name,
-            profile.calibration.error,
-            match profile.calibration.status {
-                crate::projection::profile::CalibrationStatus::Fitted => "fitted",
-                crate::projection::profile::CalibrationStatus::Assumed => "assumed",
-            },
-        );
-        for inst in &profile.instances {
-            let price = inst.price(req.price).map(|p| p.usd_per_hour);
-            let mut row = PlanRow {
-                profile: profile.name.clone(),
-                instance: inst.name.clone(),
-                tp: None,
-                dp: None,
-                max_num_seqs: None,
-                max_rate_per_instance: None,
-                instances_needed: None,
-                fleet_usd_per_hour: None,
-                cost_usd_per_million_tokens: None,
-                meets_slo: false,
-                reason: None,
-                ttft_ms_at_percentile: None,
-                tpot_ms_at_percentile: None,
-                label: lab.clone(),
-            };
-            match search(card, profile, inst, req) {
-                Err(why) => row.reason = Some(why),
-                Ok((dep, max_rate)) => {
-                    let n = (req.rate / max_rate).ceil().max(1.0);
-                    row.tp = Some(dep.tp);
-                    row.dp = Some(dep.dp);
-                    row.max_num_seqs = Some(dep.max_num_seqs);
-                    row.max_rate_per_instance = Some(max_rate);
-                    row.instances_needed = Some(n as u64);
-                    row.meets_slo = true;
-                    let m = StepModel::new(&card.architecture, profile, &profile.latency, &dep);
-                    let l = load(
-                        req,
-                        Arrivals::Rate {
-                            rate: req.rate / n,
-                            burstiness: 1.0,
-                        },
-                        req.trial_requests,
-                    );
-                    let (_, t, p) = judge(&m, &l, &req.slo);
-                    row.ttft_ms_at_percentile = t;
-                    row.tpot_ms_at_percentile = p;
-                    match price {
-                        Some(usd) => {
-                            let fleet = n * usd;
-                            row.fleet_usd_per_hour = Some(fleet);
-                            row.cost_usd_per_million_tokens =
-                                Some(fleet / 3600.0 / (req.rate * tokens_per_req) * 1e6);
-                        }
-                        None => {
-                            row.reason =
-                                Some(format!("no {} price: listed, not ranked", req.price.name()))
-                        }
-                    }
-                }
-            }
-            rows.push(row);
-        }
-    }
+    // Every instance's search is independent and deterministic: spread them over the
+    // machine's cores, rows kept in catalogue order.
+    let jobs: Vec<(&Profile, &Instance)> = profiles
+        .iter()
+        .flat_map(|p| p.instances.iter().map(move |i| (p, i)))
+        .collect();
+    let mut rows = parallel_map(&jobs, |&(profile, inst)| plan_row(card, profile, inst, req));
     let rank = |r: &PlanRow| match (r.meets_slo, r.fleet_usd_per_hour) {
         (true, Some(_)) => 0,
         (true, None) => 1,

@@ -439,3 +439,81 @@ fn chunked_prefill_bounds_the_token_budget_and_lowers_decode_stalls() {
     // chunking; with 2048-token chunks the longest gap between two tokens is shorter.
     assert!(chunked.itl_ms.unwrap().max < whole.itl_ms.unwrap().max);
 }
+
+#[test]
+fn stop_rule_bound_is_the_hand_computed_one() {
+    use super::engine::StopRule;
+    // p99 of 200 values: sorted index ⌊199 × 0.99⌋ = 197, so 3 values over the limit
+    // decide it; p50 of 10: index ⌊9 × 0.5⌋ = 4, so 6.
+    assert_eq!(
+        StopRule::for_percentile(None, None, 0.99, 200).max_violations,
+        3
+    );
+    assert_eq!(
+        StopRule::for_percentile(None, None, 0.5, 10).max_violations,
+        6
+    );
+    assert_eq!(
+        StopRule::for_percentile(None, None, 1.0, 1).max_violations,
+        1
+    );
+}
+
+#[test]
+fn a_run_stopped_early_misses_the_objectives_the_full_run_misses() {
+    use super::engine::StopRule;
+    let c = card8b();
+    let mut stops = 0;
+    for (name, _inst, tp) in [
+        ("inf2-profile", "inf2.48xlarge", 24),
+        ("h100-profile", "p5.48xlarge", 8),
+    ] {
+        let p = prof(name);
+        let d = dep(tp, 8, 2048);
+        let m = StepModel::new(&c.architecture, &p, &p.latency, &d);
+        for rate in [0.5, 2.0, 8.0, 32.0] {
+            let l = fixed(
+                1500,
+                250,
+                Arrivals::Rate {
+                    rate,
+                    burstiness: 1.0,
+                },
+                200,
+                7,
+            );
+            let full = run_model(&m, &l);
+            let mut ttft: Vec<f64> = full.records.iter().map(|r| r.ttft() * 1e3).collect();
+            let mut tpot: Vec<f64> = full
+                .records
+                .iter()
+                .filter_map(|r| r.tpot().map(|t| t * 1e3))
+                .collect();
+            let p99t = report::quantile(&mut ttft, 0.99).unwrap();
+            let p99p = report::quantile(&mut tpot, 0.99).unwrap();
+            // Limits just below and above the full run's p99: a run stops only when the
+            // full run misses them.
+            for (lt, lp) in [
+                (p99t * 0.999, None),
+                (p99t * 1.001, None),
+                (f64::MAX, Some(p99p * 0.999)),
+                (f64::MAX, Some(p99p * 1.001)),
+            ] {
+                let rule = StopRule::for_percentile(Some(lt), lp, 0.99, 200);
+                let early = run_model_until(&m, &l, Some(rule));
+                let missed = p99t > lt || lp.is_some_and(|x| p99p > x);
+                if early.stopped {
+                    assert!(
+                        missed,
+                        "{name} rate {rate}: stopped, yet {lt} {lp:?} are met"
+                    );
+                    stops += 1;
+                } else {
+                    // Not stopped: the same run, so the same verdict.
+                    assert_eq!(early.records, full.records, "{name} rate {rate}");
+                }
+            }
+        }
+    }
+    assert!(stops >= 4, "the rule never stopped a run ({stops})");
+}
