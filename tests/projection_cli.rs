@@ -143,6 +143,62 @@ fn compare_sorts_by_cost_and_draws_the_chart() {
     assert!(table.to_lowercase().contains("projected"), "{table}");
 }
 
+/// `compare` takes the compile and serving flags of `project` (issue: Neuron compile
+/// configuration): the search stays within the slots, replicas count, and an instance that
+/// cannot hold the replicas says so.
+#[test]
+fn compare_takes_the_compile_and_serving_flags() {
+    let out = common::run_ok(&[
+        "compare",
+        "--model",
+        "llama-3.1-8b",
+        "--device",
+        "inf2-profile",
+        "--input-len",
+        "1500",
+        "--output-len",
+        "250",
+        "--slo-tpot-ms",
+        "1000",
+        "--seq-len",
+        "2048",
+        "--max-num-seqs",
+        "8",
+        "--ctx-batch-size",
+        "1",
+        "--buckets",
+        "512,2048",
+        "--dp",
+        "3",
+        "--format",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    let row = |name: &str| rows.iter().find(|r| r["instance"] == name).unwrap();
+    let big = row("inf2.48xlarge");
+    assert_eq!(big["meets_slo"], true);
+    assert_eq!((big["tp"].as_u64(), big["dp"].as_u64()), (Some(8), Some(3)));
+    assert_eq!(big["batch"], 8);
+    assert_eq!(big["max_num_seqs"], 8);
+    assert_eq!(big["padded_input_len"], 2048);
+    let small = row("inf2.xlarge");
+    assert_eq!(small["meets_slo"], false);
+    assert!(small["reason"].as_str().unwrap().contains("--dp 3"));
+    let err = common::run_err(&[
+        "compare",
+        "--model",
+        "llama-3.1-8b",
+        "--input-len",
+        "1500",
+        "--output-len",
+        "250",
+        "--seq-len",
+        "1024",
+    ]);
+    common::assert_one_line_error(&err, "--seq-len 1024 is below");
+}
+
 #[test]
 fn devices_and_models_list_one_line_each() {
     let d = common::run_ok(&["devices"]);

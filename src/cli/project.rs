@@ -86,6 +86,25 @@ pub struct CompileArgs {
     pub dp: u32,
 }
 
+impl CompileArgs {
+    /// Zero slots, replicas or positions: one line naming the flag.
+    pub fn check(&self) -> Result<()> {
+        if self.dp == 0 {
+            bail!("--dp must be at least 1");
+        }
+        for (flag, v) in [
+            ("--seq-len", self.seq_len),
+            ("--max-num-seqs", self.max_num_seqs),
+            ("--ctx-batch-size", self.ctx_batch_size),
+        ] {
+            if v == Some(0) {
+                bail!("{flag} must be at least 1");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What projected numbers are computed on and printed as, shared by `project` and
 /// `compare`.
 #[derive(Args, Debug)]
@@ -110,18 +129,7 @@ pub fn project(a: ProjectArgs) -> Result<()> {
     req.tp = a.tp;
     req.batch = a.batch;
     req.price = a.basis.price;
-    if a.compile.dp == 0 {
-        bail!("--dp must be at least 1");
-    }
-    for (flag, v) in [
-        ("--seq-len", a.compile.seq_len),
-        ("--max-num-seqs", a.compile.max_num_seqs),
-        ("--ctx-batch-size", a.compile.ctx_batch_size),
-    ] {
-        if v == Some(0) {
-            bail!("{flag} must be at least 1");
-        }
-    }
+    a.compile.check()?;
     req.seq_len = a.compile.seq_len;
     req.max_num_seqs = a.compile.max_num_seqs;
     req.ctx_batch_size = a.compile.ctx_batch_size;
@@ -156,6 +164,8 @@ pub struct CompareArgs {
     #[arg(long)]
     slo_tpot_ms: Option<f64>,
     #[command(flatten)]
+    compile: CompileArgs,
+    #[command(flatten)]
     basis: Basis,
     /// Write an SVG chart of cost per 1M tokens against TPOT.
     #[arg(long)]
@@ -174,8 +184,14 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             bail!("{flag} must be a positive number of milliseconds");
         }
     }
+    a.compile.check()?;
     let mut req = CompareRequest::new(a.input_len, a.output_len, a.basis.weights_dtype);
     req.batch = a.batch;
+    req.seq_len = a.compile.seq_len;
+    req.max_num_seqs = a.compile.max_num_seqs;
+    req.ctx_batch_size = a.compile.ctx_batch_size;
+    req.buckets = a.compile.buckets;
+    req.dp = a.compile.dp;
     req.slo.ttft_ms = a.slo_ttft_ms;
     req.slo.tpot_ms = a.slo_tpot_ms;
     req.price = a.basis.price;

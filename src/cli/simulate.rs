@@ -153,9 +153,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
     };
     let inst = p.instance(&a.instance)?;
     let c = &a.compile;
-    if c.dp == 0 {
-        bail!("--dp must be at least 1");
-    }
+    c.check()?;
     let tp = match a.tp {
         Some(tp) => tp,
         None => crate::projection::project::natural_tp_for(p, inst, c.dp),

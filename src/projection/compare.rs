@@ -4,7 +4,8 @@
 
 use super::dtype::WeightsDtype;
 use super::profile::{self, PriceKind, Profile};
-use super::project::{project_one, ProjectRequest, Projected};
+use super::project::{check_compile, check_settings, natural_tp_for, project_one};
+use super::project::{ProjectRequest, Projected};
 use crate::model::card::ModelCard;
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -41,6 +42,18 @@ pub struct CompareRequest {
     pub price: PriceKind,
     /// Largest batch the SLO search tries.
     pub max_batch: u32,
+    /// Compiled positions (`--seq-len`); by default input + output rounded up.
+    pub seq_len: Option<u32>,
+    /// Compiled batch / continuous-batching slots (`--max-num-seqs`): the SLO search stays
+    /// within them, and on Neuron every decode step runs all of them.
+    pub max_num_seqs: Option<u32>,
+    /// Prompts per context-encoding call (`--ctx-batch-size`).
+    pub ctx_batch_size: Option<u32>,
+    /// Context-encoding and token-generation buckets (`--buckets`).
+    pub buckets: Option<Vec<u32>>,
+    /// Data-parallel replicas per instance (`--dp`); TP is the instance's natural degree for
+    /// that many replicas.
+    pub dp: u32,
 }
 
 impl CompareRequest {
@@ -54,7 +67,26 @@ impl CompareRequest {
             slo: Slo::default(),
             price: PriceKind::OnDemand,
             max_batch: 256,
+            seq_len: None,
+            max_num_seqs: None,
+            ctx_batch_size: None,
+            buckets: None,
+            dp: 1,
         }
+    }
+
+    /// The projection request of one row at its TP degree.
+    fn project_request(&self, tp: u32) -> ProjectRequest {
+        let mut p = ProjectRequest::new(self.input_len, self.output_len, self.dtype);
+        p.tp = Some(tp);
+        p.batch = if self.slo.is_set() { 1 } else { self.batch };
+        p.price = self.price;
+        p.seq_len = self.seq_len;
+        p.max_num_seqs = self.max_num_seqs;
+        p.ctx_batch_size = self.ctx_batch_size;
+        p.buckets = self.buckets.clone();
+        p.dp = self.dp.max(1);
+        p
     }
 }
 
@@ -116,17 +148,19 @@ fn slo_batch(hi: u32, eval: &impl Fn(u32) -> Projected, slo: &Slo) -> Option<Pro
 
 fn row(card: &ModelCard, profile: &Profile, inst_idx: usize, req: &CompareRequest) -> CompareRow {
     let inst = &profile.instances[inst_idx];
-    let tp = profile.natural_tp(inst);
-    let mut preq = ProjectRequest::new(req.input_len, req.output_len, req.dtype);
-    preq.tp = Some(tp);
-    preq.batch = req.batch;
-    preq.price = req.price;
+    let tp = natural_tp_for(profile, inst, req.dp);
+    let preq = req.project_request(tp);
     let eval = |b: u32| project_one(card, profile, inst, tp, b, &preq);
-    let base = eval(if req.slo.is_set() {
-        1
-    } else {
-        req.batch.max(1)
-    });
+    let base = eval(preq.batch.max(1));
+    // Settings this instance cannot run (replicas beyond it, a prompt beyond its buckets):
+    // listed with the reason, not ranked.
+    if let Err(e) = check_compile(card, profile, inst, tp, &preq) {
+        return CompareRow {
+            projected: base,
+            meets_slo: false,
+            reason: Some(format!("{e:#}")),
+        };
+    }
     if !base.projection.fits {
         let reason = base.projection.notes.first().cloned();
         return CompareRow {
@@ -142,7 +176,11 @@ fn row(card: &ModelCard, profile: &Profile, inst_idx: usize, req: &CompareReques
             reason: None,
         };
     }
-    let hi = base.max_batch_that_fits.min(req.max_batch).max(1);
+    let hi = base
+        .max_batch_that_fits
+        .min(req.max_batch)
+        .min(req.max_num_seqs.unwrap_or(u32::MAX))
+        .max(1);
     match slo_batch(hi, &eval, &req.slo) {
         Some(p) => CompareRow {
             projected: p,
@@ -189,6 +227,10 @@ pub fn compare_profiles(
         bail!("--input-len, --output-len and --batch must be positive");
     }
     super::project::check_positions(card, req.input_len, req.output_len)?;
+    if req.dp == 0 {
+        bail!("--dp must be at least 1");
+    }
+    check_settings(&req.project_request(1))?;
     for (name, v) in [
         ("--slo-ttft-ms", req.slo.ttft_ms),
         ("--slo-tpot-ms", req.slo.tpot_ms),
@@ -332,5 +374,45 @@ mod tests {
             "{}",
             r.recommendation
         );
+    }
+
+    #[test]
+    fn compile_settings_bound_the_search_and_name_what_an_instance_cannot_run() {
+        let mut req = CompareRequest::new(1500, 250, WeightsDtype::Bf16);
+        req.slo.tpot_ms = Some(1000.0);
+        req.max_num_seqs = Some(8);
+        req.seq_len = Some(2048);
+        req.dp = 3;
+        let r = run("llama-3.1-8b", "inf2-profile", &req);
+        let get = |name: &str| {
+            r.rows
+                .iter()
+                .find(|x| x.projected.projection.instance == name)
+                .unwrap()
+        };
+        // 24 NeuronCores hold 3 replicas of TP 8; the loose SLO fills the 8 slots, no more.
+        let big = get("inf2.48xlarge");
+        assert!(big.meets_slo, "{:?}", big.reason);
+        assert_eq!(big.projected.projection.tp, 8);
+        assert_eq!(big.projected.dp, 3);
+        assert_eq!(big.projected.projection.batch, 8);
+        assert_eq!(big.projected.kv_cache_len, 2048);
+        // Two NeuronCores cannot hold three replicas: listed, not ranked, with the numbers.
+        let small = get("inf2.xlarge");
+        assert!(!small.meets_slo);
+        let why = small.reason.as_deref().unwrap();
+        assert!(
+            why.contains("--dp 3") && why.contains("inf2.xlarge"),
+            "{why}"
+        );
+        assert_eq!(sort_key(small).0, 2);
+        // A compiled length below the request is refused for every instance at once.
+        let mut bad = CompareRequest::new(1500, 250, WeightsDtype::Bf16);
+        bad.seq_len = Some(1024);
+        let c = card::find(&root().join("models"), "llama-3.1-8b").unwrap();
+        let e = compare(&root().join("profiles"), &c, "inf2-profile", &bad)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("--seq-len 1024 is below"), "{e}");
     }
 }

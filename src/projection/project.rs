@@ -142,15 +142,9 @@ pub fn project_one(
     p
 }
 
-/// Refuses compile and serving settings `profile` cannot run for `req` at TP `tp` on
-/// `inst`: one line naming the flag.
-pub fn check_compile(
-    card: &ModelCard,
-    profile: &Profile,
-    inst: &Instance,
-    tp: u32,
-    req: &ProjectRequest,
-) -> Result<()> {
+/// Refuses compile and serving settings no instance can run for `req`: a compiled length
+/// below the request, a batch above the slots. One line naming the flag.
+pub fn check_settings(req: &ProjectRequest) -> Result<()> {
     let total = req.input_len as u64 + req.output_len as u64;
     if let Some(s) = req.seq_len {
         if (s as u64) < total {
@@ -166,6 +160,19 @@ pub fn check_compile(
             bail!("--batch {} is more than --max-num-seqs {m}", req.batch);
         }
     }
+    Ok(())
+}
+
+/// Refuses compile and serving settings `profile` cannot run for `req` at TP `tp` on
+/// `inst`: one line naming the flag.
+pub fn check_compile(
+    card: &ModelCard,
+    profile: &Profile,
+    inst: &Instance,
+    tp: u32,
+    req: &ProjectRequest,
+) -> Result<()> {
+    check_settings(req)?;
     let units = profile.units(inst);
     let dp = req.dp.max(1);
     if dp as u64 * tp as u64 > units as u64 {
