@@ -193,6 +193,91 @@ fn simulate_reads_a_workload_file() {
     common::assert_one_line_error(&out, "w.jsonl:2: no lengths");
 }
 
+/// A workload's `prompt` text needs the model's tokenizer; a card without one here is a
+/// one-line error naming the line and what to give instead.
+#[test]
+fn prompt_text_without_a_tokenizer_is_one_line() {
+    let dir = common::tempdir();
+    let w = dir.path().join("w.jsonl");
+    std::fs::write(&w, "{\"prompt\": \"Hello there\", \"output_tokens\": 5}\n").unwrap();
+    let out = common::run_err(&[
+        "simulate",
+        "--model",
+        "llama-3.1-8b",
+        "--device",
+        "inf2-profile",
+        "--instance",
+        "inf2.24xlarge",
+        "--workload",
+        &common::path_str(&w),
+    ]);
+    common::assert_one_line_error(&out, "w.jsonl:1: `prompt` text needs a tokenizer");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--tokenizer"), "{err}");
+}
+
+/// `prompt` texts are counted with the model's own tokenizer (the default model's GGUF), as
+/// transformers counts them: the counts of the reference fixtures
+/// (tests/fixtures/reference.json, `tokenizer(text)['input_ids']`).
+#[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "needs the default model from scripts/setup (scripts/test turns on model-tests)"
+)]
+fn prompt_text_is_counted_with_the_models_tokenizer() {
+    let reference: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::home().join("tests/fixtures/reference.json")).unwrap(),
+    )
+    .unwrap();
+    let cases = reference["cases"].as_array().unwrap();
+    let mut lines = String::new();
+    let mut expected = Vec::new();
+    for c in cases {
+        let line = serde_json::json!({"prompt": c["text_fed"], "output_tokens": 8});
+        lines.push_str(&format!("{line}\n"));
+        expected.push(c["prompt_tokens"].as_array().unwrap().len() as u64);
+    }
+    let dir = common::tempdir();
+    let w = dir.path().join("w.jsonl");
+    std::fs::write(&w, lines).unwrap();
+    let weights = common::default_weights();
+    for tokenizer in [None, Some(common::path_str(&weights))] {
+        let per = dir.path().join("per.jsonl");
+        let _ = std::fs::remove_file(&per);
+        let mut args = vec![
+            "simulate",
+            "--model",
+            "llama",
+            "--device",
+            "inf2-profile",
+            "--instance",
+            "inf2.xlarge",
+            "--max-num-seqs",
+            "2",
+            "--workload",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        args.push(common::path_str(&w));
+        args.extend(["--per-request".into(), common::path_str(&per)]);
+        if let Some(t) = &tokenizer {
+            args.extend(["--tokenizer".into(), t.clone()]);
+        }
+        run_ok(&args);
+        let got: Vec<u64> = std::fs::read_to_string(&per)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["prompt_tokens"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(got, expected, "tokenizer {tokenizer:?}");
+    }
+}
+
 #[test]
 fn simulate_bad_input_is_one_line() {
     run_err(

@@ -3,6 +3,7 @@
 use super::project::CompileArgs;
 use super::write_out;
 use crate::model::card;
+use crate::model::tokenizer::{locate_for_card, Tokenizer, TokenizerSource};
 use crate::paths::Home;
 use crate::projection::bucket::compiled_seq_len;
 use crate::projection::export::Format;
@@ -98,10 +99,14 @@ pub struct SimulateArgs {
     input_len_stddev: f64,
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     output_len_stddev: f64,
-    /// Lengths (and arrival times) from a JSONL file: `prompt_tokens`, `output_tokens`,
-    /// optional `arrival_s` per line.
+    /// Lengths (and arrival times) from a JSONL file: `prompt_tokens` (or `prompt` text),
+    /// `output_tokens`, optional `arrival_s` per line.
     #[arg(long, conflicts_with = "samples")]
     workload: Option<PathBuf>,
+    /// Tokenizer that counts `prompt` texts of --workload: a Hugging Face directory with
+    /// tokenizer.json, or a GGUF file (default: the model's own, where it has one here).
+    #[arg(long, requires = "workload")]
+    tokenizer: Option<PathBuf>,
     /// Lengths and start times of the requests of a `profiler run` samples file.
     #[arg(long)]
     samples: Option<PathBuf>,
@@ -172,7 +177,10 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         (None, None) => bail!("give --concurrency N (closed loop) or --rate R (requests/s)"),
     };
     let lengths = match (&a.workload, &a.samples) {
-        (Some(w), _) => Lengths::List(load::read_workload(w)?),
+        (Some(w), _) => {
+            let mut count = prompt_counter(a.tokenizer.as_deref(), &card, &home);
+            Lengths::List(load::read_workload(w, &mut count)?)
+        }
         (_, Some(s)) => Lengths::List(load::read_samples(s)?),
         _ => Lengths::Spread {
             input: a.input_len,
@@ -254,6 +262,34 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
             .with_context(|| format!("cannot write --per-request {}", path.display()))?;
     }
     write_out(&export::simulation(a.format, &report))
+}
+
+/// Counts the tokens of a workload's `prompt` text with `explicit` or the card's own
+/// tokenizer, loaded at the first text (a workload of counts needs none), as the served
+/// model would: `tokenizer(prompt)` with its special tokens.
+fn prompt_counter<'a>(
+    explicit: Option<&'a std::path::Path>,
+    card: &'a card::ModelCard,
+    home: &'a Home,
+) -> impl FnMut(&str) -> Result<u32> + 'a {
+    let mut loaded: Option<Tokenizer> = None;
+    move |text: &str| {
+        let tok = match &mut loaded {
+            Some(t) => t,
+            slot @ None => {
+                let source = match explicit {
+                    Some(p) => TokenizerSource::from_path(p),
+                    None => locate_for_card(card, &home.weights_cache()).map_err(|why| {
+                        anyhow::anyhow!(
+                            "`prompt` text needs a tokenizer: {why}; give `prompt_tokens` or --tokenizer PATH"
+                        )
+                    })?,
+                };
+                slot.insert(source.load()?)
+            }
+        };
+        Ok(u32::try_from(tok.encode(text)?.len()).unwrap_or(u32::MAX))
+    }
 }
 
 #[derive(Args, Debug)]

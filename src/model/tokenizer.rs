@@ -62,6 +62,17 @@ impl Tokenizer {
         })
     }
 
+    /// The tokenizer a parsed GGUF file carries; `file` names it in errors.
+    pub fn from_gguf(g: &crate::model::gguf::GgufFile, file: &str) -> Result<Self> {
+        Self::from_gguf_spec(GgufTokenizerSpec::from_gguf(g, file)?, file)
+    }
+
+    /// The tokenizer of a GGUF file (its metadata only; no tensor is read).
+    pub fn from_gguf_file(path: &Path) -> Result<Self> {
+        let g = crate::model::gguf::GgufFile::open(path)?;
+        Self::from_gguf(&g, &path.display().to_string())
+    }
+
     /// Loads `tokenizer.json` from a Hugging Face directory, with the special tokens,
     /// `add_bos_token`/`add_eos_token` and chat template of `tokenizer_config.json`
     /// (or `chat_template.jinja`) and the EOS ids of `generation_config.json`, when present.
@@ -478,5 +489,63 @@ mod tests {
         std::fs::write(dir.path().join("tokenizer_config.json"), "{not json").unwrap();
         let e = Tokenizer::from_hf_dir(dir.path()).unwrap_err().to_string();
         assert!(e.contains("tokenizer_config.json: not valid JSON"), "{e}");
+    }
+}
+
+/// Where a model card's tokenizer is, when it has one here: `tokenizer.json` beside a
+/// Hugging Face `config.json`, or the GGUF weights a card ships once they are in
+/// `weights_cache`. `Err` carries why there is none, for the caller's message.
+pub fn locate_for_card(
+    card: &super::card::ModelCard,
+    weights_cache: &Path,
+) -> std::result::Result<TokenizerSource, String> {
+    if let Some(dir) = card.path.parent() {
+        if card.weights.is_none() && dir.join("tokenizer.json").is_file() {
+            return Ok(TokenizerSource::HfDir(dir.to_path_buf()));
+        }
+    }
+    match &card.weights {
+        Some(w) => {
+            let p = weights_cache.join(&w.file);
+            if p.is_file() {
+                Ok(TokenizerSource::Gguf(p))
+            } else {
+                Err(format!(
+                    "the weights of {} carry its tokenizer but are not downloaded (`scripts/setup` fetches them)",
+                    card.name
+                ))
+            }
+        }
+        None => Err(format!(
+            "{} has no tokenizer here (no weights, no tokenizer.json beside its config)",
+            card.name
+        )),
+    }
+}
+
+/// A tokenizer's files.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenizerSource {
+    /// A Hugging Face directory with `tokenizer.json`.
+    HfDir(std::path::PathBuf),
+    /// A GGUF file's metadata.
+    Gguf(std::path::PathBuf),
+}
+
+impl TokenizerSource {
+    /// A directory is read as a Hugging Face tokenizer, a file as GGUF.
+    pub fn from_path(p: &Path) -> Self {
+        if p.is_dir() {
+            TokenizerSource::HfDir(p.to_path_buf())
+        } else {
+            TokenizerSource::Gguf(p.to_path_buf())
+        }
+    }
+
+    pub fn load(&self) -> Result<Tokenizer> {
+        match self {
+            TokenizerSource::HfDir(d) => Tokenizer::from_hf_dir(d),
+            TokenizerSource::Gguf(f) => Tokenizer::from_gguf_file(f),
+        }
     }
 }

@@ -227,10 +227,14 @@ struct WorkloadLine {
     arrival_s: Option<f64>,
 }
 
-/// Parses a workload file: one JSON object per line with `prompt_tokens` and
-/// `output_tokens` (or `max_new_tokens`), optionally `arrival_s`. Errors name the file and
-/// line.
-pub fn parse_workload(text: &str, file: &str) -> Result<Vec<LengthEntry>> {
+/// Parses a workload file: one JSON object per line with `prompt_tokens` (or `prompt`
+/// text, counted by `count_tokens`) and `output_tokens` (or `max_new_tokens`), optionally
+/// `arrival_s`. Errors name the file and line.
+pub fn parse_workload(
+    text: &str,
+    file: &str,
+    count_tokens: &mut dyn FnMut(&str) -> Result<u32>,
+) -> Result<Vec<LengthEntry>> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut out = Vec::new();
     let expected = "expected {\"prompt_tokens\": 1500, \"output_tokens\": 250, \"arrival_s\": 0.5}";
@@ -242,16 +246,20 @@ pub fn parse_workload(text: &str, file: &str) -> Result<Vec<LengthEntry>> {
         let w: WorkloadLine = serde_json::from_str(line)
             .map_err(|e| anyhow::anyhow!("{file}:{n}: {e} ({expected})"))?;
         let output = w.output_tokens.or(w.max_new_tokens);
-        let (Some(prompt), Some(output)) = (w.prompt_tokens, output) else {
-            let why = if w.prompt.is_some() && w.prompt_tokens.is_none() {
-                "`prompt` text is not tokenised here: give `prompt_tokens`"
-            } else {
-                "no lengths: `prompt_tokens` and `output_tokens` are required"
-            };
-            bail!("{file}:{n}: {why} ({expected})");
+        let prompt = match (w.prompt_tokens, &w.prompt) {
+            (Some(p), _) => Some(p),
+            (None, Some(text)) if output.is_some() => {
+                Some(count_tokens(text).map_err(|e| anyhow::anyhow!("{file}:{n}: {e:#}"))?)
+            }
+            _ => None,
+        };
+        let (Some(prompt), Some(output)) = (prompt, output) else {
+            bail!(
+                "{file}:{n}: no lengths: `prompt_tokens` (or `prompt` text) and `output_tokens` are required ({expected})"
+            );
         };
         if prompt == 0 || output == 0 {
-            bail!("{file}:{n}: `prompt_tokens` and `output_tokens` must be at least 1");
+            bail!("{file}:{n}: the prompt and `output_tokens` must be at least 1 token");
         }
         if let Some(t) = w.arrival_s {
             if !(t >= 0.0 && t.is_finite()) {
@@ -270,11 +278,14 @@ pub fn parse_workload(text: &str, file: &str) -> Result<Vec<LengthEntry>> {
     Ok(out)
 }
 
-/// Reads a workload file.
-pub fn read_workload(path: &Path) -> Result<Vec<LengthEntry>> {
+/// Reads a workload file; `prompt` texts are counted by `count_tokens`.
+pub fn read_workload(
+    path: &Path,
+    count_tokens: &mut dyn FnMut(&str) -> Result<u32>,
+) -> Result<Vec<LengthEntry>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read workload file {}", path.display()))?;
-    parse_workload(&text, &path.display().to_string())
+    parse_workload(&text, &path.display().to_string(), count_tokens)
 }
 
 /// The lengths of the successful requests of a `profiler run` samples file, at the
@@ -307,24 +318,53 @@ mod tests {
     #[test]
     fn workload_lines_need_lengths_and_errors_name_the_line() {
         let ok = "{\"prompt_tokens\": 10, \"output_tokens\": 5}\n{\"prompt_tokens\": 7, \"max_new_tokens\": 3, \"arrival_s\": 1.5}\n";
-        let v = parse_workload(ok, "w.jsonl").unwrap();
+        let v = parse_workload(ok, "w.jsonl", &mut words).unwrap();
         assert_eq!(v.len(), 2);
         assert_eq!(v[1].output, 3);
         assert_eq!(v[1].arrival_s, Some(1.5));
         let e = parse_workload(
             "{\"prompt_tokens\": 10, \"output_tokens\": 5}\n{\"arrival_s\": 1}\n",
             "w.jsonl",
+            &mut words,
         )
         .unwrap_err()
         .to_string();
         assert!(e.starts_with("w.jsonl:2: no lengths"), "{e}");
-        let e = parse_workload("{\"prompt\": \"hi\"}\n", "w.jsonl")
+        // Text without an output length is not a request.
+        let e = parse_workload("{\"prompt\": \"hi\"}\n", "w.jsonl", &mut words)
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("w.jsonl:1:") && e.contains("prompt_tokens"),
+            e.starts_with("w.jsonl:1:") && e.contains("output_tokens"),
             "{e}"
         );
+    }
+
+    /// A stand-in counter for the parser's own tests: one token per word.
+    fn words(text: &str) -> Result<u32> {
+        Ok(text.split_whitespace().count() as u32)
+    }
+
+    #[test]
+    fn prompt_text_is_counted_and_a_counter_error_names_the_line() {
+        let text = "{\"prompt\": \"one two three\", \"output_tokens\": 4}\n{\"prompt\": \"x\", \"prompt_tokens\": 9, \"output_tokens\": 1}\n";
+        let v = parse_workload(text, "w.jsonl", &mut words).unwrap();
+        assert_eq!((v[0].prompt, v[0].output), (3, 4));
+        // An explicit count wins over the text.
+        assert_eq!(v[1].prompt, 9);
+        let mut none = |_: &str| -> Result<u32> { bail!("no tokenizer here") };
+        let e = parse_workload(text, "w.jsonl", &mut none)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "w.jsonl:1: no tokenizer here");
+        let e = parse_workload(
+            "{\"prompt\": \"\", \"output_tokens\": 4}\n",
+            "w.jsonl",
+            &mut words,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("w.jsonl:1: the prompt"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!   of the Llama 3 family, Llama 3's split regex followed by a byte-level mapping;
 //! * no normaliser, no post-processor (BOS/EOS are added by the caller), byte-level decoder.
 
-use anyhow::{bail, Result};
+use crate::model::gguf::{GgufFile, MetaValue};
+use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, HashSet};
 
@@ -40,6 +41,60 @@ pub struct GgufTokenizerSpec {
     pub add_eos: Option<bool>,
     /// `tokenizer.chat_template` (Jinja).
     pub chat_template: Option<String>,
+}
+
+impl GgufTokenizerSpec {
+    /// The tokenizer fields of a GGUF file's `tokenizer.ggml.*` metadata; `file` names it
+    /// in errors.
+    pub fn from_gguf(g: &GgufFile, file: &str) -> Result<Self> {
+        let opt_u32 = |k: &str| -> Result<Option<u32>> {
+            match g.get(k) {
+                None => Ok(None),
+                Some(_) => Ok(Some(g.get_u64(k).with_context(|| file.to_string())? as u32)),
+            }
+        };
+        let opt_bool = |k: &str| match g.get(k) {
+            Some(MetaValue::Bool(b)) => Some(*b),
+            _ => None,
+        };
+        let token_types = match g.get("tokenizer.ggml.token_type") {
+            None => None,
+            Some(_) => Some(
+                g.get_i64_array("tokenizer.ggml.token_type")
+                    .with_context(|| file.to_string())?
+                    .into_iter()
+                    .map(|x| x as i32)
+                    .collect(),
+            ),
+        };
+        Ok(GgufTokenizerSpec {
+            model: g
+                .get_str("tokenizer.ggml.model")
+                .with_context(|| file.to_string())?
+                .to_string(),
+            pre: g.get_str("tokenizer.ggml.pre").ok().map(str::to_string),
+            tokens: g
+                .get_str_array("tokenizer.ggml.tokens")
+                .with_context(|| file.to_string())?,
+            token_types,
+            merges: if g.get("tokenizer.ggml.merges").is_some() {
+                g.get_str_array("tokenizer.ggml.merges")
+                    .with_context(|| file.to_string())?
+            } else {
+                Vec::new()
+            },
+            bos_id: opt_u32("tokenizer.ggml.bos_token_id")?,
+            eos_id: opt_u32("tokenizer.ggml.eos_token_id")?,
+            unk_id: opt_u32("tokenizer.ggml.unknown_token_id")?,
+            pad_id: opt_u32("tokenizer.ggml.padding_token_id")?,
+            add_bos: opt_bool("tokenizer.ggml.add_bos_token"),
+            add_eos: opt_bool("tokenizer.ggml.add_eos_token"),
+            chat_template: g
+                .get_str("tokenizer.chat_template")
+                .ok()
+                .map(str::to_string),
+        })
+    }
 }
 
 /// llama.cpp's token type for control tokens such as `<|im_start|>`.

@@ -355,7 +355,7 @@ pub fn load_gguf(path: &Path, card: Option<ModelCard>, q4_codes: bool) -> Result
         }
         tensors.insert(name, x);
     }
-    let tokenizer = Tokenizer::from_gguf_spec(tokenizer_spec(&g, &file)?, &file)?;
+    let tokenizer = Tokenizer::from_gguf(&g, &file)?;
     let name = card
         .as_ref()
         .map(|c| c.name.clone())
@@ -377,57 +377,6 @@ fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| p.display().to_string())
-}
-
-/// Tokenizer fields from `tokenizer.ggml.*` metadata.
-fn tokenizer_spec(g: &GgufFile, file: &str) -> Result<GgufTokenizerSpec> {
-    let opt_u32 = |k: &str| -> Result<Option<u32>> {
-        match g.get(k) {
-            None => Ok(None),
-            Some(_) => Ok(Some(g.get_u64(k).with_context(|| file.to_string())? as u32)),
-        }
-    };
-    let opt_bool = |k: &str| match g.get(k) {
-        Some(MetaValue::Bool(b)) => Some(*b),
-        _ => None,
-    };
-    let token_types = match g.get("tokenizer.ggml.token_type") {
-        None => None,
-        Some(_) => Some(
-            g.get_i64_array("tokenizer.ggml.token_type")
-                .with_context(|| file.to_string())?
-                .into_iter()
-                .map(|x| x as i32)
-                .collect(),
-        ),
-    };
-    Ok(GgufTokenizerSpec {
-        model: g
-            .get_str("tokenizer.ggml.model")
-            .with_context(|| file.to_string())?
-            .to_string(),
-        pre: g.get_str("tokenizer.ggml.pre").ok().map(str::to_string),
-        tokens: g
-            .get_str_array("tokenizer.ggml.tokens")
-            .with_context(|| file.to_string())?,
-        token_types,
-        merges: if g.get("tokenizer.ggml.merges").is_some() {
-            g.get_str_array("tokenizer.ggml.merges")
-                .with_context(|| file.to_string())?
-        } else {
-            Vec::new()
-        },
-        bos_id: opt_u32("tokenizer.ggml.bos_token_id")?,
-        eos_id: opt_u32("tokenizer.ggml.eos_token_id")?,
-        unk_id: opt_u32("tokenizer.ggml.unknown_token_id")?,
-        pad_id: opt_u32("tokenizer.ggml.padding_token_id")?,
-        add_bos: opt_bool("tokenizer.ggml.add_bos_token"),
-        add_eos: opt_bool("tokenizer.ggml.add_eos_token"),
-        chat_template: g
-            .get_str("tokenizer.chat_template")
-            .ok()
-            .map(str::to_string),
-    })
 }
 
 /// The parts of a Hugging Face `config.json` this project reads (other keys are ignored:
