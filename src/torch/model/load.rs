@@ -3,10 +3,10 @@
 
 use super::card::{self, ModelCard};
 use super::config::LlamaConfig;
-use super::gguf::{GgufFile, MetaValue};
+use super::gguf::GgufFile;
 use super::quant::Int4Codes;
 use super::synthetic;
-use super::tokenizer::{GgufTokenizerSpec, Tokenizer};
+use super::tokenizer::Tokenizer;
 use crate::paths::Home;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
