@@ -41,6 +41,9 @@ pub struct CompareRequest {
     pub price: PriceKind,
     /// Largest batch the SLO search tries.
     pub max_batch: u32,
+    /// TP degree on every instance (`--neuron-config`); each instance's natural degree
+    /// when `None`.
+    pub tp: Option<u32>,
 }
 
 impl CompareRequest {
@@ -54,6 +57,7 @@ impl CompareRequest {
             slo: Slo::default(),
             price: PriceKind::OnDemand,
             max_batch: 256,
+            tp: None,
         }
     }
 }
@@ -116,7 +120,7 @@ fn slo_batch(hi: u32, eval: &impl Fn(u32) -> Projected, slo: &Slo) -> Option<Pro
 
 fn row(card: &ModelCard, profile: &Profile, inst_idx: usize, req: &CompareRequest) -> CompareRow {
     let inst = &profile.instances[inst_idx];
-    let tp = profile.natural_tp(inst);
+    let tp = req.tp.unwrap_or_else(|| profile.natural_tp(inst));
     let mut preq = ProjectRequest::new(req.input_len, req.output_len, req.dtype);
     preq.tp = Some(tp);
     preq.batch = req.batch;

@@ -30,7 +30,10 @@
 //! not modelled are listed as warnings when set.
 
 use super::dtype::WeightsDtype;
+use super::export::Format;
 use super::profile::{DeviceKind, Instance, Profile};
+use crate::model::card::{self, ModelCard};
+use crate::model::hf_config;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -285,8 +288,7 @@ pub fn parse(text: &str, path: &Path) -> Result<NeuronConfig> {
         let own = top.get("model_type").is_some().then(|| path.to_path_buf());
         c.model_config = beside.or(own);
         c
-    } else if top.get("_serialized_key").is_some() || top.get("optimum_neuron_version").is_some()
-    {
+    } else if top.get("_serialized_key").is_some() || top.get("optimum_neuron_version").is_some() {
         let mut c = optimum(&top)?;
         c.model_config = beside;
         c
@@ -407,7 +409,7 @@ fn nxdi(o: &Obj) -> Result<NeuronConfig> {
         ("enable_eagle_speculation", "EAGLE speculative decoding"),
         ("speculation_length", "speculative decoding"),
         ("is_medusa", "Medusa speculative decoding"),
-        ("async_mode", "asynchronous execution (async_mode)"),
+        ("async_mode", "asynchronous execution"),
         ("on_device_sampling_config", "on-device sampling"),
         ("kv_cache_quant", "quantised KV cache"),
         ("kv_quant_config", "quantised KV cache"),
@@ -416,7 +418,10 @@ fn nxdi(o: &Obj) -> Result<NeuronConfig> {
         ("chunked_prefill_config", "chunked prefill"),
         ("is_block_kv_layout", "block (paged) KV cache"),
         ("token_generation_batches", "token-generation batch buckets"),
-        ("windowed_context_encoding_size", "windowed context encoding"),
+        (
+            "windowed_context_encoding_size",
+            "windowed context encoding",
+        ),
         ("sequence_parallel_enabled", "sequence parallelism"),
         ("lora_config", "LoRA serving"),
     ];
@@ -424,9 +429,7 @@ fn nxdi(o: &Obj) -> Result<NeuronConfig> {
     for (k, what) in unmodelled {
         if o.on(k) && !seen.contains(what) {
             seen.push(*what);
-            warnings.push(format!(
-                "{what} ({k}) changes latency and is not modelled"
-            ));
+            warnings.push(format!("{what} ({k}) changes latency and is not modelled"));
         }
     }
     for k in ["cp_degree", "attention_dp_degree", "pp_degree", "ep_degree"] {
@@ -494,9 +497,7 @@ fn optimum(o: &Obj) -> Result<NeuronConfig> {
         ("prefill_chunk_size", "chunked prefill"),
     ] {
         if o.on(k) {
-            warnings.push(format!(
-                "{what} ({k}) changes latency and is not modelled"
-            ));
+            warnings.push(format!("{what} ({k}) changes latency and is not modelled"));
         }
     }
     for k in ["pp_degree", "ep_degree"] {
@@ -754,7 +755,13 @@ pub fn profile_lnc(p: &Profile) -> u32 {
 
 /// Why `inst` of `p` cannot hold TP `tp` compiled at LNC `lnc` with `dp` replicas; `None`
 /// when it can.
-pub fn why_not_held(p: &Profile, inst: &Instance, tp: u32, lnc: Option<u32>, dp: u32) -> Option<String> {
+pub fn why_not_held(
+    p: &Profile,
+    inst: &Instance,
+    tp: u32,
+    lnc: Option<u32>,
+    dp: u32,
+) -> Option<String> {
     if p.kind != DeviceKind::Neuron {
         return Some(format!(
             "a Neuron-compiled configuration runs on Neuron instances only ({} is not one)",
@@ -796,16 +803,24 @@ pub fn why_not_held(p: &Profile, inst: &Instance, tp: u32, lnc: Option<u32>, dp:
 /// Splits the instances of `profiles` into those that hold the configuration (the
 /// profiles returned, each keeping only them) and those that do not (with why and what
 /// would fit).
+///
+/// Profiles that are not Neuron ones (GPU, host) are left out whole: their names are the
+/// third value.
 pub fn split_profiles(
     profiles: &[Profile],
     tp: u32,
     lnc: Option<u32>,
     dp: u32,
-) -> (Vec<Profile>, Vec<NotHeld>) {
+) -> (Vec<Profile>, Vec<NotHeld>, Vec<String>) {
     let mut kept = Vec::new();
     let mut out = Vec::new();
     let mut fits = Vec::new();
+    let mut other = Vec::new();
     for p in profiles {
+        if p.kind != DeviceKind::Neuron {
+            other.push(p.name.clone());
+            continue;
+        }
         let mut q = p.clone();
         q.instances.clear();
         for inst in &p.instances {
@@ -819,9 +834,7 @@ pub fn split_profiles(
                     instance: inst.name.clone(),
                     reason,
                     would_fit: Vec::new(),
-                    recompile_tp: (p.kind == DeviceKind::Neuron).then(|| {
-                        super::project::natural_tp_for(p, inst, dp)
-                    }),
+                    recompile_tp: Some(super::project::natural_tp_for(p, inst, dp)),
                 }),
             }
         }
@@ -832,7 +845,107 @@ pub fn split_profiles(
     for n in &mut out {
         n.would_fit = fits.clone();
     }
-    (kept, out)
+    (kept, out, other)
+}
+
+/// Reads `--neuron-config PATH` when it is given.
+pub fn read_opt(path: Option<&Path>) -> Result<Option<NeuronConfig>> {
+    path.map(read).transpose()
+}
+
+/// The settings a command runs with: the file's with explicit flags winning, or the
+/// flags alone without a file.
+pub fn settings(cfg: Option<&NeuronConfig>, e: &Explicit, takes_batch: bool) -> Settings {
+    match cfg {
+        Some(c) => resolve(c, e, takes_batch),
+        None => Settings::plain(e),
+    }
+}
+
+/// The model card: `--model` when given, else the architecture saved with the compiled
+/// model (`config.json` beside the file, or the file's own Hugging Face attributes).
+pub fn model_card(
+    models_dir: &Path,
+    model: Option<&str>,
+    cfg: Option<&NeuronConfig>,
+) -> Result<ModelCard> {
+    if let Some(m) = model {
+        return card::find(models_dir, m);
+    }
+    let Some(c) = cfg else {
+        bail!("--model is required (a model card, a config.json or a directory holding one)");
+    };
+    let Some(src) = &c.model_config else {
+        bail!(
+            "{}: no config.json beside it and no model attributes in it: give --model",
+            c.path.display()
+        );
+    };
+    let mut card = ModelCard::from_hf(hf_config::read(src)?);
+    // NxD Inference's own file: name the card after the compiled model's directory.
+    if src.file_name().and_then(|n| n.to_str()) == Some(NEURON_CONFIG_FILE) {
+        if let Some(d) = src
+            .parent()
+            .and_then(|d| d.file_name())
+            .and_then(|d| d.to_str())
+        {
+            card.name = d.to_string();
+        }
+    }
+    Ok(card)
+}
+
+/// Keeps the instances of `profiles` that hold the configuration of `s` (TP `s.tp`, at
+/// `dp` replicas), recording the others in its report; the profiles unchanged without a
+/// file. `instance` (`--instance`) must hold it.
+pub fn hold(
+    profiles: Vec<Profile>,
+    s: &mut Settings,
+    dp: u32,
+    instance: Option<&str>,
+) -> Result<Vec<Profile>> {
+    let (Some(report), Some(tp)) = (&mut s.report, s.tp) else {
+        return Ok(profiles);
+    };
+    let (kept, mut not_held, other) = split_profiles(&profiles, tp, s.lnc, dp);
+    if !other.is_empty() {
+        report.warnings.push(format!(
+            "left out: {} (a Neuron-compiled configuration runs on Neuron instances only)",
+            other.join(", ")
+        ));
+    }
+    if let Some(name) = instance {
+        if let Some(n) = not_held
+            .iter()
+            .find(|n| n.instance.eq_ignore_ascii_case(name))
+        {
+            bail!(
+                "--instance {name} cannot hold the configuration of {}: {}",
+                report.path,
+                n.line()
+            );
+        }
+        not_held.clear();
+    }
+    if kept.is_empty() && not_held.is_empty() {
+        bail!(
+            "--neuron-config: {} not Neuron profiles: a Neuron-compiled configuration runs on Neuron instances only",
+            other.join(", ")
+        );
+    }
+    if kept.is_empty() {
+        return Err(none_held(tp, s.lnc, &not_held));
+    }
+    report.not_held = not_held;
+    Ok(kept)
+}
+
+/// [`Applied::attach`] for a command's `--format`, when a file was read.
+pub fn attach(report: Option<&Applied>, format: Format, out: Vec<u8>) -> Vec<u8> {
+    match report {
+        Some(r) => r.attach(format == Format::Json, format == Format::Csv, out),
+        None => out,
+    }
 }
 
 /// One error line when no chosen instance holds the configuration.
@@ -877,12 +990,25 @@ impl Applied {
         for w in &self.warnings {
             s.push_str(&format!("  warning: {w}\n"));
         }
+        if let Some(first) = self.not_held.first() {
+            s.push_str(&format!(
+                "  instances that hold it: {}\n",
+                if first.would_fit.is_empty() {
+                    "none of those chosen".to_string()
+                } else {
+                    first.would_fit.join(", ")
+                }
+            ));
+        }
         for n in &self.not_held {
             s.push_str(&format!(
-                "  {} {}: cannot hold it: {}\n",
+                "  {} {}: cannot hold it: {}{}\n",
                 n.profile,
                 n.instance,
-                n.line()
+                n.reason,
+                n.recompile_tp.map_or(String::new(), |t| format!(
+                    "; recompiled at tp_degree {t} it would run here"
+                ))
             ));
         }
         s
@@ -939,7 +1065,10 @@ mod tests {
     }
 
     fn err(text: &str) -> String {
-        format!("{:#}", parse(text, Path::new("x/neuron_config.json")).unwrap_err())
+        format!(
+            "{:#}",
+            parse(text, Path::new("x/neuron_config.json")).unwrap_err()
+        )
     }
 
     #[test]
@@ -948,7 +1077,13 @@ mod tests {
         assert_eq!(c.family, Family::NxdInference);
         assert!(c.path.ends_with("neuron_config.json"));
         assert_eq!(
-            (c.tp_degree, c.lnc, c.batch_size, c.ctx_batch_size, c.seq_len),
+            (
+                c.tp_degree,
+                c.lnc,
+                c.batch_size,
+                c.ctx_batch_size,
+                c.seq_len
+            ),
             (32, Some(2), 4, Some(1), 4096)
         );
         assert_eq!(c.max_context_length, 2048);
@@ -959,7 +1094,7 @@ mod tests {
         let w = c.warnings.join("\n");
         for want in [
             "on-device sampling (on_device_sampling_config) changes latency and is not modelled",
-            "asynchronous execution (async_mode)",
+            "asynchronous execution (async_mode) changes latency",
             "NKI kernels (attn_kernel_enabled)",
         ] {
             assert!(w.contains(want), "{want} missing from {w}");
@@ -979,8 +1114,14 @@ mod tests {
         )
         .unwrap();
         let w = c.warnings.join("\n");
-        assert!(w.contains("fused speculative decoding (enable_fused_speculation)"), "{w}");
-        assert!(w.contains("speculative decoding (speculation_length)"), "{w}");
+        assert!(
+            w.contains("fused speculative decoding (enable_fused_speculation)"),
+            "{w}"
+        );
+        assert!(
+            w.contains("speculative decoding (speculation_length)"),
+            "{w}"
+        );
         assert!(w.contains("fused_spec_config is set"), "{w}");
     }
 
@@ -989,7 +1130,13 @@ mod tests {
         let c = read(&fixture("optimum-neuron-llama-3.1-8b-inf2-tp8")).unwrap();
         assert_eq!(c.family, Family::OptimumNeuron);
         assert_eq!(
-            (c.tp_degree, c.lnc, c.batch_size, c.ctx_batch_size, c.seq_len),
+            (
+                c.tp_degree,
+                c.lnc,
+                c.batch_size,
+                c.ctx_batch_size,
+                c.seq_len
+            ),
             (8, Some(1), 4, Some(1), 4096)
         );
         assert_eq!(c.buckets, None);
@@ -1016,7 +1163,10 @@ mod tests {
         assert_eq!(c.dtype, None);
         assert_eq!(c.model_config, None);
         // Bucketing without lists: generate_buckets(128, max).
-        assert_eq!(nxdi_buckets(128, 4096), vec![128, 256, 512, 1024, 2048, 4096]);
+        assert_eq!(
+            nxdi_buckets(128, 4096),
+            vec![128, 256, 512, 1024, 2048, 4096]
+        );
         assert_eq!(nxdi_buckets(128, 1000), vec![128, 256, 512, 1000]);
         assert_eq!(nxdi_buckets(128, 128), vec![128]);
         let c = parse(
@@ -1029,7 +1179,9 @@ mod tests {
         let w = c.warnings.join("\n");
         assert!(w.contains("quantised KV cache"), "{w}");
         assert!(
-            w.contains("[128, 256, 512, 1024, 2048, 4096] are modelled as [128, 256, 512, 1024, 4096]"),
+            w.contains(
+                "[128, 256, 512, 1024, 2048, 4096] are modelled as [128, 256, 512, 1024, 4096]"
+            ),
             "{w}"
         );
     }
@@ -1073,7 +1225,10 @@ mod tests {
             assert!(!e.contains('\n'), "{e}");
         }
         let e = format!("{:#}", read(&root().join("src")).unwrap_err());
-        assert!(e.contains("holds neither neuron_config.json nor config.json"), "{e}");
+        assert!(
+            e.contains("holds neither neuron_config.json nor config.json"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1120,7 +1275,8 @@ mod tests {
     fn instances_are_checked_against_tp_lnc_and_size() {
         let dir = root().join("profiles");
         let ps = profile::load_selection(&dir, "inf2-profile,trn2-profile,h100-profile").unwrap();
-        let (kept, not) = split_profiles(&ps, 64, Some(2), 1);
+        let (kept, not, other) = split_profiles(&ps, 64, Some(2), 1);
+        assert_eq!(other, ["h100-profile"]);
         let names: Vec<&str> = kept
             .iter()
             .flat_map(|p| p.instances.iter().map(|i| i.name.as_str()))
@@ -1139,17 +1295,19 @@ mod tests {
         assert!(get("inf2.48xlarge")
             .reason
             .contains("compiled at logical_nc_config 2; inf2-profile models LNC 1"));
-        assert!(get("p5.48xlarge").reason.contains("Neuron instances only"));
+        assert!(!not.iter().any(|n| n.profile == "h100-profile"));
         // LNC 1, TP 8: the two larger inf2 sizes; TP 32 is no inf2 degree.
-        let (kept, _) = split_profiles(&ps, 8, Some(1), 1);
+        let (kept, _, _) = split_profiles(&ps, 8, Some(1), 1);
         let names: Vec<&str> = kept
             .iter()
             .flat_map(|p| p.instances.iter().map(|i| i.name.as_str()))
             .collect();
         assert_eq!(names, ["inf2.24xlarge", "inf2.48xlarge"]);
-        let (kept, not) = split_profiles(&ps[..1], 32, Some(1), 1);
+        let (kept, not, _) = split_profiles(&ps[..1], 32, Some(1), 1);
         assert!(kept.is_empty());
-        assert!(not[0].reason.contains("tp_degree 32 is not a degree inf2-profile runs"));
+        assert!(not[0]
+            .reason
+            .contains("tp_degree 32 is not a degree inf2-profile runs"));
         let e = none_held(32, Some(1), &not).to_string();
         assert!(e.starts_with("--neuron-config: no chosen instance holds tp_degree 32 at LNC 1"));
     }
