@@ -163,6 +163,8 @@ fn flags_given_win_over_the_file_and_the_table_says_so() {
     for r in v["projections"].as_array().unwrap() {
         assert_eq!((r["tp"].as_u64(), r["batch"].as_u64()), (Some(8), Some(2)));
         assert_eq!(r["max_num_seqs"], 4, "compiled batch from the file");
+        // The optimum-neuron backend pads every prompt to max_context_length.
+        assert_eq!(r["padded_input_len"], 4096);
     }
     let nc = &v["neuron_config"];
     assert_eq!(nc["format"], "optimum-neuron");
@@ -187,7 +189,7 @@ fn flags_given_win_over_the_file_and_the_table_says_so() {
     ]);
     assert!(t.contains("(optimum-neuron)\n"), "{t}");
     assert!(
-        t.contains("  from the file: --ctx-batch-size 1, --max-num-seqs 4, --seq-len 4096, --tp 8, --weights-dtype bf16\n"),
+        t.contains("  from the file: --buckets 4096, --ctx-batch-size 1, --max-num-seqs 4, --seq-len 4096, --tp 8, --weights-dtype bf16\n"),
         "{t}"
     );
     assert!(

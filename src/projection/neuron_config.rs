@@ -18,7 +18,10 @@
 //!   `ctx_batch_size` is 1 with continuous batching else `batch_size`, and
 //!   `logical_nc_config` is 2 for `target == "trn2"` else 1 (properties, not saved)
 //!   (huggingface/optimum-neuron `optimum/neuron/models/inference/backend/config.py` and
-//!   `optimum/neuron/configuration_utils.py`, commit 023a837f, 2026-03-26).
+//!   `optimum/neuron/configuration_utils.py`, commit 023a837f, 2026-03-26). It does not
+//!   bucket: prompts are padded to `max_context_length` and one token-generation graph
+//!   covers `sequence_length` (`modules/decoder/decoder_wrappers.py`
+//!   `_pad_to_max_context_length`, commit 4a695bee, 2026-03-13).
 //! * **optimum-neuron `config.json` with a `neuron` section** (its transformers-neuronx
 //!   exports): `get_export_config` adds `neuron = {batch_size, num_cores, auto_cast_type,
 //!   sequence_length, compiler_type, compiler_version, checkpoint_id, checkpoint_revision}`
@@ -220,6 +223,20 @@ pub fn nxdi_buckets(min: u32, max: u32) -> Vec<u32> {
     out
 }
 
+/// The step model decodes over the context buckets plus `seq_len`: says so when the
+/// compiled token-generation buckets differ.
+fn tkg_warning(ctx: &[u32], tkg: &[u32], seq_len: u32) -> Option<String> {
+    let mut modelled = ctx.to_vec();
+    if modelled.last().is_none_or(|&l| l < seq_len) {
+        modelled.push(seq_len);
+    }
+    (modelled != tkg).then(|| {
+        format!(
+            "token-generation buckets {tkg:?} are modelled as {modelled:?} (the context-encoding buckets plus seq_len)"
+        )
+    })
+}
+
 /// Maps a `torch_dtype` string (`bfloat16`, `float16`, `float32`, `float8_e4m3fn`, …).
 fn torch_dtype(s: &str) -> Option<WeightsDtype> {
     match s.trim_start_matches("torch.") {
@@ -364,16 +381,7 @@ fn nxdi(o: &Obj) -> Result<NeuronConfig> {
     } else {
         (vec![mcl], vec![seq_len])
     };
-    // The step model decodes over the context buckets plus --seq-len.
-    let mut modelled = ctx_buckets.clone();
-    if modelled.last().is_none_or(|&l| l < seq_len) {
-        modelled.push(seq_len);
-    }
-    if modelled != tkg_buckets {
-        warnings.push(format!(
-            "token-generation buckets {tkg_buckets:?} are modelled as {modelled:?} (the context-encoding buckets plus seq_len)"
-        ));
-    }
+    warnings.extend(tkg_warning(&ctx_buckets, &tkg_buckets, seq_len));
     if tkg != batch {
         warnings.push(format!(
             "tkg_batch_size {tkg} differs from batch_size {batch}: the token-generation batch is used"
@@ -490,7 +498,12 @@ fn optimum(o: &Obj) -> Result<NeuronConfig> {
             )
         })?),
     };
-    let mut warnings = Vec::new();
+    // No bucketing in the optimum-neuron NxD backend: prompts are padded to
+    // max_context_length (`_pad_to_max_context_length`, decoder_wrappers.py) and one
+    // token-generation graph covers sequence_length (modeling_decoder.py).
+    let mut warnings: Vec<String> = tkg_warning(&[mcl], &[seq_len], seq_len)
+        .into_iter()
+        .collect();
     for (k, what) in [
         ("speculation_length", "speculative decoding"),
         ("on_device_sampling", "on-device sampling"),
@@ -523,8 +536,7 @@ fn optimum(o: &Obj) -> Result<NeuronConfig> {
         ctx_batch_size: Some(if cb { 1 } else { batch }),
         seq_len,
         max_context_length: mcl,
-        // The backend's bucketing is not saved in the file: the framework default applies.
-        buckets: None,
+        buckets: Some(vec![mcl]),
         dtype,
         warnings,
         model_config: None,
@@ -1139,7 +1151,9 @@ mod tests {
             ),
             (8, Some(1), 4, Some(1), 4096)
         );
-        assert_eq!(c.buckets, None);
+        // No bucketing: every prompt padded to max_context_length.
+        assert_eq!(c.buckets, Some(vec![4096]));
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
         assert!(c.warnings.iter().any(|w| w.contains("on-device sampling")));
         let c = read(&fixture("optimum-neuron-tnx-llama-3.1-8b-inf2-tp2")).unwrap();
         assert_eq!(c.family, Family::OptimumNeuronConfigJson);
