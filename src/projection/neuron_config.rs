@@ -920,6 +920,19 @@ pub fn hold(
         return Ok(profiles);
     };
     let (kept, mut not_held, other) = split_profiles(&profiles, tp, s.lnc, dp);
+    if let Some(name) = instance {
+        if let Some(p) = profiles.iter().find(|p| {
+            p.kind != DeviceKind::Neuron
+                && p.instances
+                    .iter()
+                    .any(|i| i.name.eq_ignore_ascii_case(name))
+        }) {
+            bail!(
+                "--instance {name} is in {}: a Neuron-compiled configuration runs on Neuron instances only",
+                p.name
+            );
+        }
+    }
     if !other.is_empty() {
         report.warnings.push(format!(
             "left out: {} (a Neuron-compiled configuration runs on Neuron instances only)",
@@ -1030,18 +1043,20 @@ impl Applied {
     /// note lines after text and Markdown, nothing in CSV (the notes go to stderr there).
     pub fn attach(&self, json: bool, csv: bool, out: Vec<u8>) -> Vec<u8> {
         if json {
-            let Ok(mut v) = serde_json::from_slice::<Value>(&out) else {
+            // The command's own bytes stay as they are: the key goes before the closing
+            // brace of the top-level object.
+            let text = String::from_utf8_lossy(&out);
+            let end = text.trim_end();
+            let Some(body) = end.strip_suffix('}').map(str::trim_end) else {
                 return out;
             };
-            if let Some(m) = v.as_object_mut() {
-                m.insert(
-                    "neuron_config".into(),
-                    serde_json::to_value(self).unwrap_or(Value::Null),
-                );
+            if body.ends_with('{') {
+                return out;
             }
-            let mut b = serde_json::to_vec_pretty(&v).unwrap_or(out);
-            b.push(b'\n');
-            return b;
+            let inner = serde_json::to_string_pretty(self)
+                .unwrap_or_else(|_| "null".into())
+                .replace('\n', "\n  ");
+            return format!("{body},\n  \"neuron_config\": {inner}\n}}\n").into_bytes();
         }
         if csv {
             eprint!("{}", self.text());
@@ -1283,6 +1298,72 @@ mod tests {
         s.not_taken(&["buckets"], "no --buckets here");
         assert_eq!(s.buckets, None);
         assert!(s.report.unwrap().not_applied["buckets"].contains("no --buckets here"));
+    }
+
+    #[test]
+    fn the_model_comes_from_the_compiled_directory() {
+        let models = root().join("models");
+        let c = read(&fixture("nxdi-llama-3.1-8b-trn2-tp32")).unwrap();
+        let card = model_card(&models, None, Some(&c)).unwrap();
+        assert_eq!(card.name, "nxdi-llama-3.1-8b-trn2-tp32");
+        // NxD Inference's own file carries the Hugging Face attributes: alone in its
+        // directory it still gives the architecture (Llama-3.1-8B: 8.03B parameters).
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("compiled");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::copy(c.path.as_path(), dir.join(NEURON_CONFIG_FILE)).unwrap();
+        let alone = read(&dir).unwrap();
+        assert_eq!(
+            alone.model_config.as_deref(),
+            Some(dir.join(NEURON_CONFIG_FILE).as_path())
+        );
+        let card = model_card(&models, None, Some(&alone)).unwrap();
+        assert_eq!(card.name, "compiled");
+        let n = card.architecture.parameter_count() as f64;
+        assert!((n / 8.03e9 - 1.0).abs() < 0.005, "{n}");
+        // --model wins.
+        let card = model_card(&models, Some("llama-3.2-1b"), Some(&c)).unwrap();
+        assert_eq!(card.name, "llama-3.2-1b");
+        assert!(model_card(&models, None, None).is_err());
+    }
+
+    #[test]
+    fn hold_keeps_the_instances_that_hold_it_and_json_keeps_its_bytes() {
+        let dir = root().join("profiles");
+        let ps = profile::load_selection(&dir, "trn2-profile,h100-profile").unwrap();
+        let c = read(&fixture("nxdi-llama-3.1-8b-trn2-tp32")).unwrap();
+        let mut s = resolve(&c, &Explicit::default(), true);
+        let kept = hold(ps.clone(), &mut s, 1, None).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].instances.len(), 2);
+        let r = s.report.clone().unwrap();
+        assert_eq!(r.not_held.len(), 1);
+        assert!(r
+            .warnings
+            .last()
+            .unwrap()
+            .starts_with("left out: h100-profile"));
+        let e = hold(ps.clone(), &mut s, 1, Some("trn2.3xlarge"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fits: trn2.48xlarge (trn2-profile)"), "{e}");
+        let e = hold(ps.clone(), &mut s, 1, Some("p5.48xlarge"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Neuron instances only"), "{e}");
+        // Two replicas of TP 32 still fit the 64 units of a trn2.48xlarge; three do not.
+        assert!(hold(ps.clone(), &mut s, 2, None).is_ok());
+        let e = hold(ps, &mut s, 3, None).unwrap_err().to_string();
+        assert!(e.contains("tp_degree 32 × 3 replicas"), "{e}");
+        let out = b"{\n  \"a\": 1,\n  \"z\": [2]\n}\n".to_vec();
+        let j = String::from_utf8(r.attach(true, false, out)).unwrap();
+        assert!(
+            j.starts_with("{\n  \"a\": 1,\n  \"z\": [2],\n  \"neuron_config\": {\n    \"path\""),
+            "{j}"
+        );
+        let v: Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["neuron_config"]["applied"]["tp"], 32);
+        assert_eq!(v["z"], serde_json::json!([2]));
     }
 
     #[test]
