@@ -472,6 +472,26 @@ fn bad_files_are_one_line_errors_naming_file_and_field() {
         &out,
         "--neuron-config: no chosen instance holds tp_degree 32 at LNC 2",
     );
+    // A value the file set is named as the file's in the error it causes.
+    let out = common::run_err(&[
+        "project",
+        "--neuron-config",
+        &fixture(TNX),
+        "--device",
+        "inf2-profile",
+        "--input-len",
+        "2000",
+        "--output-len",
+        "200",
+    ]);
+    common::assert_one_line_error(
+        &out,
+        "--seq-len 2048 is below input + output = 2000 + 200 = 2200 tokens (--seq-len 2048 read from ",
+    );
+    common::assert_one_line_error(
+        &out,
+        "optimum-neuron-tnx-llama-3.1-8b-inf2-tp2/config.json)",
+    );
     let empty = common::tempdir();
     let out = common::run_err(&[
         "project",

@@ -150,7 +150,7 @@ pub fn project(a: ProjectArgs) -> Result<()> {
     req.dp = a.compile.dp;
     let profiles = profile::load_selection(&home.profiles_dir(), &a.device)?;
     let profiles = nconf::hold(profiles, &mut s, req.dp, req.instance.as_deref())?;
-    let rows = proj::project::project_profiles(&card, &profiles, &req)?;
+    let rows = proj::project::project_profiles(&card, &profiles, &req).map_err(|e| s.explain(e))?;
     let out = export::projections(
         format,
         &card.name,
@@ -227,7 +227,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         req.tp = s.tp;
         req.max_batch = req.batch;
     }
-    let r = proj::compare::compare_profiles(&card, &profiles, &req)?;
+    let r = proj::compare::compare_profiles(&card, &profiles, &req).map_err(|e| s.explain(e))?;
     if let Some(path) = &a.plot {
         crate::paths::check_output_file("--plot", path)?;
     }

@@ -266,7 +266,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         crate::paths::check_output_file("--per-request", path)?;
     }
     let started = std::time::Instant::now();
-    let (report, outcome) = sim::run(&card, p, inst, &req)?;
+    let (report, outcome) = sim::run(&card, p, inst, &req).map_err(|e| s.explain(e))?;
     if a.timing {
         eprintln!(
             "timing: simulated {} requests in {:.1} ms",

@@ -673,6 +673,29 @@ impl Settings {
         }
     }
 
+    /// `e`, saying which of the flags it names came from the file: an error about
+    /// `--seq-len` the user never typed must point at where the value was read.
+    pub fn explain(&self, e: anyhow::Error) -> anyhow::Error {
+        let Some(r) = &self.report else { return e };
+        let msg = format!("{e:#}");
+        let from: Vec<String> = r
+            .applied
+            .iter()
+            .map(|(k, v)| (format!("--{}", k.replace('_', "-")), v))
+            .filter(|(flag, _)| {
+                msg.match_indices(flag.as_str()).any(|(i, _)| {
+                    !msg[i + flag.len()..]
+                        .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-')
+                })
+            })
+            .map(|(flag, v)| format!("{flag} {}", flag_value(v)))
+            .collect();
+        if from.is_empty() {
+            return e;
+        }
+        anyhow::anyhow!("{msg} ({} read from {})", from.join(", "), r.path)
+    }
+
     /// Records that `flags` are not taken by this command (`why`), dropping their values.
     pub fn not_taken(&mut self, flags: &[&str], why: &str) {
         let Some(r) = &mut self.report else { return };
@@ -1294,6 +1317,23 @@ mod tests {
         let t = r.text();
         assert!(t.contains("--tp 16 given: wins over the file's 32"), "{t}");
         assert!(t.contains("--buckets 512,1024,2048"), "{t}");
+        let e = resolve(&c, &Explicit::default(), true)
+            .explain(anyhow::anyhow!("--seq-len 4096 is below input + output"))
+            .to_string();
+        assert!(
+            e.ends_with(&format!(
+                "below input + output (--seq-len 4096 read from {})",
+                r.path
+            )),
+            "{e}"
+        );
+        let e = s
+            .explain(anyhow::anyhow!("--tp 16 is not allowed"))
+            .to_string();
+        assert_eq!(
+            e, "--tp 16 is not allowed",
+            "an explicit flag is the user's own"
+        );
         let mut s = s;
         s.not_taken(&["buckets"], "no --buckets here");
         assert_eq!(s.buckets, None);
