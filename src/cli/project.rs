@@ -3,6 +3,7 @@
 use crate::model::card;
 use crate::paths::Home;
 use crate::projection::export::{self, Format};
+use crate::projection::neuron_config::{self as nconf, Explicit};
 use crate::projection::profile::{self, Profile};
 use crate::projection::{self as proj, CompareRequest, PriceKind, ProjectRequest, WeightsDtype};
 use anyhow::{bail, Context, Result};
@@ -38,9 +39,16 @@ fn format(s: &str) -> std::result::Result<Format, String> {
 
 #[derive(Args, Debug)]
 pub struct ProjectArgs {
-    /// Model card (`profiler models`).
+    /// Model card (`profiler models`); with --neuron-config, by default the `config.json`
+    /// saved with the compiled model.
+    #[arg(long, required_unless_present = "neuron_config")]
+    model: Option<String>,
+    /// A Neuron-compiled model's directory, its NxD Inference / optimum-neuron
+    /// `neuron_config.json` or an optimum-neuron `config.json`: sets --tp, --batch,
+    /// --max-num-seqs, --ctx-batch-size, --seq-len, --buckets and --weights-dtype (flags
+    /// given win) and keeps the instances that hold it.
     #[arg(long)]
-    model: String,
+    neuron_config: Option<PathBuf>,
     /// Profiles: names, comma-separated, or `all`.
     #[arg(long, default_value = "all")]
     device: String,
@@ -50,8 +58,9 @@ pub struct ProjectArgs {
     /// Tensor-parallel degree (default: the instance's natural degree).
     #[arg(long)]
     tp: Option<u32>,
-    #[arg(long, default_value_t = 1)]
-    batch: u32,
+    /// Sequences per batch (default 1, or the compiled batch of --neuron-config).
+    #[arg(long)]
+    batch: Option<u32>,
     #[arg(long, default_value_t = 128)]
     input_len: u32,
     #[arg(long, default_value_t = 128)]
@@ -109,9 +118,9 @@ impl CompileArgs {
 /// `compare`.
 #[derive(Args, Debug)]
 pub struct Basis {
-    /// Serving dtype projected: bf16, fp16, fp8, int8, int4 or fp32.
-    #[arg(long, default_value = "bf16", value_parser = weights_dtype)]
-    weights_dtype: WeightsDtype,
+    /// Serving dtype projected: bf16 (default), fp16, fp8, int8, int4 or fp32.
+    #[arg(long, value_parser = weights_dtype)]
+    weights_dtype: Option<WeightsDtype>,
     /// Price kind: on-demand, reserved or capacity-block.
     #[arg(long, default_value = "on-demand", value_parser = price_kind)]
     price: PriceKind,
@@ -123,40 +132,71 @@ pub struct Basis {
 pub fn project(a: ProjectArgs) -> Result<()> {
     let home = Home::locate()?;
     let format = a.basis.format;
-    let card = card::find(&home.models_dir(), &a.model)?;
-    let mut req = ProjectRequest::new(a.input_len, a.output_len, a.basis.weights_dtype);
+    let nc = nconf::read_opt(a.neuron_config.as_deref())?;
+    let card = nconf::model_card(&home.models_dir(), a.model.as_deref(), nc.as_ref())?;
+    let explicit = Explicit {
+        tp: a.tp,
+        batch: a.batch,
+        max_num_seqs: a.compile.max_num_seqs,
+        ctx_batch_size: a.compile.ctx_batch_size,
+        seq_len: a.compile.seq_len,
+        buckets: a.compile.buckets.clone(),
+        weights_dtype: a.basis.weights_dtype,
+    };
+    let mut s = nconf::settings(nc.as_ref(), &explicit, true);
+    let dtype = s.weights_dtype.unwrap_or(WeightsDtype::Bf16);
+    let mut req = ProjectRequest::new(a.input_len, a.output_len, dtype);
     req.instance = a.instance;
-    req.tp = a.tp;
-    req.batch = a.batch;
+    req.tp = s.tp;
+    req.batch = s.batch.unwrap_or(1);
     req.price = a.basis.price;
-    a.compile.check()?;
-    req.seq_len = a.compile.seq_len;
-    req.max_num_seqs = a.compile.max_num_seqs;
-    req.ctx_batch_size = a.compile.ctx_batch_size;
-    req.buckets = a.compile.buckets;
+    if a.compile.dp == 0 {
+        bail!("--dp must be at least 1");
+    }
+    for (flag, v) in [
+        ("--seq-len", s.seq_len),
+        ("--max-num-seqs", s.max_num_seqs),
+        ("--ctx-batch-size", s.ctx_batch_size),
+    ] {
+        if v == Some(0) {
+            bail!("{flag} must be at least 1");
+        }
+    }
+    req.seq_len = s.seq_len;
+    req.max_num_seqs = s.max_num_seqs;
+    req.ctx_batch_size = s.ctx_batch_size;
+    req.buckets = s.buckets.clone();
     req.dp = a.compile.dp;
-    let rows = proj::project_detailed(&home.profiles_dir(), &card, &a.device, &req)?;
-    write_out(&export::projections(
+    let profiles = profile::load_selection(&home.profiles_dir(), &a.device)?;
+    let profiles = nconf::hold(profiles, &mut s, req.dp, req.instance.as_deref())?;
+    let rows = proj::project::project_profiles(&card, &profiles, &req).map_err(|e| s.explain(e))?;
+    let out = export::projections(
         format,
         &card.name,
         card.architecture.parameter_count(),
         &rows,
-    ))
+    );
+    write_out(&nconf::attach(s.report.as_ref(), format, out))
 }
 
 #[derive(Args, Debug)]
 pub struct CompareArgs {
+    /// Model card; with --neuron-config, by default the compiled model's `config.json`.
+    #[arg(long, required_unless_present = "neuron_config")]
+    model: Option<String>,
+    /// A Neuron-compiled model (see `project --neuron-config`): its TP degree, batch and
+    /// dtype; only the instances that hold it are compared.
     #[arg(long)]
-    model: String,
+    neuron_config: Option<PathBuf>,
     #[arg(long, default_value = "all")]
     device: String,
     #[arg(long, default_value_t = 128)]
     input_len: u32,
     #[arg(long, default_value_t = 128)]
     output_len: u32,
-    /// Batch when no SLO is given.
-    #[arg(long, default_value_t = 1)]
-    batch: u32,
+    /// Batch when no SLO is given (default 1, or the compiled batch of --neuron-config).
+    #[arg(long)]
+    batch: Option<u32>,
     /// Time-to-first-token target, ms.
     #[arg(long)]
     slo_ttft_ms: Option<f64>,
@@ -175,7 +215,18 @@ pub struct CompareArgs {
 pub fn compare(a: CompareArgs) -> Result<()> {
     let home = Home::locate()?;
     let format = a.basis.format;
-    let card = card::find(&home.models_dir(), &a.model)?;
+    let nc = nconf::read_opt(a.neuron_config.as_deref())?;
+    let card = nconf::model_card(&home.models_dir(), a.model.as_deref(), nc.as_ref())?;
+    let explicit = Explicit {
+        batch: a.batch,
+        max_num_seqs: a.compile.max_num_seqs,
+        ctx_batch_size: a.compile.ctx_batch_size,
+        seq_len: a.compile.seq_len,
+        buckets: a.compile.buckets.clone(),
+        weights_dtype: a.basis.weights_dtype,
+        ..Explicit::default()
+    };
+    let mut s = nconf::settings(nc.as_ref(), &explicit, true);
     for (flag, v) in [
         ("--slo-ttft-ms", a.slo_ttft_ms),
         ("--slo-tpot-ms", a.slo_tpot_ms),
@@ -185,21 +236,33 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         }
     }
     a.compile.check()?;
-    let mut req = CompareRequest::new(a.input_len, a.output_len, a.basis.weights_dtype);
-    req.batch = a.batch;
-    req.seq_len = a.compile.seq_len;
-    req.max_num_seqs = a.compile.max_num_seqs;
-    req.ctx_batch_size = a.compile.ctx_batch_size;
-    req.buckets = a.compile.buckets;
+    let dtype = s.weights_dtype.unwrap_or(WeightsDtype::Bf16);
+    let mut req = CompareRequest::new(a.input_len, a.output_len, dtype);
+    req.batch = s.batch.unwrap_or(1);
+    req.seq_len = s.seq_len;
+    req.max_num_seqs = s.max_num_seqs;
+    req.ctx_batch_size = s.ctx_batch_size;
+    req.buckets = s.buckets.clone();
     req.dp = a.compile.dp;
     req.slo.ttft_ms = a.slo_ttft_ms;
     req.slo.tpot_ms = a.slo_tpot_ms;
     req.price = a.basis.price;
-    let r = proj::compare(&home.profiles_dir(), &card, &a.device, &req)?;
+    let profiles = profile::load_selection(&home.profiles_dir(), &a.device)?;
+    let profiles = nconf::hold(profiles, &mut s, req.dp, None)?;
+    if s.report.is_some() {
+        // The compiled TP degree, and no batch beyond the compiled one.
+        req.tp = s.tp;
+        req.max_batch = req.batch;
+    }
+    let r = proj::compare::compare_profiles(&card, &profiles, &req).map_err(|e| s.explain(e))?;
     if let Some(path) = &a.plot {
         crate::paths::check_output_file("--plot", path)?;
     }
-    write_out(&export::comparison(format, &r))?;
+    write_out(&nconf::attach(
+        s.report.as_ref(),
+        format,
+        export::comparison(format, &r),
+    ))?;
     if let Some(path) = &a.plot {
         // The comparison stands even when nothing in it can be drawn (no instance fits).
         match proj::plot_svg(&r) {

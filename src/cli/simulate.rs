@@ -7,6 +7,7 @@ use crate::model::tokenizer::{locate_for_card, Tokenizer, TokenizerSource};
 use crate::paths::Home;
 use crate::projection::bucket::compiled_seq_len;
 use crate::projection::export::Format;
+use crate::projection::neuron_config::{self as nconf, Explicit};
 use crate::projection::profile::{self, PriceKind};
 use crate::projection::step::Deployment;
 use crate::projection::WeightsDtype;
@@ -68,9 +69,14 @@ impl SloArgs {
 
 #[derive(Args, Debug)]
 pub struct SimulateArgs {
-    /// Model card (`profiler models`).
+    /// Model card (`profiler models`); with --neuron-config, by default the compiled
+    /// model's `config.json`.
+    #[arg(long, required_unless_present = "neuron_config")]
+    model: Option<String>,
+    /// A Neuron-compiled model (see `project --neuron-config`): sets --tp, --max-num-seqs,
+    /// --ctx-batch-size, --seq-len, --buckets and --weights-dtype (flags given win).
     #[arg(long)]
-    model: String,
+    neuron_config: Option<PathBuf>,
     /// The profile (one name).
     #[arg(long)]
     device: String,
@@ -135,9 +141,9 @@ pub struct SimulateArgs {
     /// Print the wall-clock time of the simulation itself on stderr (for scripts/bench).
     #[arg(long)]
     timing: bool,
-    /// Weights dtype: bf16, fp16, fp8, int8, int4 or fp32.
-    #[arg(long, default_value = "bf16", value_parser = weights_dtype)]
-    weights_dtype: WeightsDtype,
+    /// Weights dtype: bf16 (default), fp16, fp8, int8, int4 or fp32.
+    #[arg(long, value_parser = weights_dtype)]
+    weights_dtype: Option<WeightsDtype>,
     /// on-demand, reserved or capacity-block.
     #[arg(long, default_value = "on-demand", value_parser = price_kind)]
     price: PriceKind,
@@ -148,7 +154,8 @@ pub struct SimulateArgs {
 
 pub fn simulate(a: SimulateArgs) -> Result<()> {
     let home = Home::locate()?;
-    let card = card::find(&home.models_dir(), &a.model)?;
+    let nc = nconf::read_opt(a.neuron_config.as_deref())?;
+    let card = nconf::model_card(&home.models_dir(), a.model.as_deref(), nc.as_ref())?;
     let profiles = profile::load_selection(&home.profiles_dir(), &a.device)?;
     let [p] = profiles.as_slice() else {
         bail!(
@@ -157,9 +164,26 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         );
     };
     let inst = p.instance(&a.instance)?;
-    let c = &a.compile;
+    let explicit = Explicit {
+        tp: a.tp,
+        max_num_seqs: a.compile.max_num_seqs,
+        ctx_batch_size: a.compile.ctx_batch_size,
+        seq_len: a.compile.seq_len,
+        buckets: a.compile.buckets.clone(),
+        weights_dtype: a.weights_dtype,
+        ..Explicit::default()
+    };
+    let mut s = nconf::settings(nc.as_ref(), &explicit, false);
+    let mut compile = a.compile.clone();
+    compile.max_num_seqs = s.max_num_seqs;
+    compile.ctx_batch_size = s.ctx_batch_size;
+    compile.seq_len = s.seq_len;
+    compile.buckets = s.buckets.clone();
+    let c = &compile;
     c.check()?;
-    let tp = match a.tp {
+    nconf::hold(profiles.clone(), &mut s, c.dp, Some(&a.instance))?;
+    let weights_dtype = s.weights_dtype.unwrap_or(WeightsDtype::Bf16);
+    let tp = match s.tp {
         Some(tp) => tp,
         None => crate::projection::project::natural_tp_for(p, inst, c.dp),
     };
@@ -231,7 +255,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         max_num_batched_tokens: a
             .max_num_batched_tokens
             .unwrap_or_else(|| plan::default_batched_tokens(p)),
-        dtype: a.weights_dtype,
+        dtype: weights_dtype,
     };
     let req = SimRequest {
         dep,
@@ -249,7 +273,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         crate::paths::check_output_file("--per-request", path)?;
     }
     let started = std::time::Instant::now();
-    let (report, outcome) = sim::run(&card, p, inst, &req)?;
+    let (report, outcome) = sim::run(&card, p, inst, &req).map_err(|e| s.explain(e))?;
     if a.timing {
         eprintln!(
             "timing: simulated {} requests in {:.1} ms",
@@ -261,7 +285,11 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         std::fs::write(path, sim::per_request_jsonl(&outcome))
             .with_context(|| format!("cannot write --per-request {}", path.display()))?;
     }
-    write_out(&export::simulation(a.format, &report))
+    write_out(&nconf::attach(
+        s.report.as_ref(),
+        a.format,
+        export::simulation(a.format, &report),
+    ))
 }
 
 /// Counts the tokens of a workload's `prompt` text with `explicit` or the card's own
@@ -294,8 +322,14 @@ fn prompt_counter<'a>(
 
 #[derive(Args, Debug)]
 pub struct PlanArgs {
+    /// Model card; with --neuron-config, by default the compiled model's `config.json`.
+    #[arg(long, required_unless_present = "neuron_config")]
+    model: Option<String>,
+    /// A Neuron-compiled model (see `project --neuron-config`): the search keeps its TP
+    /// degree, slots, sequence length, context batch and buckets, and varies the replicas
+    /// and instances only.
     #[arg(long)]
-    model: String,
+    neuron_config: Option<PathBuf>,
     /// Profiles: names, comma-separated, or `all`.
     #[arg(long, default_value = "all")]
     device: String,
@@ -320,8 +354,9 @@ pub struct PlanArgs {
     /// GPU: whole prompts in their own steps.
     #[arg(long)]
     no_chunked_prefill: bool,
-    #[arg(long, default_value = "bf16", value_parser = weights_dtype)]
-    weights_dtype: WeightsDtype,
+    /// bf16 (default), fp16, fp8, int8, int4 or fp32.
+    #[arg(long, value_parser = weights_dtype)]
+    weights_dtype: Option<WeightsDtype>,
     #[arg(long, default_value = "on-demand", value_parser = price_kind)]
     price: PriceKind,
     #[arg(long, default_value = "table", value_parser = format)]
@@ -336,8 +371,31 @@ pub struct PlanArgs {
 
 pub fn plan(a: PlanArgs) -> Result<()> {
     let home = Home::locate()?;
-    let card = card::find(&home.models_dir(), &a.model)?;
+    let nc = nconf::read_opt(a.neuron_config.as_deref())?;
+    let card = nconf::model_card(&home.models_dir(), a.model.as_deref(), nc.as_ref())?;
+    let mut s = nconf::settings(
+        nc.as_ref(),
+        &Explicit {
+            weights_dtype: a.weights_dtype,
+            ..Explicit::default()
+        },
+        false,
+    );
     let profiles = profile::load_selection(&home.profiles_dir(), &a.device)?;
+    // The instances that cannot hold it stay in the plan as rows saying why.
+    nconf::hold(profiles.clone(), &mut s, 1, None)?;
+    let compiled = s.report.as_ref().map(|_| plan::Compiled {
+        tp: s.tp.unwrap_or(1),
+        lnc: s.lnc,
+        max_num_seqs: s.max_num_seqs.unwrap_or(1),
+        seq_len: s.seq_len,
+        ctx_batch_size: s.ctx_batch_size,
+        buckets: s.buckets.clone(),
+    });
+    let profiles: Vec<_> = profiles
+        .into_iter()
+        .filter(|p| compiled.is_none() || p.kind == profile::DeviceKind::Neuron)
+        .collect();
     for (flag, v) in [
         ("--input-len-stddev", a.input_len_stddev),
         ("--output-len-stddev", a.output_len_stddev),
@@ -359,11 +417,12 @@ pub fn plan(a: PlanArgs) -> Result<()> {
         input_stddev: a.input_len_stddev,
         output_stddev: a.output_len_stddev,
         slo: a.slo.spec()?,
-        dtype: a.weights_dtype,
+        dtype: s.weights_dtype.unwrap_or(WeightsDtype::Bf16),
         price: a.price,
         trial_requests: a.trial_requests,
         seed: a.seed,
         chunked_prefill: !a.no_chunked_prefill,
+        compiled,
     };
     let started = std::time::Instant::now();
     let r = plan::plan(&card, &profiles, &req)?;
@@ -374,7 +433,11 @@ pub fn plan(a: PlanArgs) -> Result<()> {
             started.elapsed().as_secs_f64() * 1e3
         );
     }
-    write_out(&export::plan(a.format, &r))?;
+    write_out(&nconf::attach(
+        s.report.as_ref(),
+        a.format,
+        export::plan(a.format, &r),
+    ))?;
     if let Some(path) = &a.plot {
         match plan::plot_svg(&r) {
             Ok(svg) => std::fs::write(path, svg)

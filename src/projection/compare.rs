@@ -54,6 +54,9 @@ pub struct CompareRequest {
     /// Data-parallel replicas per instance (`--dp`); TP is the instance's natural degree for
     /// that many replicas.
     pub dp: u32,
+    /// TP degree on every instance (`--neuron-config`); each instance's natural degree
+    /// for the replicas when `None`.
+    pub tp: Option<u32>,
 }
 
 impl CompareRequest {
@@ -72,6 +75,7 @@ impl CompareRequest {
             ctx_batch_size: None,
             buckets: None,
             dp: 1,
+            tp: None,
         }
     }
 
@@ -148,7 +152,9 @@ fn slo_batch(hi: u32, eval: &impl Fn(u32) -> Projected, slo: &Slo) -> Option<Pro
 
 fn row(card: &ModelCard, profile: &Profile, inst_idx: usize, req: &CompareRequest) -> CompareRow {
     let inst = &profile.instances[inst_idx];
-    let tp = natural_tp_for(profile, inst, req.dp);
+    let tp = req
+        .tp
+        .unwrap_or_else(|| natural_tp_for(profile, inst, req.dp));
     let preq = req.project_request(tp);
     let eval = |b: u32| project_one(card, profile, inst, tp, b, &preq);
     let base = eval(preq.batch.max(1));

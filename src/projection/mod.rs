@@ -16,6 +16,7 @@ pub mod export;
 pub mod latency;
 pub mod lsq;
 pub mod model_cost;
+pub mod neuron_config;
 pub mod params;
 pub mod plot;
 pub mod points;

@@ -40,6 +40,22 @@ pub struct PlanRequest {
     pub trial_requests: u64,
     pub seed: u64,
     pub chunked_prefill: bool,
+    /// A compiled configuration (`--neuron-config`): the search keeps it and varies the
+    /// replicas per instance only.
+    pub compiled: Option<Compiled>,
+}
+
+/// The compile settings of a Neuron-compiled model, fixed in a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compiled {
+    pub tp: u32,
+    /// LNC the TP degree was compiled at (`None`: not checked).
+    pub lnc: Option<u32>,
+    pub max_num_seqs: u32,
+    /// Compiled positions; the plan's own default when `None`.
+    pub seq_len: Option<u32>,
+    pub ctx_batch_size: Option<u32>,
+    pub buckets: Option<Vec<u32>>,
 }
 
 /// One instance type in the plan.
@@ -170,29 +186,54 @@ fn search(
     );
     let mut best: Option<(Deployment, f64)> = None;
     let mut why = String::from("the weights do not fit at any allowed TP degree");
-    for &tp in profile.runtime.tp_degrees.iter().filter(|&&t| t <= units) {
+    let (tps, slots): (Vec<u32>, Vec<u32>) = match &req.compiled {
+        Some(c) => {
+            if let Some(w) =
+                crate::projection::neuron_config::why_not_held(profile, inst, c.tp, c.lnc, 1)
+            {
+                return Err(format!("cannot hold the compiled configuration: {w}"));
+            }
+            (vec![c.tp], vec![c.max_num_seqs])
+        }
+        None => (
+            profile
+                .runtime
+                .tp_degrees
+                .iter()
+                .copied()
+                .filter(|&t| t <= units)
+                .collect(),
+            SLOT_CANDIDATES.to_vec(),
+        ),
+    };
+    let compiled = req.compiled.as_ref();
+    let seq_len = compiled.and_then(|c| c.seq_len).unwrap_or(seq_len);
+    for tp in tps {
         let dp = units / tp;
         let mut last_rate = 0.0f64;
-        for &b in &SLOT_CANDIDATES {
+        for &b in &slots {
             let dep = Deployment {
                 tp,
                 dp,
                 max_num_seqs: b,
                 seq_len,
-                ctx_batch_size: 1,
-                buckets: None,
+                ctx_batch_size: compiled.and_then(|c| c.ctx_batch_size).unwrap_or(1),
+                buckets: compiled.and_then(|c| c.buckets.clone()),
                 chunked_prefill: req.chunked_prefill,
                 max_num_batched_tokens: default_batched_tokens(profile),
                 dtype: req.dtype,
             };
             let m = StepModel::new(&card.architecture, profile, &profile.latency, &dep);
             if let Err(e) = m.check_fits(&profile.runtime.tp_unit) {
-                if b == 1 {
+                if b == slots[0] {
                     why = format!("TP {tp}: {e}");
                 }
                 break;
             }
-            if m.check_request(req.input_len, req.output_len).is_err() {
+            if let Err(e) = m.check_request(req.input_len, req.output_len) {
+                if compiled.is_some() {
+                    why = format!("{e:#}");
+                }
                 break;
             }
             // No load: one request alone. If that misses the SLOs, more slots will too.
