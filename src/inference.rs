@@ -73,6 +73,17 @@ impl MatmulPrecision {
     }
 }
 
+/// Which kernels the CPU engine runs (`--kernels`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernels {
+    /// This project's own where they help: MKL routines libtorch carries but does not
+    /// expose (each checked against libtorch at start), and the fused one-token step.
+    Custom,
+    /// libtorch's operators only.
+    Libtorch,
+}
+
 /// Options shared by `generate` and `run`.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -80,6 +91,7 @@ pub struct EngineOptions {
     pub run_on: RunOn,
     pub dtype: DType,
     pub matmul_precision: MatmulPrecision,
+    pub kernels: Kernels,
     /// libtorch intra-op threads; `None` keeps libtorch's default (all cores).
     pub threads: Option<usize>,
     /// Seed for synthetic weights.

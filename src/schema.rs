@@ -27,6 +27,11 @@ pub struct Environment {
     /// as three bf16 products). Absent in reports of earlier versions.
     #[serde(default)]
     pub matmul_precision: Option<String>,
+    /// `--kernels`: `libtorch`, or `custom: …` naming the custom kernels that ran (MKL
+    /// routines that passed their start-up check, the fused one-token step) and why any
+    /// other did not. Absent in reports of earlier versions.
+    #[serde(default)]
+    pub kernels: Option<String>,
     pub tch_version: String,
     pub torch_version: String,
     pub profiler_version: String,
@@ -240,6 +245,7 @@ pub(crate) mod tests {
             weights_sha256: None,
             weights_bytes: None,
             matmul_precision: Some("highest".into()),
+            kernels: Some("libtorch".into()),
             command_line: "profiler run --model tiny-llama --device inf2-profile".into(),
             started_at: "2024-05-01T12:44:56Z".into(),
         }

@@ -9,7 +9,7 @@ pub mod run;
 pub mod serve;
 mod simulate;
 
-use crate::inference::{DType, MatmulPrecision, RunOn};
+use crate::inference::{DType, Kernels, MatmulPrecision, RunOn};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -143,6 +143,10 @@ pub struct EngineArgs {
     /// matrix instructions, about 16 significant bits per factor).
     #[arg(long, value_enum, default_value = "highest")]
     pub matmul_precision: MatmulPrecision,
+    /// CPU kernels: `custom` (this project's MKL routines, each checked against libtorch at
+    /// start, and the fused one-token step) or `libtorch` (its operators only).
+    #[arg(long, value_enum, default_value = "custom")]
+    pub kernels: Kernels,
     /// libtorch threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
@@ -158,6 +162,7 @@ impl EngineArgs {
             run_on: self.run_on,
             dtype: self.dtype,
             matmul_precision: self.matmul_precision,
+            kernels: self.kernels,
             threads: self.threads,
             seed: self.seed,
         }

@@ -1,7 +1,7 @@
 //! Loads a model onto the chosen device in the chosen dtype with the chosen thread count:
 //! the part `generate` and `run` share.
 
-pub use crate::inference::{DType, EngineOptions, MatmulPrecision, RunOn};
+pub use crate::inference::{DType, EngineOptions, Kernels, MatmulPrecision, RunOn};
 use crate::model::llama::{Llama, WeightsMode};
 use crate::model::load::{self, ModelInfo, ModelRef};
 use crate::model::tokenizer::Tokenizer;
@@ -69,6 +69,7 @@ impl Engine {
     /// Resolves, loads and places the model.
     pub fn load(opts: &EngineOptions, home: &Home) -> Result<Self> {
         let device = select_device(opts.run_on)?;
+        crate::model::mkl::set_libtorch_only(opts.kernels == Kernels::Libtorch);
         if let Some(n) = opts.threads {
             if n == 0 {
                 bail!("--threads must be at least 1, got 0");

@@ -28,7 +28,7 @@ pub mod model {
     pub mod kv_cache;
     pub mod llama;
     pub mod load;
-    pub(crate) mod mkl;
+    pub mod mkl;
     pub mod quant;
     pub mod synthetic;
 }

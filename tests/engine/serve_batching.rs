@@ -8,7 +8,7 @@
 mod common;
 
 use profiler_engine::batching::{Batcher, SlotOptions};
-use profiler_engine::engine::{DType, Engine, EngineOptions, MatmulPrecision, RunOn};
+use profiler_engine::engine::{DType, Engine, EngineOptions, Kernels, MatmulPrecision, RunOn};
 use profiler_engine::generate::{generate, GenerateOptions, Sampling};
 use profiler_engine::jobs::{self, Event, FinishReason, Load, SamplingParams};
 use profiler_engine::paths::Home;
@@ -38,6 +38,7 @@ fn engine(dtype: DType) -> Engine {
             run_on: RunOn::Cpu,
             dtype,
             matmul_precision: MatmulPrecision::Highest,
+            kernels: Kernels::Custom,
             threads: None,
             seed: 0,
         },

@@ -34,8 +34,11 @@ fn cpu_has_bf16_math() -> bool {
 /// GEMM and the CPU has bf16 matrix instructions (without them MKL emulates bf16 and the
 /// three products cost more than one f32 product).
 pub fn check_available() -> Result<()> {
+    if !mkl::custom_kernels() {
+        bail!("--matmul-precision high runs on this project's MKL bf16 kernel, which --kernels libtorch turns off");
+    }
     if mkl::gemm_bf16().is_none() {
-        bail!("this libtorch has no MKL bf16 GEMM (cblas_gemm_bf16bf16f32), needed for --matmul-precision high");
+        bail!("this libtorch has no usable MKL bf16 GEMM (cblas_gemm_bf16bf16f32), needed for --matmul-precision high: {}", mkl::describe(false));
     }
     if !cpu_has_bf16_math() {
         bail!("--matmul-precision high needs a CPU with bf16 matrix instructions (AVX512-BF16 or AMX); this one has none, so it would be slower than highest");

@@ -306,6 +306,7 @@ impl Llama {
             int8_fallbacks: fallbacks,
             linear_bytes,
             fused_decode: device == Device::Cpu
+                && super::mkl::custom_kernels()
                 && matches!(
                     (res_kind, kind),
                     (Kind::Float, Kind::Float)
@@ -349,6 +350,11 @@ impl Llama {
     }
 
     /// Bytes of the linear layers' weights: what a decode step reads at least once.
+    /// Whether one-token steps run the fused CPU loops (see [`super::fused`]).
+    pub fn uses_fused_decode(&self) -> bool {
+        self.fused_decode
+    }
+
     pub fn linear_weight_bytes(&self) -> i64 {
         self.linear_bytes
     }

@@ -1,9 +1,12 @@
 //! MKL routines that libtorch carries but does not expose through its operators, looked up
-//! by name among the loaded libraries (libtorch_cpu links MKL statically and exports its
-//! symbols). Each lookup is `None` on a libtorch built without MKL; callers then fall back
-//! to libtorch's operators.
+//! by name in libtorch_cpu (which links MKL statically and exports its symbols), through
+//! the handle of the already loaded library. Each routine is checked once, on first use,
+//! against libtorch's own operator on a small product; one that is missing, or whose
+//! result differs, is `None`, and so is every one under `--kernels libtorch`
+//! ([`set_libtorch_only`]): callers then use libtorch's operators.
 
 use std::ffi::{c_char, c_int, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use tch::{Device, Kind, Tensor};
 
@@ -77,38 +80,239 @@ struct Mkl {
     sgemv: Option<Sgemv>,
     sgemm_batch: Option<SgemmBatch>,
     set_threads: Option<SetThreads>,
+    /// What the start-up check found, one entry per routine: `(name, Ok | why not used)`.
+    status: Vec<(&'static str, std::result::Result<(), String>)>,
 }
 
-/// Looks a symbol up among the libraries already loaded.
-fn symbol(name: &std::ffi::CStr) -> Option<*mut c_void> {
-    // SAFETY: dlsym with RTLD_DEFAULT only reads the loaded libraries' symbol tables.
-    let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+/// `--kernels libtorch`: no MKL routine, no fused loop (see [`crate::inference::Kernels`]).
+static LIBTORCH_ONLY: AtomicBool = AtomicBool::new(false);
+
+/// Turns the routines of this module (and the fused one-token step, which asks
+/// [`custom_kernels`]) off or on for the process; set once, before the model is built.
+pub fn set_libtorch_only(off: bool) {
+    LIBTORCH_ONLY.store(off, Ordering::Relaxed);
+}
+
+/// Whether this project's own kernels may run (`--kernels custom`, the default).
+pub fn custom_kernels() -> bool {
+    !LIBTORCH_ONLY.load(Ordering::Relaxed)
+}
+
+/// The handle of the loaded libtorch_cpu (`RTLD_NOLOAD`: never loads it a second time).
+fn libtorch_handle() -> Option<*mut c_void> {
+    // SAFETY: dlopen with RTLD_NOLOAD only returns a handle to a library already loaded.
+    let h = unsafe {
+        libc::dlopen(
+            c"libtorch_cpu.so".as_ptr(),
+            libc::RTLD_NOLOAD | libc::RTLD_LAZY,
+        )
+    };
+    (!h.is_null()).then_some(h)
+}
+
+/// Looks a symbol up in libtorch_cpu.
+fn symbol(handle: *mut c_void, name: &std::ffi::CStr) -> Option<*mut c_void> {
+    // SAFETY: dlsym on a live handle only reads that library's symbol table.
+    let p = unsafe { libc::dlsym(handle, name.as_ptr()) };
     (!p.is_null()).then_some(p)
+}
+
+/// Largest absolute difference between two tensors, relative to the reference's largest
+/// magnitude.
+fn rel_diff(got: &Tensor, want: &Tensor) -> f64 {
+    let scale = want.abs().max().double_value(&[]).max(1e-12);
+    (got - want).abs().max().double_value(&[]) / scale
+}
+
+/// The start-up check of each routine against libtorch on a small seeded product.
+fn check(result: Option<f64>, tolerance: f64) -> std::result::Result<(), String> {
+    match result {
+        None => Err("not in this libtorch".into()),
+        Some(d) if d <= tolerance => Ok(()),
+        Some(d) => Err(format!(
+            "differs from libtorch by {d:.2e} (relative) on the start-up check"
+        )),
+    }
 }
 
 fn mkl() -> &'static Mkl {
     static MKL: OnceLock<Mkl> = OnceLock::new();
     MKL.get_or_init(|| {
+        let Some(h) = libtorch_handle() else {
+            let why = || Err("libtorch_cpu is not loaded under that name".to_string());
+            return Mkl {
+                gemm_bf16: None,
+                sgemv: None,
+                sgemm_batch: None,
+                set_threads: None,
+                status: vec![
+                    ("sgemv", why()),
+                    ("sgemm_batch", why()),
+                    ("gemm_bf16", why()),
+                ],
+            };
+        };
         // SAFETY: each symbol is MKL's function of the C signature given above (MKL
         // reference: "cblas_gemm_bf16bf16f32", "?gemv", "cblas_?gemm_batch",
         // "mkl_set_num_threads_local").
-        unsafe {
+        let mut m = unsafe {
             Mkl {
-                gemm_bf16: symbol(c"cblas_gemm_bf16bf16f32")
+                gemm_bf16: symbol(h, c"cblas_gemm_bf16bf16f32")
                     .map(|p| std::mem::transmute::<*mut c_void, GemmBf16>(p)),
-                sgemv: symbol(c"sgemv_").map(|p| std::mem::transmute::<*mut c_void, Sgemv>(p)),
-                sgemm_batch: symbol(c"cblas_sgemm_batch")
+                sgemv: symbol(h, c"sgemv_").map(|p| std::mem::transmute::<*mut c_void, Sgemv>(p)),
+                sgemm_batch: symbol(h, c"cblas_sgemm_batch")
                     .map(|p| std::mem::transmute::<*mut c_void, SgemmBatch>(p)),
-                set_threads: symbol(c"MKL_Set_Num_Threads_Local")
+                set_threads: symbol(h, c"MKL_Set_Num_Threads_Local")
                     .map(|p| std::mem::transmute::<*mut c_void, SetThreads>(p)),
+                status: Vec::new(),
             }
+        };
+        let _g = tch::no_grad_guard();
+        let gemv = check(m.sgemv.map(self_test_gemv), 1e-5);
+        let batch = check(m.sgemm_batch.map(self_test_batch), 1e-5);
+        // bf16 inputs: the products are exact in f32, the sums agree to f32 rounding.
+        let bf16 = check(m.gemm_bf16.map(self_test_gemm_bf16), 1e-4);
+        if gemv.is_err() {
+            m.sgemv = None;
         }
+        if batch.is_err() {
+            m.sgemm_batch = None;
+        }
+        if bf16.is_err() {
+            m.gemm_bf16 = None;
+        }
+        m.status = vec![("sgemv", gemv), ("sgemm_batch", batch), ("gemm_bf16", bf16)];
+        m
     })
 }
 
-/// MKL's bf16 GEMM, when this libtorch carries it.
+fn seeded_pair(seed: i64, a: &[i64], b: &[i64]) -> (Tensor, Tensor) {
+    let o = (Kind::Float, Device::Cpu);
+    crate::model::synthetic::seeded(seed, || (Tensor::randn(a, o), Tensor::randn(b, o)))
+}
+
+/// `sgemv_` on a `[48, 40]` weight against `linear`.
+fn self_test_gemv(f: Sgemv) -> f64 {
+    let (w, x) = seeded_pair(11, &[48, 40], &[1, 40]);
+    let y = Tensor::zeros([1, 48], (Kind::Float, Device::Cpu));
+    let (rows, cols, one, zero, inc) = (48 as c_int, 40 as c_int, 1.0f32, 0.0f32, 1 as c_int);
+    // SAFETY: as in `gemv_f32`: contiguous row-major [48, 40] weight, 40 and 48 floats.
+    unsafe {
+        f(
+            c"T".as_ptr(),
+            &cols,
+            &rows,
+            &one,
+            w.data_ptr() as *const f32,
+            &cols,
+            x.data_ptr() as *const f32,
+            &inc,
+            &zero,
+            y.data_ptr() as *mut f32,
+            &inc,
+        );
+    }
+    rel_diff(&y, &x.linear::<Tensor>(&w, None))
+}
+
+/// `cblas_sgemm_batch` on two column-major `[6, 5]ᵀ·[6, 3]` products against `matmul`.
+fn self_test_batch(f: SgemmBatch) -> f64 {
+    let (a, b) = seeded_pair(12, &[2, 5, 6], &[2, 3, 6]);
+    let c = Tensor::zeros([2, 3, 5], (Kind::Float, Device::Cpu));
+    let ptr = |t: &Tensor, i: usize, n: usize| (t.data_ptr() as *mut f32).wrapping_add(i * n);
+    let pa: Vec<*const f32> = (0..2).map(|i| ptr(&a, i, 30) as *const f32).collect();
+    let pb: Vec<*const f32> = (0..2).map(|i| ptr(&b, i, 18) as *const f32).collect();
+    let pc: Vec<*mut f32> = (0..2).map(|i| ptr(&c, i, 15)).collect();
+    let (m, n, k, ld_c, count) = (5 as c_int, 3 as c_int, 6 as c_int, 5 as c_int, 2 as c_int);
+    let (one, zero) = (1.0f32, 0.0f32);
+    // SAFETY: each pointer starts a matrix of the sizes given, inside its tensor.
+    unsafe {
+        f(
+            CBLAS_COL_MAJOR,
+            &CBLAS_TRANS,
+            &CBLAS_NO_TRANS,
+            &m,
+            &n,
+            &k,
+            &one,
+            pa.as_ptr(),
+            &k,
+            pb.as_ptr(),
+            &k,
+            &zero,
+            pc.as_ptr(),
+            &ld_c,
+            1,
+            &count,
+        );
+    }
+    rel_diff(&c, &b.matmul(&a.transpose(1, 2)))
+}
+
+/// `cblas_gemm_bf16bf16f32` on bf16-exact `[4, 8]·[8, 3]` against the f32 product.
+fn self_test_gemm_bf16(f: GemmBf16) -> f64 {
+    let (a, b) = seeded_pair(13, &[4, 8], &[8, 3]);
+    let (a, b) = (a.to_kind(Kind::BFloat16), b.to_kind(Kind::BFloat16));
+    let c = Tensor::zeros([4, 3], (Kind::Float, Device::Cpu));
+    // SAFETY: row-major contiguous [4, 8] and [8, 3] bf16 (u16 bit patterns) and a [4, 3]
+    // f32 output, alive until the call returns.
+    unsafe {
+        f(
+            CBLAS_ROW_MAJOR,
+            CBLAS_NO_TRANS,
+            CBLAS_NO_TRANS,
+            4,
+            3,
+            8,
+            1.0,
+            a.data_ptr() as *const u16,
+            8,
+            b.data_ptr() as *const u16,
+            3,
+            0.0,
+            c.data_ptr() as *mut f32,
+            3,
+        );
+    }
+    rel_diff(&c, &a.to_kind(Kind::Float).matmul(&b.to_kind(Kind::Float)))
+}
+
+/// MKL's bf16 GEMM, when this libtorch carries it, it passed its check and custom kernels
+/// are on.
 pub(crate) fn gemm_bf16() -> Option<GemmBf16> {
-    mkl().gemm_bf16
+    custom_kernels().then(|| mkl().gemm_bf16).flatten()
+}
+
+/// Which custom kernels run in this process: the MKL routines that passed their start-up
+/// check, or why each does not run; `fused_step` adds the fused one-token step when the
+/// model uses it. `"libtorch"` under `--kernels libtorch`.
+pub fn describe(fused_step: bool) -> String {
+    if !custom_kernels() {
+        return "libtorch".into();
+    }
+    let mut used = Vec::new();
+    let mut not = Vec::new();
+    for (name, st) in &mkl().status {
+        match st {
+            Ok(()) => used.push(format!("mkl {name}")),
+            Err(why) => not.push(format!("mkl {name}: {why}")),
+        }
+    }
+    if fused_step {
+        used.push("fused one-token step".into());
+    }
+    let mut s = format!(
+        "custom: {}",
+        if used.is_empty() {
+            "none".into()
+        } else {
+            used.join(", ")
+        }
+    );
+    if !not.is_empty() {
+        s.push_str(&format!(" (not used: {})", not.join("; ")));
+    }
+    s
 }
 
 /// Gives MKL calls from this thread libtorch's thread count (MKL keeps its own setting per
@@ -143,7 +347,7 @@ pub(crate) unsafe fn sgemm_batch(
     c: &[*mut f32],
     ldc: c_int,
 ) -> bool {
-    let Some(batch) = mkl().sgemm_batch else {
+    let Some(batch) = custom_kernels().then(|| mkl().sgemm_batch).flatten() else {
         return false;
     };
     let Ok(count) = c_int::try_from(a.len()) else {
@@ -186,7 +390,7 @@ pub(crate) unsafe fn sgemm_batch(
 /// of a SmolLM2-135M step's products back to back on a 2-core Xeon: 20.6 against 22.2 ms;
 /// in the decode step, interleaved A/B: 1.7 % shorter steps).
 pub(crate) fn gemv_f32(w: &Tensor, x: &Tensor) -> Option<Tensor> {
-    let sgemv = mkl().sgemv?;
+    let sgemv = custom_kernels().then(|| mkl().sgemv).flatten()?;
     let cpu_f32 = |t: &Tensor| t.kind() == Kind::Float && t.device() == Device::Cpu;
     let (ws, xs) = (w.size(), x.size());
     let (&[out, inp], &[1, xin]) = (&ws[..], &xs[..]) else {
@@ -266,5 +470,16 @@ mod tests {
         // Arrays of different lengths are refused before MKL sees them.
         // SAFETY: nothing is read or written when refused.
         assert!(!unsafe { sgemm_batch(true, false, 5, 4, 7, &pa[..2], 7, &pb, 7, &pc, 5) });
+    }
+
+    #[test]
+    fn every_routine_passes_its_start_up_check_here() {
+        let d = describe(false);
+        // libtorch 2.11 from PyPI carries all three; a failed check would say why.
+        assert!(
+            d.starts_with("custom: mkl sgemv, mkl sgemm_batch, mkl gemm_bf16"),
+            "{d}"
+        );
+        assert!(!d.contains("not used"), "{d}");
     }
 }

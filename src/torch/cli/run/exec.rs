@@ -123,6 +123,9 @@ pub(crate) fn environment(engine: &Engine, started: SystemTime) -> Environment {
         dtype: engine.dtype.activation_str().into(),
         weights_dtype: engine.dtype.as_str().into(),
         matmul_precision: Some(engine.matmul_precision.as_str().into()),
+        kernels: Some(crate::model::mkl::describe(
+            engine.model.uses_fused_decode(),
+        )),
         tch_version: crate::TCH_VERSION.into(),
         torch_version: crate::TORCH_VERSION.into(),
         profiler_version: env!("CARGO_PKG_VERSION").into(),
