@@ -18,6 +18,12 @@ import sys
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
+# One worker process. GuideLLM 0.8.1 seeds the Poisson generator of every worker process
+# with the same seed and adds each draw to one shared clock (AsyncPoissonStrategy.
+# next_request_time, guidellm/scheduler/strategies.py), so with N workers every gap comes N
+# times in a row: 10 workers turned rate 0.5 into gaps of 0.78 s ten times, then 0.33 s.
+# One process draws every gap from one generator, and leaves the CPU to the server.
+os.environ["GUIDELLM__MAX_WORKER_PROCESSES"] = "1"
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import corpus_prompts  # noqa: E402
 
