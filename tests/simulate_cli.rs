@@ -323,6 +323,124 @@ fn simulate_bad_input_is_one_line() {
     );
 }
 
+/// `simulate --device host --host-check REPORT`: the host profile of a run report's self-check.
+fn host_sim(dir: &std::path::Path, gb_per_s: f64, extra: &[&str]) -> Value {
+    let report = dir.join(format!("run-{gb_per_s}.json"));
+    std::fs::write(
+        &report,
+        format!(
+            r#"{{"environment": {{"cpu_model": "test cpu"}}, "host_check": {{"matmul_gflops": 1e9, "memory_gb_per_s": {gb_per_s}, "projected_ttft_ms": 1, "measured_ttft_ms": 1, "projected_tpot_ms": 1}}}}"#
+        ),
+    )
+    .unwrap();
+    let report = common::path_str(&report);
+    let mut args = vec![
+        "simulate",
+        "--model",
+        "llama",
+        "--device",
+        "host",
+        "--host-check",
+        &report,
+        "--instance",
+        "host",
+        "--weights-dtype",
+        "fp32",
+        "--max-num-seqs",
+        "1",
+        "--seq-len",
+        "256",
+        "--no-chunked-prefill",
+        "--input-len",
+        "16",
+        "--output-len",
+        "64",
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    serde_json::from_str(&common::run_ok(&args)).unwrap()
+}
+
+/// With an unbounded matmul rate a decode step on the host reads the weights once: SmolLM2-
+/// 135M has 134.5M parameters (its model card on Hugging Face), 538 MB in f32, so at
+/// 100 GB/s a step takes about 5.38 ms (plus a little KV cache), and twice as long at half
+/// the bandwidth.
+#[test]
+fn simulate_takes_the_host_profile_of_a_run_report() {
+    let dir = common::tempdir();
+    let fast = host_sim(
+        dir.path(),
+        100.0,
+        &["--concurrency", "1", "--requests", "4"],
+    );
+    assert_eq!(fast["simulated"], true);
+    assert_eq!(fast["profile"], "host", "{fast}");
+    let tpot = fast["tpot_ms"]["mean"].as_f64().unwrap();
+    assert!((tpot / 5.38 - 1.0).abs() < 0.05, "TPOT {tpot} ms");
+    let slow = host_sim(dir.path(), 50.0, &["--concurrency", "1", "--requests", "4"]);
+    let ratio = slow["tpot_ms"]["mean"].as_f64().unwrap() / tpot;
+    assert!((ratio - 2.0).abs() < 1e-6, "{ratio}");
+    // A serve samples file lists requests as they end; the replay takes them as they came.
+    let samples = dir.path().join("served.jsonl");
+    let line = |i: u32, start: f64, out: u32| {
+        format!(
+            r#"{{"kind":"sample","index":{i},"start_offset_ms":{start},"prompt_tokens":16,"output_tokens":{out},"tokenize_ms":0.1,"ttft_ms":10,"e2e_ms":{e2e},"tpot_ms":1,"decode_step_ms":{steps:?},"batch":1,"status":"ok"}}"#,
+            e2e = 10 + out - 1,
+            steps = vec![1.0; out as usize - 1]
+        )
+    };
+    let header = r#"{"kind":"header","schema_version":1,"environment":{"cpu_model":"x","cores":1,"threads":1,"run_on":"cpu","device_name":"x","dtype":"f32","weights_dtype":"f32","matmul_precision":"highest","tch_version":"0.24.0","torch_version":"2.11.0","profiler_version":"0.1.0","git_commit":null,"model":"smollm2-135m","weights_kind":"gguf","weights_sha256":null,"weights_bytes":1,"command_line":"x","started_at":"2026-01-01T00:00:00Z"},"workload":{"prompt_source":"x","input_len":null,"output_len":16,"batch":1,"requests":null,"duration_s":null,"warmup":0,"seed":0,"ignore_eos":false}}"#;
+    std::fs::write(
+        &samples,
+        format!("{header}\n{}\n{}\n", line(0, 5000.0, 4), line(1, 0.0, 40)),
+    )
+    .unwrap();
+    let s = host_sim(
+        dir.path(),
+        100.0,
+        &["--samples", &common::path_str(&samples)],
+    );
+    assert_eq!(s["requests"], 2, "{s}");
+    // The late short request did not wait behind the early long one (1 slot).
+    assert!(s["queue_ms"]["max"].as_f64().unwrap() < 1.0, "{s}");
+
+    let report = common::path_str(&dir.path().join("run-100.json"));
+    let base = [
+        "simulate",
+        "--model",
+        "llama",
+        "--instance",
+        "host",
+        "--concurrency",
+        "1",
+    ];
+    let err = |extra: &[&str], needle: &str| {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        common::assert_one_line_error(&common::run_err(&args), needle);
+    };
+    err(&["--device", "host"], "--device host needs --host-check");
+    err(
+        &["--device", "inf2-profile", "--host-check", &report],
+        "--host-check goes with --device host",
+    );
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"host_check": {"matmul_gflops": 10, "memory_gb_per_s": -1}}"#,
+    )
+    .unwrap();
+    err(
+        &["--device", "host", "--host-check", &common::path_str(&bad)],
+        "`host_check.memory_gb_per_s` is -1, expected a positive number",
+    );
+    std::fs::write(&bad, r#"{"requests": 3}"#).unwrap();
+    err(
+        &["--device", "host", "--host-check", &common::path_str(&bad)],
+        "no `host_check`",
+    );
+}
+
 #[test]
 fn plan_json_follows_the_contract() {
     let out = common::run_ok(&[

@@ -77,9 +77,13 @@ pub struct SimulateArgs {
     /// --ctx-batch-size, --seq-len, --buckets and --weights-dtype (flags given win).
     #[arg(long)]
     neuron_config: Option<PathBuf>,
-    /// The profile (one name).
+    /// The profile (one name), or `host` with `--host-check`.
     #[arg(long)]
     device: String,
+    /// With `--device host`: a `profiler run --format json` report whose host self-check
+    /// (matmul rate and memory bandwidth measured at its start) makes this machine's profile.
+    #[arg(long)]
+    host_check: Option<PathBuf>,
     /// Instance type of that profile.
     #[arg(long)]
     instance: String,
@@ -156,7 +160,14 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
     let home = Home::locate()?;
     let nc = nconf::read_opt(a.neuron_config.as_deref())?;
     let card = nconf::model_card(&home.models_dir(), a.model.as_deref(), nc.as_ref())?;
-    let profiles = profile::load_selection(&home.profiles_dir(), &a.device)?;
+    let profiles = match (a.device.as_str(), &a.host_check) {
+        ("host", Some(report)) => vec![host_from_report(report)?],
+        ("host", None) => bail!(
+            "--device host needs --host-check REPORT.json (a `profiler run --format json` report with its host self-check)"
+        ),
+        (d, Some(_)) => bail!("--host-check goes with --device host, not --device {d}"),
+        (d, None) => profile::load_selection(&home.profiles_dir(), d)?,
+    };
     let [p] = profiles.as_slice() else {
         bail!(
             "--device names one profile for simulate (got {})",
@@ -318,6 +329,38 @@ fn prompt_counter<'a>(
         };
         Ok(u32::try_from(tok.encode(text)?.len()).unwrap_or(u32::MAX))
     }
+}
+
+/// The `host` profile of the machine a run report was made on, from its host self-check
+/// (`host_check.matmul_gflops`, `host_check.memory_gb_per_s`), as `run` makes it.
+fn host_from_report(path: &std::path::Path) -> Result<profile::Profile> {
+    let what = path.display();
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("--host-check {what}: cannot read"))?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| {
+        format!("--host-check {what}: not a JSON report (`profiler run --format json`)")
+    })?;
+    let check = &v["host_check"];
+    if check.is_null() {
+        bail!("--host-check {what}: no `host_check` (the run had --no-host-check, or it is not a run report)");
+    }
+    let rate = |k: &str| -> Result<f64> {
+        match check[k].as_f64() {
+            Some(x) if x > 0.0 && x.is_finite() => Ok(x * 1e9),
+            _ => bail!(
+                "--host-check {what}: `host_check.{k}` is {}, expected a positive number",
+                check[k]
+            ),
+        }
+    };
+    let name = v["environment"]["cpu_model"].as_str().unwrap_or("host");
+    let memory = crate::sysinfo::available_memory_bytes().unwrap_or(16 << 30);
+    Ok(crate::projection::host_profile(
+        rate("matmul_gflops")?,
+        rate("memory_gb_per_s")?,
+        memory,
+        name,
+    ))
 }
 
 #[derive(Args, Debug)]

@@ -292,7 +292,7 @@ pub fn read_workload(
 /// times they started.
 pub fn read_samples(path: &Path) -> Result<Vec<LengthEntry>> {
     let file = crate::measure::samples::read_samples(path)?;
-    let out: Vec<LengthEntry> = file
+    let mut out: Vec<LengthEntry> = file
         .samples
         .iter()
         .filter(|s| s.is_ok() && s.prompt_tokens > 0 && s.output_tokens > 0)
@@ -308,6 +308,12 @@ pub fn read_samples(path: &Path) -> Result<Vec<LengthEntry>> {
             path.display()
         );
     }
+    // Lines are written as requests end; they arrived in the order of their start.
+    out.sort_by(|a, b| {
+        a.arrival_s
+            .partial_cmp(&b.arrival_s)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
     Ok(out)
 }
 
