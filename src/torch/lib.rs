@@ -25,6 +25,7 @@ pub mod model {
 
     pub mod bf16x3;
     pub(crate) mod fused;
+    pub mod guard;
     pub mod kv_cache;
     pub mod llama;
     pub mod load;

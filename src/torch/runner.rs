@@ -65,6 +65,9 @@ pub struct RunResult {
     /// Why appending to the samples file failed (full disk, file size limit ...); the run
     /// stops at that request, which is still counted, so the report keeps what finished.
     pub samples_error: Option<String>,
+    /// Why the engine failed (a forward pass that ran out of device memory ...); the run
+    /// stops there, the failed batch's requests recorded as errors, the finished ones kept.
+    pub engine_error: Option<String>,
 }
 
 /// Tokenised corpus for `--input-len`, computed once per run.
@@ -211,7 +214,7 @@ pub fn execute(
             sampling: plan.sampling,
         };
         let began = Instant::now();
-        let g = generate(
+        let g = match generate(
             &engine.model,
             &mut cache,
             &prompts,
@@ -222,7 +225,43 @@ pub fn execute(
                     obs.tokens(n)
                 }
             },
-        )?;
+        ) {
+            Ok(g) => g,
+            Err(e) => {
+                // A device failure (out of memory, a CUDA error): the batch's requests are
+                // recorded as failed and the run stops, keeping every request that finished.
+                let message = format!("{e:#}");
+                if !warm {
+                    let offset = run_start
+                        .map(|s| began.saturating_duration_since(s))
+                        .unwrap_or_default();
+                    for p in &rows {
+                        if plan.requests.is_some_and(|want| counted >= want) {
+                            break;
+                        }
+                        let s = RequestSample {
+                            index: counted as u64,
+                            start_offset_ms: ms(&offset),
+                            prompt_tokens: p.ids.len() as u64,
+                            output_tokens: 0,
+                            tokenize_ms: ms(&p.tokenize),
+                            ttft_ms: None,
+                            e2e_ms: ms(&began.elapsed()),
+                            tpot_ms: None,
+                            decode_step_ms: Vec::new(),
+                            batch: plan.batch as u32,
+                            status: SampleStatus::Error {
+                                message: message.clone(),
+                            },
+                        };
+                        keep(s, &mut result, &mut samples, obs);
+                        counted += 1;
+                    }
+                }
+                result.engine_error = Some(message);
+                break;
+            }
+        };
         batch_no += 1;
         if g.interrupted {
             result.interrupted = true;
@@ -260,14 +299,7 @@ pub fn execute(
                 batch: plan.batch as u32,
                 status: SampleStatus::Ok,
             };
-            if let Some(w) = samples.as_deref_mut() {
-                if let Err(e) = w.append(&s) {
-                    result.samples_error = Some(format!("{e:#}"));
-                    samples = None;
-                }
-            }
-            obs.request(&s);
-            result.samples.push(s);
+            keep(s, &mut result, &mut samples, obs);
             counted += 1;
         }
         if result.samples_error.is_some() {
@@ -276,6 +308,24 @@ pub fn execute(
         next_request += plan.batch;
     }
     Ok(result)
+}
+
+/// Appends a counted request to the samples file (a failure to write stops the run there,
+/// see [`RunResult::samples_error`]), tells the observer and keeps it.
+fn keep(
+    s: RequestSample,
+    result: &mut RunResult,
+    samples: &mut Option<&mut SamplesWriter>,
+    obs: &dyn RunObserver,
+) {
+    if let Some(w) = samples.as_deref_mut() {
+        if let Err(e) = w.append(&s) {
+            result.samples_error = Some(format!("{e:#}"));
+            *samples = None;
+        }
+    }
+    obs.request(&s);
+    result.samples.push(s);
 }
 
 fn ms(d: &Duration) -> f64 {

@@ -712,3 +712,43 @@ fn gguf_too_big_for_memory_is_refused_before_loading() {
         "available {shown} GiB: {err}"
     );
 }
+
+/// A libtorch failure inside the forward pass (here an id outside the vocabulary: libtorch
+/// throws, as it does for a CUDA out-of-memory, and tch turns the exception into a panic)
+/// is one line naming the batch, the lengths and the device, through the real model.
+#[test]
+#[cfg_attr(
+    not(feature = "model-tests"),
+    ignore = "needs the default model from scripts/setup (scripts/test turns on model-tests)"
+)]
+fn a_failed_forward_pass_is_one_line_naming_the_batch() {
+    use profiler_engine::model::llama::WeightsMode;
+    use profiler_engine::model::load;
+    use profiler_engine::paths::Home;
+    use tch::{Device, Kind, Tensor};
+    common::default_weights();
+    let home = Home::at(common::home());
+    let r = load::resolve("llama", &home).unwrap();
+    let w = load::load(&r, &home, 0, false).unwrap();
+    let (model, _) = load::build_model(w, Device::Cpu, WeightsMode::Dense(Kind::Float)).unwrap();
+    let mut cache = model.new_cache(2, 16).unwrap();
+    let toks = Tensor::from_slice(&[1i64, 2, 3, 1, 2, 999_999]).view([2, 3]);
+    let pos = Tensor::arange(3, (Kind::Int64, Device::Cpu))
+        .view([1, 3])
+        .repeat([2, 1]);
+    let e = model
+        .forward(&toks, &pos, None, &mut cache)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with(
+            "the forward pass of batch 2 × 3 tokens (0 cached positions) failed on Cpu: "
+        ),
+        "{e}"
+    );
+    assert!(!e.contains('\n') && !e.contains("frame #"), "{e}");
+    // The same model still answers a good request afterwards, on a fresh cache.
+    let mut cache = model.new_cache(2, 16).unwrap();
+    let ok = Tensor::from_slice(&[1i64, 2, 3, 1, 2, 3]).view([2, 3]);
+    assert!(model.forward(&ok, &pos, None, &mut cache).is_ok());
+}

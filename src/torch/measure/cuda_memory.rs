@@ -34,6 +34,49 @@ pub fn peak_allocated_bytes(index: usize) -> Option<u64> {
     }
 }
 
+/// `cudaMemGetInfo`'s free bytes on `device` (what the driver can still hand out, other
+/// processes' use taken off); `None` off CUDA or where the CUDA runtime libtorch loaded does
+/// not answer. Looked up among the loaded libraries, so no CUDA headers are needed.
+pub fn free_bytes(device: tch::Device) -> Option<u64> {
+    let tch::Device::Cuda(index) = device else {
+        return None;
+    };
+    type MemGetInfo = unsafe extern "C" fn(free: *mut usize, total: *mut usize) -> i32;
+    type GetDevice = unsafe extern "C" fn(device: *mut i32) -> i32;
+    type SetDevice = unsafe extern "C" fn(device: i32) -> i32;
+    let sym = |name: &std::ffi::CStr| {
+        // SAFETY: dlsym with RTLD_DEFAULT only reads the loaded libraries' symbol tables.
+        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
+        (!p.is_null()).then_some(p)
+    };
+    // SAFETY: the CUDA runtime's functions of these C signatures (CUDA Runtime API
+    // reference: cudaMemGetInfo, cudaGetDevice, cudaSetDevice).
+    let (info, get, set) = unsafe {
+        (
+            std::mem::transmute::<*mut libc::c_void, MemGetInfo>(sym(c"cudaMemGetInfo")?),
+            std::mem::transmute::<*mut libc::c_void, GetDevice>(sym(c"cudaGetDevice")?),
+            std::mem::transmute::<*mut libc::c_void, SetDevice>(sym(c"cudaSetDevice")?),
+        )
+    };
+    let want = i32::try_from(index).ok()?;
+    let (mut free, mut total, mut current) = (0usize, 0usize, 0i32);
+    // SAFETY: plain runtime calls writing through valid pointers; the thread's current
+    // device is put back as it was.
+    unsafe {
+        if get(&mut current) != 0 {
+            return None;
+        }
+        if current != want && set(want) != 0 {
+            return None;
+        }
+        let rc = info(&mut free, &mut total);
+        if current != want {
+            set(current);
+        }
+        (rc == 0).then_some(free as u64)
+    }
+}
+
 /// The peak for a run on `device`; `None` off CUDA.
 pub fn peak_for(device: tch::Device) -> Option<u64> {
     match device {

@@ -1,6 +1,6 @@
 //! Pre-allocated key/value cache, written in place (no concatenation per step).
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use tch::{Device, Kind, Tensor};
 
 /// Keys and values of every layer for `batch` sequences of up to `max_len` positions.
@@ -17,6 +17,8 @@ pub struct KvCache {
     /// `[batch, max_len]` bool: column holds a real token; `None` when no row is padded.
     pub(crate) valid: Option<Tensor>,
 }
+
+const GIB: f64 = 1073741824.0;
 
 impl KvCache {
     /// Allocates the whole cache up front; fails with the byte count when memory is short.
@@ -50,11 +52,21 @@ impl KvCache {
                 total,
                 " (lower --batch or the prompt and output lengths)",
             )?;
+        } else if let Some(free) = crate::measure::cuda_memory::free_bytes(device) {
+            // Sized against what the device can still hand out, before asking for it.
+            if total > free {
+                bail!(
+                    "batch {batch} × {max_len} positions: the KV cache needs {:.2} GiB on {device:?}, {:.2} GiB is free (lower --batch or the prompt and output lengths)",
+                    total as f64 / GIB,
+                    free as f64 / GIB
+                );
+            }
         }
         let alloc = || {
-            Tensor::f_zeros(shape, (kind, device)).with_context(|| {
-                format!(
-                    "cannot allocate the KV cache ({layer_bytes} bytes per layer, {total} in all)"
+            Tensor::f_zeros(shape, (kind, device)).map_err(|e| {
+                anyhow::anyhow!(
+                    "batch {batch} × {max_len} positions: cannot allocate the KV cache on {device:?} ({layer_bytes} bytes per layer, {total} in all): {}",
+                    crate::model::guard::first_line(&e.to_string())
                 )
             })
         };

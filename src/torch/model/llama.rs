@@ -406,7 +406,22 @@ impl Llama {
         prompt_mask: Option<&Tensor>,
         cache: &mut KvCache,
     ) -> Result<Tensor> {
-        self.forward_inner(tokens, positions, prompt_mask, cache, None)
+        let (b, t) = (
+            tokens.size().first().copied(),
+            tokens.size().get(1).copied(),
+        );
+        let cached = cache.len();
+        super::guard::guarded(
+            || {
+                format!(
+                    "the forward pass of batch {} × {} tokens ({cached} cached positions) failed on {:?}",
+                    b.unwrap_or(0),
+                    t.unwrap_or(0),
+                    self.device
+                )
+            },
+            || self.forward_inner(tokens, positions, prompt_mask, cache, None),
+        )
     }
 
     /// One decode step for rows that each have their own length (continuous batching):
@@ -414,6 +429,25 @@ impl Llama {
     /// attends to columns `0..=cols[r]` of its own row. The cache's shared length is left
     /// alone (the caller keeps each row's). Returns `[batch, vocab]` f32 logits.
     pub fn forward_slots(
+        &self,
+        tokens: &[i64],
+        cols: &[usize],
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let longest = cols.iter().max().copied().unwrap_or(0);
+        super::guard::guarded(
+            || {
+                format!(
+                    "the decode step of {} slots (longest at position {longest}) failed on {:?}",
+                    tokens.len(),
+                    self.device
+                )
+            },
+            || self.forward_slots_inner(tokens, cols, cache),
+        )
+    }
+
+    fn forward_slots_inner(
         &self,
         tokens: &[i64],
         cols: &[usize],

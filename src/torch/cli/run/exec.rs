@@ -387,6 +387,12 @@ pub fn run(a: RunArgs) -> Result<()> {
         host_rates,
         metrics.as_ref(),
     )?;
+    if let Some(e) = &result.engine_error {
+        report.warnings.push(format!(
+            "the engine failed ({e}); the run stopped after {} requests",
+            result.samples.len()
+        ));
+    }
     if let Some(e) = &result.samples_error {
         report.warnings.push(format!(
             "the samples file could not be written ({e}); the run stopped after {} requests",
@@ -404,6 +410,12 @@ pub fn run(a: RunArgs) -> Result<()> {
         s.shutdown();
     }
     emitted?;
+    if let Some(e) = result.engine_error {
+        bail!(
+            "{e}: the run stopped after {} requests (the report above covers them)",
+            result.samples.len()
+        );
+    }
     if let Some(e) = result.samples_error {
         bail!(
             "{e}: the run stopped after {} requests (the report above covers them)",
