@@ -3,9 +3,9 @@
 use super::project::CompileArgs;
 use super::write_out;
 use crate::model::card;
+use crate::output::Format;
 use crate::paths::Home;
 use crate::projection::bucket::compiled_seq_len;
-use crate::projection::export::Format;
 use crate::projection::profile::{self, PriceKind};
 use crate::projection::step::Deployment;
 use crate::projection::WeightsDtype;

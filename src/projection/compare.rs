@@ -7,11 +7,12 @@ use super::profile::{self, PriceKind, Profile};
 use super::project::{project_one, ProjectRequest, Projected};
 use crate::model::card::ModelCard;
 use anyhow::{bail, Result};
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// Latency objectives; `None` means unconstrained.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Slo {
     pub ttft_ms: Option<f64>,
     pub tpot_ms: Option<f64>,
@@ -59,7 +60,7 @@ impl CompareRequest {
 }
 
 /// One instance in the comparison.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CompareRow {
     /// The projection at the chosen batch (the SLO batch when one is found).
     #[serde(flatten)]
@@ -71,7 +72,7 @@ pub struct CompareRow {
 }
 
 /// Result of `profiler compare` (JSON schema version 1).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CompareReport {
     pub schema_version: u32,
     pub model: String,
@@ -170,13 +171,13 @@ fn row(card: &ModelCard, profile: &Profile, inst_idx: usize, req: &CompareReques
 /// Usable rows first, by cost per 1M tokens (rows without a price after priced ones).
 fn sort_key(r: &CompareRow) -> (u8, f64) {
     let c = r.projected.projection.cost_usd_per_million_tokens;
-    let class = match (r.meets_slo, c.is_finite()) {
+    let class = match (r.meets_slo, c.is_some()) {
         (true, true) => 0,
         (true, false) => 1,
         (false, _) if r.projected.projection.fits => 2,
         _ => 3,
     };
-    (class, if c.is_finite() { c } else { f64::MAX })
+    (class, c.unwrap_or(f64::MAX))
 }
 
 /// Compares `card` on every instance of `profiles`.
@@ -213,8 +214,8 @@ pub fn compare_profiles(
             format!(
                 "Recommendation: {} at ${:.2} per 1M tokens (${:.2} per 1M output tokens), TTFT {:.0} ms, TPOT {:.1} ms{} (projected, not measured).",
                 describe(&r.projected),
-                x.cost_usd_per_million_tokens,
-                x.cost_usd_per_million_output_tokens,
+                x.cost_usd_per_million_tokens.unwrap_or(f64::NAN),
+                x.cost_usd_per_million_output_tokens.unwrap_or(f64::NAN),
                 x.ttft_ms,
                 x.tpot_ms,
                 if req.slo.is_set() { ", largest batch within the SLOs" } else { "" }

@@ -17,20 +17,15 @@ struct Dot {
 fn dots(rows: &[CompareRow]) -> Vec<Dot> {
     rows.iter()
         .filter(|r| r.projected.projection.fits)
-        .filter(|r| {
+        .filter_map(|r| {
             let p = &r.projected.projection;
-            p.cost_usd_per_million_tokens.is_finite()
-                && p.cost_usd_per_million_tokens > 0.0
-                && p.tpot_ms > 0.0
-        })
-        .map(|r| {
-            let p = &r.projected.projection;
-            Dot {
+            let cost = p.cost_usd_per_million_tokens?;
+            (cost.is_finite() && cost > 0.0 && p.tpot_ms > 0.0).then(|| Dot {
                 label: format!("{} (TP {}, b{})", p.instance, p.tp, p.batch),
                 profile: p.profile.clone(),
                 tpot_ms: p.tpot_ms,
-                cost: p.cost_usd_per_million_tokens,
-            }
+                cost,
+            })
         })
         .collect()
 }

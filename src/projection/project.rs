@@ -15,7 +15,8 @@ use super::step::StepModel;
 use super::types::Projection;
 use crate::model::card::ModelCard;
 use anyhow::{bail, Result};
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// What to project.
@@ -82,7 +83,7 @@ impl ProjectRequest {
 }
 
 /// A projection plus the numbers its JSON contract does not carry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Projected {
     #[serde(flatten)]
     pub projection: Projection,
@@ -102,6 +103,28 @@ pub struct Projected {
     pub dp: u32,
     /// Compiled batch (continuous-batching slots) of one replica.
     pub max_num_seqs: u32,
+}
+
+/// What `profiler project --format json` writes (schema version 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProjectReport {
+    pub schema_version: u32,
+    /// The model card's name.
+    pub model: String,
+    pub model_parameters: u64,
+    pub projections: Vec<Projected>,
+}
+
+impl ProjectReport {
+    /// The report of `rows` for `model`.
+    pub fn new(model: &str, model_parameters: u64, rows: &[Projected]) -> Self {
+        ProjectReport {
+            schema_version: 1,
+            model: model.to_string(),
+            model_parameters,
+            projections: rows.to_vec(),
+        }
+    }
 }
 
 /// `price / 3600 / tokens_per_s × 1e6`: USD per 1M tokens at a sustained rate.
@@ -200,7 +223,7 @@ fn build(
     let out_tps = b * t.output_len as f64 / e2e_s;
     let total_tps = b * (t.input_len + t.output_len) as f64 / e2e_s;
     let price = inst.price(kind);
-    let cost = |tps: f64| price.map_or(f64::NAN, |p| cost_per_million(p.usd_per_hour, tps));
+    let cost = |tps: f64| price.map(|p| cost_per_million(p.usd_per_hour, tps));
     let chips = (t.tp as f64 * dp as f64 / profile.runtime.tp_units_per_chip as f64).ceil();
     let energy = profile
         .chip
@@ -598,7 +621,7 @@ mod tests {
         assert!((x.e2e_ms - (x.ttft_ms + 199.0 * x.tpot_ms)).abs() < 1e-6);
         assert!((x.output_tokens_per_s - 4.0 * 200.0 / (x.e2e_ms / 1e3)).abs() < 1e-6);
         let want = 12.98127 / 3600.0 / x.output_tokens_per_s * 1e6;
-        assert!((x.cost_usd_per_million_output_tokens - want).abs() < 1e-9);
+        assert!((x.cost_usd_per_million_output_tokens.unwrap() - want).abs() < 1e-9);
         assert_eq!(p.padded_input_len, 128);
         assert!(x.calibration_mape.is_some());
         assert!(x.energy_kwh_per_million_tokens.is_none());
@@ -627,7 +650,7 @@ mod tests {
             r.dtype,
         );
         let x = &p.projection;
-        assert!(x.fits && x.cost_usd_per_million_tokens.is_nan());
+        assert!(x.fits && x.cost_usd_per_million_tokens.is_none());
         // Decode is bandwidth-bound: ~2.5 GB of bf16 weights at 20 GB/s is ~0.12 s.
         assert!(x.tpot_ms > 100.0 && x.tpot_ms < 150.0, "{}", x.tpot_ms);
         assert!(x.notes.iter().any(|n| n.starts_with("host profile")));

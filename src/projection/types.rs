@@ -1,10 +1,11 @@
 //! The projection record: one target (profile, instance, TP degree, batch, lengths) and
 //! what the latency model projects for it. Its JSON form is a documented contract.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A projected (never measured) latency, throughput and cost for one deployment target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Projection {
     /// Profile name, e.g. `inf2-profile`.
     pub profile: String,
@@ -27,8 +28,11 @@ pub struct Projection {
     pub tpot_ms: f64,
     pub e2e_ms: f64,
     pub output_tokens_per_s: f64,
-    pub cost_usd_per_million_output_tokens: f64,
-    pub cost_usd_per_million_tokens: f64,
+    /// USD per 1M output tokens; `None` (JSON `null`) where the instance has no price of
+    /// the kind asked for, or for the local host.
+    pub cost_usd_per_million_output_tokens: Option<f64>,
+    /// USD per 1M tokens (prompt + output); `None` as above.
+    pub cost_usd_per_million_tokens: Option<f64>,
     /// `None` where the profile has no published TDP.
     pub energy_kwh_per_million_tokens: Option<f64>,
     /// Mean absolute percentage error of the profile on its calibration points
@@ -42,7 +46,7 @@ pub struct Projection {
 }
 
 /// Calibration error of a profile, per metric, as fractions (0.1 = 10%).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CalibrationError {
     pub ttft: f64,
     pub tpot: f64,
@@ -52,7 +56,7 @@ pub struct CalibrationError {
 
 /// A held-out error (leave-one-source-out or leave-one-model-out): the error of points
 /// projected by a fit that did not see their group, or why it could not be computed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HeldOut {
     /// `None` where it cannot be computed (see `reason`).
     pub error: Option<CalibrationError>,

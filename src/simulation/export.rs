@@ -3,37 +3,26 @@
 use super::plan::PlanReport;
 use super::report::SimReport;
 use crate::measure::stats::Summary;
-use crate::projection::export::{Format, Grid};
-
-fn opt(v: Option<f64>, digits: usize) -> String {
-    v.filter(|x| x.is_finite())
-        .map_or("-".into(), |x| format!("{x:.digits$}"))
-}
-
-fn json(v: &impl serde::Serialize) -> Vec<u8> {
-    let mut s =
-        serde_json::to_string_pretty(v).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
-    s.push('\n');
-    s.into_bytes()
-}
+use crate::output::number::fixed;
+use crate::output::{json_bytes, Format, LineEnd, Table};
 
 /// A simulation report.
 pub fn simulation(format: Format, r: &SimReport) -> Vec<u8> {
     if format == Format::Json {
-        return json(r);
+        return json_bytes(r);
     }
     let metric = |name: &str, s: &Option<Summary>| {
         let s = s.as_ref();
         vec![
             name.to_string(),
-            opt(s.map(|x| x.mean), 2),
-            opt(s.map(|x| x.p50), 2),
-            opt(s.map(|x| x.p90), 2),
-            opt(s.map(|x| x.p99), 2),
-            opt(s.map(|x| x.max), 2),
+            fixed(s.map(|x| x.mean), 2),
+            fixed(s.map(|x| x.p50), 2),
+            fixed(s.map(|x| x.p90), 2),
+            fixed(s.map(|x| x.p99), 2),
+            fixed(s.map(|x| x.max), 2),
         ]
     };
-    let grid = Grid {
+    let grid = Table {
         header: ["metric (simulated)", "mean", "p50", "p90", "p99", "max"]
             .map(String::from)
             .to_vec(),
@@ -44,7 +33,7 @@ pub fn simulation(format: Format, r: &SimReport) -> Vec<u8> {
             metric("e2e_ms", &r.e2e_ms),
             metric("queue_ms", &r.queue_ms),
         ],
-        left: 1,
+        text_columns: 1,
     };
     let s = &r.setup;
     let head = format!(
@@ -75,13 +64,13 @@ pub fn simulation(format: Format, r: &SimReport) -> Vec<u8> {
         r.slo_met.map_or("-".into(), |b| b.to_string()),
         r.slot_utilization * 100.0,
         r.peak_kv_memory_bytes / 1073741824.0,
-        opt(r.cost_usd_per_million_output_tokens, 3),
-        opt(r.cost_usd_per_million_tokens, 3),
+        fixed(r.cost_usd_per_million_output_tokens, 3),
+        fixed(r.cost_usd_per_million_tokens, 3),
         s.price_kind
     );
     let notes: String = r.notes.iter().map(|n| format!("note: {n}\n")).collect();
     match format {
-        Format::Csv => grid.csv().into_bytes(),
+        Format::Csv => grid.csv(LineEnd::Lf).into_bytes(),
         Format::Markdown => format!("{head}\n{}\n{tail}\n{notes}", grid.markdown()).into_bytes(),
         _ => format!("{head}{}{tail}{notes}", grid.text()).into_bytes(),
     }
@@ -90,10 +79,10 @@ pub fn simulation(format: Format, r: &SimReport) -> Vec<u8> {
 /// A plan report.
 pub fn plan(format: Format, r: &PlanReport) -> Vec<u8> {
     if format == Format::Json {
-        return json(r);
+        return json_bytes(r);
     }
     let u = |v: Option<u32>| v.map_or("-".into(), |x| x.to_string());
-    let grid = Grid {
+    let grid = Table {
         header: [
             "profile",
             "instance",
@@ -121,18 +110,18 @@ pub fn plan(format: Format, r: &PlanReport) -> Vec<u8> {
                     u(x.tp),
                     u(x.dp),
                     u(x.max_num_seqs),
-                    opt(x.max_rate_per_instance, 3),
+                    fixed(x.max_rate_per_instance, 3),
                     x.instances_needed.map_or("-".into(), |n| n.to_string()),
-                    opt(x.fleet_usd_per_hour, 2),
-                    opt(x.cost_usd_per_million_tokens, 3),
-                    opt(x.ttft_ms_at_percentile, 0),
-                    opt(x.tpot_ms_at_percentile, 1),
+                    fixed(x.fleet_usd_per_hour, 2),
+                    fixed(x.cost_usd_per_million_tokens, 3),
+                    fixed(x.ttft_ms_at_percentile, 0),
+                    fixed(x.tpot_ms_at_percentile, 1),
                     x.meets_slo.to_string(),
                     x.reason.clone().unwrap_or_default(),
                 ]
             })
             .collect(),
-        left: 2,
+        text_columns: 2,
     };
     let head = format!(
         "simulated capacity plan: {} at {} req/s, {} prompt / {} output tokens, p{} TTFT ≤ {} ms, TPOT ≤ {} ms ({} prices)\n",
@@ -141,8 +130,8 @@ pub fn plan(format: Format, r: &PlanReport) -> Vec<u8> {
         r.input_len,
         r.output_len,
         r.slo.percentile,
-        opt(r.slo.ttft_ms, 0),
-        opt(r.slo.tpot_ms, 1),
+        fixed(r.slo.ttft_ms, 0),
+        fixed(r.slo.tpot_ms, 1),
         r.price_kind
     );
     let rec = format!(
@@ -152,7 +141,7 @@ pub fn plan(format: Format, r: &PlanReport) -> Vec<u8> {
             .unwrap_or_else(|| "none: no priced instance meets the SLOs".into())
     );
     match format {
-        Format::Csv => grid.csv().into_bytes(),
+        Format::Csv => grid.csv(LineEnd::Lf).into_bytes(),
         Format::Markdown => format!("{head}\n{}\n{rec}", grid.markdown()).into_bytes(),
         _ => format!("{head}{}{rec}", grid.text()).into_bytes(),
     }

@@ -15,7 +15,8 @@ use crate::projection::step::{
     Deployment, StepModel, DEFAULT_MAX_NUM_BATCHED_TOKENS, LARGE_GPU_MAX_NUM_BATCHED_TOKENS,
 };
 use anyhow::{bail, Result};
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// Slots per replica the search tries.
 pub const SLOT_CANDIDATES: [u32; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
@@ -42,7 +43,7 @@ pub struct PlanRequest {
 }
 
 /// One instance type in the plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PlanRow {
     pub profile: String,
     pub instance: String,
@@ -65,7 +66,7 @@ pub struct PlanRow {
 }
 
 /// Result of `profiler plan` (JSON schema version 1).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PlanReport {
     pub schema_version: u32,
     pub simulated: bool,

@@ -5,10 +5,11 @@
 use super::engine::Outcome;
 use crate::measure::stats::{t_quantile_975, Summary};
 use crate::projection::types::CalibrationError;
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// Latency objectives at a percentile.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SloSpec {
     pub ttft_ms: Option<f64>,
     pub tpot_ms: Option<f64>,
@@ -130,7 +131,7 @@ pub fn summary_weighted(values: &[(f64, u64)], scale: f64) -> Option<Summary> {
 }
 
 /// The deployment and load a report describes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SimSetup {
     pub model: String,
     pub profile: String,
@@ -162,7 +163,7 @@ pub struct SimSetup {
 }
 
 /// Result of `profiler simulate` (JSON schema version 1).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SimReport {
     pub schema_version: u32,
     /// Always true: nothing here was measured.
