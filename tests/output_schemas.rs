@@ -63,6 +63,31 @@ fn check<T: DeserializeOwned + Serialize>(name: &str, text: &str) -> Value {
     v
 }
 
+/// Every projected number `X` of a projection row has `X_low ≤ X ≤ X_high` beside it (all
+/// three null together where `X` is unknown).
+fn has_intervals(row: &Value) {
+    for x in [
+        "ttft_ms",
+        "tpot_ms",
+        "e2e_ms",
+        "output_tokens_per_s",
+        "total_tokens_per_s",
+        "cost_usd_per_million_output_tokens",
+        "cost_usd_per_million_tokens",
+        "energy_kwh_per_million_tokens",
+    ] {
+        let (lo, hi) = (&row[format!("{x}_low")], &row[format!("{x}_high")]);
+        match row[x].as_f64() {
+            Some(v) => {
+                let (lo, hi) = (lo.as_f64().unwrap(), hi.as_f64().unwrap());
+                assert!(lo <= v && v <= hi, "{x}: {lo} {v} {hi} in {row}");
+            }
+            None => assert!(lo.is_null() && hi.is_null(), "{x} in {row}"),
+        }
+    }
+    assert!(row["interval_basis"].is_string(), "{row}");
+}
+
 #[test]
 fn project_output_validates_and_reads_back() {
     // Every profile: trn2 and trn3 have no on-demand price, so their costs are null.
@@ -83,6 +108,7 @@ fn project_output_validates_and_reads_back() {
     assert!(rows
         .iter()
         .any(|r| r["cost_usd_per_million_tokens"].is_f64()));
+    rows.iter().for_each(has_intervals);
 }
 
 #[test]
@@ -101,6 +127,8 @@ fn compare_output_validates_and_reads_back() {
     let v = check::<profiler::projection::CompareReport>("compare", &out);
     let rows = v["rows"].as_array().unwrap();
     assert!(rows.iter().any(|r| r["fits"] == false));
+    rows.iter().for_each(has_intervals);
+    assert!(v["ranking"].is_string());
     assert!(rows
         .iter()
         .any(|r| r["cost_usd_per_million_tokens"].is_null()));
@@ -137,7 +165,34 @@ fn simulate_output_validates_and_reads_back() {
             "--format",
             "json",
         ]);
-        check::<profiler::simulation::report::SimReport>("simulate", &out);
+        let v = check::<profiler::simulation::report::SimReport>("simulate", &out);
+        // Every simulated number has its interval beside it.
+        for x in ["ttft_ms", "tpot_ms", "itl_ms", "e2e_ms", "queue_ms"] {
+            let (lo, mid, hi) = (
+                v[format!("{x}_low")]["mean"].as_f64().unwrap(),
+                v[x]["mean"].as_f64().unwrap(),
+                v[format!("{x}_high")]["mean"].as_f64().unwrap(),
+            );
+            assert!(lo <= mid && mid <= hi, "{device} {x}: {lo} {mid} {hi}");
+        }
+        for x in [
+            "requests_per_s",
+            "output_tokens_per_s",
+            "total_tokens_per_s",
+            "ttft_at_slo_percentile_ms",
+            "tpot_at_slo_percentile_ms",
+            "cost_usd_per_million_output_tokens",
+            "cost_usd_per_million_tokens",
+        ] {
+            let (lo, hi) = (&v[format!("{x}_low")], &v[format!("{x}_high")]);
+            match v[x].as_f64() {
+                Some(m) => assert!(
+                    lo.as_f64().unwrap() <= m && m <= hi.as_f64().unwrap(),
+                    "{device} {x}"
+                ),
+                None => assert!(lo.is_null() && hi.is_null(), "{device} {x}"),
+            }
+        }
     }
 }
 
@@ -159,7 +214,24 @@ fn plan_output_validates_and_reads_back() {
         "json",
     ]);
     let v = check::<profiler::simulation::plan::PlanReport>("plan", &out);
-    assert!(!v["rows"].as_array().unwrap().is_empty());
+    let rows = v["rows"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    for r in rows
+        .iter()
+        .filter(|r| r["cost_usd_per_million_tokens"].is_f64())
+    {
+        let c = r["cost_usd_per_million_tokens"].as_f64().unwrap();
+        assert!(
+            r["cost_usd_per_million_tokens_low"].as_f64().unwrap() <= c,
+            "{r}"
+        );
+        // The upper end is null only where the slow end never meets the SLOs.
+        if let Some(hi) = r["cost_usd_per_million_tokens_high"].as_f64() {
+            assert!(c <= hi, "{r}");
+        }
+        assert!(r["interval_basis"].is_string(), "{r}");
+    }
+    assert!(v.get("ranking").is_some());
 }
 
 #[test]

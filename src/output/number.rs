@@ -80,6 +80,22 @@ pub fn bytes(b: u64) -> String {
     }
 }
 
+/// `text` followed by the interval `[low–high]`, each bound written by `f`; `text` alone
+/// when a bound is unknown.
+pub fn ranged(
+    text: String,
+    low: Option<f64>,
+    high: Option<f64>,
+    f: impl Fn(f64) -> String,
+) -> String {
+    match (low, high) {
+        (Some(l), Some(h)) if l.is_finite() && h.is_finite() && text != "-" => {
+            format!("{text} [{}–{}]", f(l), f(h))
+        }
+        _ => text,
+    }
+}
+
 /// Shortest text that reads back as the same f64 (Rust's `Display`), for CSV; empty when
 /// unknown or non-finite.
 pub fn exact(x: Option<f64>) -> String {
@@ -126,5 +142,15 @@ mod tests {
         assert_eq!(gib(3 << 30), "3.00");
         assert_eq!(exact(Some(0.1)), "0.1");
         assert_eq!(exact(Some(f64::NAN)), "");
+        let s = |x| sig(x, SHORT);
+        assert_eq!(
+            ranged(s(28.6), Some(20.0), Some(40.9), s),
+            "28.6 [20.0–40.9]"
+        );
+        assert_eq!(
+            ranged(usd(None), Some(1.0), Some(2.0), |x| usd(Some(x))),
+            "-"
+        );
+        assert_eq!(ranged(s(1.0), None, Some(2.0), s), "1.00");
     }
 }

@@ -85,6 +85,33 @@ pub struct CompareReport {
     /// Sorted: usable rows by cost per 1M tokens, then the rest.
     pub rows: Vec<CompareRow>,
     pub recommendation: String,
+    /// Whether the projection ranks the two cheapest usable rows apart: their cost
+    /// intervals overlap or not (`None` with fewer than two priced usable rows).
+    #[serde(default)]
+    pub ranking: Option<String>,
+}
+
+/// Says whether the cost intervals (per 1M tokens) of the two cheapest usable rows overlap,
+/// in which case the projection does not decide which is cheaper.
+pub fn ranking_note(rows: &[CompareRow]) -> Option<String> {
+    let mut usable = rows.iter().filter(|r| sort_key(r).0 == 0);
+    let (a, b) = (usable.next()?, usable.next()?);
+    let (ia, ib) = (
+        a.projected.projection.intervals.cost()?,
+        b.projected.projection.intervals.cost()?,
+    );
+    let (da, db) = (describe(&a.projected), describe(&b.projected));
+    Some(if super::interval::overlap(ia, ib) {
+        format!(
+            "Ranking not decided: the cost intervals of {da} (${:.2}–${:.2}) and {db} (${:.2}–${:.2} per 1M tokens) overlap.",
+            ia.0, ia.1, ib.0, ib.1
+        )
+    } else {
+        format!(
+            "Ranking decided: {da} costs less than {db} at every point of their intervals (${:.2}–${:.2} against ${:.2}–${:.2} per 1M tokens).",
+            ia.0, ia.1, ib.0, ib.1
+        )
+    })
 }
 
 fn describe(p: &Projected) -> String {
@@ -229,6 +256,7 @@ pub fn compare_profiles(
         }
         None => "No instance fits the model: see each row's memory.".into(),
     };
+    let ranking = ranking_note(&rows);
     Ok(CompareReport {
         schema_version: 1,
         model: card.name.clone(),
@@ -240,6 +268,7 @@ pub fn compare_profiles(
         slo: req.slo,
         rows,
         recommendation,
+        ranking,
     })
 }
 
@@ -315,6 +344,36 @@ mod tests {
         preq.tp = Some(24);
         let next = project_one(&c, &p, inst, 24, b + 1, &preq);
         assert!(next.projection.tpot_ms > 40.0 || !next.projection.fits || b == 256);
+    }
+
+    #[test]
+    fn ranking_says_whether_the_cost_intervals_overlap() {
+        let req = CompareRequest::new(128, 128, WeightsDtype::Bf16);
+        let r = run("llama-3.1-8b", "inf2-profile,trn1-profile", &req);
+        let mut rows = r.rows.clone();
+        let usable: Vec<usize> = (0..rows.len())
+            .filter(|&i| sort_key(&rows[i]).0 == 0)
+            .take(2)
+            .collect();
+        let set = |row: &mut CompareRow, lo: f64, hi: f64| {
+            let i = &mut row.projected.projection.intervals;
+            i.cost_usd_per_million_tokens_low = Some(lo);
+            i.cost_usd_per_million_tokens_high = Some(hi);
+        };
+        set(&mut rows[usable[0]], 1.0, 2.0);
+        set(&mut rows[usable[1]], 1.5, 3.0);
+        let note = ranking_note(&rows).unwrap();
+        assert!(
+            note.starts_with("Ranking not decided") && note.contains("($1.00–$2.00)"),
+            "{note}"
+        );
+        set(&mut rows[usable[1]], 2.5, 3.0);
+        let note = ranking_note(&rows).unwrap();
+        assert!(note.starts_with("Ranking decided"), "{note}");
+        // The report carries it; with one priced usable row there is nothing to rank.
+        assert!(r.ranking.is_some());
+        let one = run("llama-3.1-8b", "trn2-profile", &req);
+        assert_eq!(one.ranking, None);
     }
 
     #[test]

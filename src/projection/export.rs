@@ -6,7 +6,7 @@ use super::calibrate::{CalibrationOutput, CalibrationReport};
 use super::compare::CompareReport;
 use super::project::{ProjectReport, Projected};
 use super::types::HeldOut;
-use crate::output::number::{self, gib, pct, usd, SHORT};
+use crate::output::number::{self, gib, pct, ranged, usd, SHORT};
 use crate::output::{json_bytes, Format, LineEnd, Table};
 
 /// `-` when unknown, else [`number::sig`] with the short precision.
@@ -33,8 +33,13 @@ const PROJECTION_HEADER: [&str; 16] = [
     "calibration MAPE TTFT/TPOT",
 ];
 
+fn dollars(v: f64) -> String {
+    usd(Some(v))
+}
+
 fn projection_cells(p: &Projected) -> Vec<String> {
     let x = &p.projection;
+    let i = &x.intervals;
     vec![
         x.profile.clone(),
         x.instance.clone(),
@@ -46,14 +51,39 @@ fn projection_cells(p: &Projected) -> Vec<String> {
             gib(x.memory_required_bytes),
             gib(x.memory_available_bytes)
         ),
-        num(x.ttft_ms),
-        num(x.tpot_ms),
-        num(x.e2e_ms),
-        num(x.output_tokens_per_s),
-        num(p.total_tokens_per_s),
-        usd(x.cost_usd_per_million_output_tokens),
-        usd(x.cost_usd_per_million_tokens),
-        x.energy_kwh_per_million_tokens.map_or("-".into(), num),
+        ranged(num(x.ttft_ms), i.ttft_ms_low, i.ttft_ms_high, num),
+        ranged(num(x.tpot_ms), i.tpot_ms_low, i.tpot_ms_high, num),
+        ranged(num(x.e2e_ms), i.e2e_ms_low, i.e2e_ms_high, num),
+        ranged(
+            num(x.output_tokens_per_s),
+            i.output_tokens_per_s_low,
+            i.output_tokens_per_s_high,
+            num,
+        ),
+        ranged(
+            num(p.total_tokens_per_s),
+            p.total_tokens_per_s_low,
+            p.total_tokens_per_s_high,
+            num,
+        ),
+        ranged(
+            usd(x.cost_usd_per_million_output_tokens),
+            i.cost_usd_per_million_output_tokens_low,
+            i.cost_usd_per_million_output_tokens_high,
+            dollars,
+        ),
+        ranged(
+            usd(x.cost_usd_per_million_tokens),
+            i.cost_usd_per_million_tokens_low,
+            i.cost_usd_per_million_tokens_high,
+            dollars,
+        ),
+        ranged(
+            x.energy_kwh_per_million_tokens.map_or("-".into(), num),
+            i.energy_kwh_per_million_tokens_low,
+            i.energy_kwh_per_million_tokens_high,
+            num,
+        ),
         p.max_batch_that_fits.to_string(),
         x.calibration_mape.map_or("uncalibrated".into(), |c| {
             format!("{} / {} ({} pts)", pct(c.ttft), pct(c.tpot), c.points)
@@ -96,6 +126,38 @@ fn sources_block(rows: &[Projected]) -> Vec<String> {
     out
 }
 
+/// Where each profile's intervals come from, each line once, in order of first use.
+fn intervals_block(rows: &[Projected]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in rows {
+        if let Some(b) = &p.projection.intervals.interval_basis {
+            let line = format!("{}: {b}", p.projection.profile);
+            if !out.contains(&line) {
+                out.push(line);
+            }
+        }
+    }
+    out
+}
+
+/// The intervals block as text (`indent` before each item), after a blank line.
+fn intervals_text(rows: &[Projected], item: &str) -> String {
+    let lines = intervals_block(rows);
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\nIntervals [low–high], where the measured value is expected (README, Error bars):\n",
+    );
+    if item == "- " {
+        s.push('\n');
+    }
+    for l in lines {
+        s.push_str(&format!("{item}{l}\n"));
+    }
+    s
+}
+
 /// "bf16 weights, on-demand prices" for a header line.
 fn basis(rows: &[Projected]) -> String {
     rows.first().map_or(String::new(), |p| {
@@ -117,6 +179,7 @@ pub fn projections(format: Format, model: &str, parameters: u64, rows: &[Project
                 basis(rows)
             );
             s.push_str(&projection_grid(rows).text());
+            s.push_str(&intervals_text(rows, "  - "));
             let n = notes_block(rows);
             if !n.is_empty() {
                 s.push_str("\nNotes:\n");
@@ -144,6 +207,7 @@ pub fn projections(format: Format, model: &str, parameters: u64, rows: &[Project
         Format::Markdown => {
             let mut s = format!("### Projected (not measured): {model}{}\n\n", basis(rows));
             s.push_str(&projection_grid(rows).markdown());
+            s.push_str(&intervals_text(rows, "- "));
             let n = notes_block(rows);
             if !n.is_empty() {
                 s.push('\n');
@@ -204,7 +268,12 @@ pub fn comparison(format: Format, r: &CompareReport) -> Vec<u8> {
             s.push('\n');
             s.push_str(&r.recommendation);
             s.push('\n');
+            if let Some(x) = &r.ranking {
+                s.push_str(x);
+                s.push('\n');
+            }
             let rows: Vec<Projected> = r.rows.iter().map(|x| x.projected.clone()).collect();
+            s.push_str(&intervals_text(&rows, "  - "));
             let n = notes_block(&rows);
             if !n.is_empty() {
                 s.push_str("\nNotes:\n");
@@ -231,6 +300,11 @@ pub fn comparison(format: Format, r: &CompareReport) -> Vec<u8> {
             );
             s.push_str(&compare_grid(r).markdown());
             s.push_str(&format!("\n**{}**\n", r.recommendation));
+            if let Some(x) = &r.ranking {
+                s.push_str(&format!("\n{x}\n"));
+            }
+            let rows: Vec<Projected> = r.rows.iter().map(|x| x.projected.clone()).collect();
+            s.push_str(&intervals_text(&rows, "- "));
             s.into_bytes()
         }
     }

@@ -35,6 +35,9 @@ pub struct Projection {
     pub cost_usd_per_million_tokens: Option<f64>,
     /// `None` where the profile has no published TDP.
     pub energy_kwh_per_million_tokens: Option<f64>,
+    /// The interval of each projected number (`X_low`, `X_high` beside `X` in JSON).
+    #[serde(flatten)]
+    pub intervals: Intervals,
     /// Mean absolute percentage error of the profile on its calibration points
     /// (`None` where the profile has no calibration points).
     pub calibration_mape: Option<CalibrationError>,
@@ -74,5 +77,53 @@ impl HeldOut {
             groups,
             reason: Some(reason.into()),
         }
+    }
+}
+
+/// The interval of each projected number of a [`Projection`]: the measured value is expected
+/// within `[X_low, X_high]` (see [`super::interval`] for how wide and why). `None` where `X`
+/// is unknown (no price, no TDP) and in reports written before intervals existed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Intervals {
+    #[serde(default)]
+    pub ttft_ms_low: Option<f64>,
+    #[serde(default)]
+    pub ttft_ms_high: Option<f64>,
+    #[serde(default)]
+    pub tpot_ms_low: Option<f64>,
+    #[serde(default)]
+    pub tpot_ms_high: Option<f64>,
+    #[serde(default)]
+    pub e2e_ms_low: Option<f64>,
+    #[serde(default)]
+    pub e2e_ms_high: Option<f64>,
+    #[serde(default)]
+    pub output_tokens_per_s_low: Option<f64>,
+    #[serde(default)]
+    pub output_tokens_per_s_high: Option<f64>,
+    #[serde(default)]
+    pub cost_usd_per_million_output_tokens_low: Option<f64>,
+    #[serde(default)]
+    pub cost_usd_per_million_output_tokens_high: Option<f64>,
+    #[serde(default)]
+    pub cost_usd_per_million_tokens_low: Option<f64>,
+    #[serde(default)]
+    pub cost_usd_per_million_tokens_high: Option<f64>,
+    #[serde(default)]
+    pub energy_kwh_per_million_tokens_low: Option<f64>,
+    #[serde(default)]
+    pub energy_kwh_per_million_tokens_high: Option<f64>,
+    /// Where the interval's width comes from (validation error, widening, assumption).
+    #[serde(default)]
+    pub interval_basis: Option<String>,
+}
+
+impl Intervals {
+    /// `(X_low, X_high)` of the cost per 1M tokens, when both are known.
+    pub fn cost(&self) -> Option<(f64, f64)> {
+        Some((
+            self.cost_usd_per_million_tokens_low?,
+            self.cost_usd_per_million_tokens_high?,
+        ))
     }
 }

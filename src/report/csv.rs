@@ -143,8 +143,43 @@ pub fn render(report: &Report) -> String {
             ("calibration_mape_ttft", "ratio", mape.map(|m| m.ttft)),
             ("calibration_mape_tpot", "ratio", mape.map(|m| m.tpot)),
         ];
+        let i = &p.intervals;
+        let bounds = [
+            ("ttft_ms", "ms", i.ttft_ms_low, i.ttft_ms_high),
+            ("tpot_ms", "ms", i.tpot_ms_low, i.tpot_ms_high),
+            ("e2e_ms", "ms", i.e2e_ms_low, i.e2e_ms_high),
+            (
+                "output_tokens_per_s",
+                "tokens/s",
+                i.output_tokens_per_s_low,
+                i.output_tokens_per_s_high,
+            ),
+            (
+                "cost_usd_per_million_output_tokens",
+                "USD",
+                i.cost_usd_per_million_output_tokens_low,
+                i.cost_usd_per_million_output_tokens_high,
+            ),
+            (
+                "cost_usd_per_million_tokens",
+                "USD",
+                i.cost_usd_per_million_tokens_low,
+                i.cost_usd_per_million_tokens_high,
+            ),
+            (
+                "energy_kwh_per_million_tokens",
+                "kWh",
+                i.energy_kwh_per_million_tokens_low,
+                i.energy_kwh_per_million_tokens_high,
+            ),
+        ];
         for (metric, unit, value) in values {
             rows.push(value_row(&target, metric, unit, value));
+        }
+        // The interval of each projected number: `X_low` and `X_high` rows.
+        for (metric, unit, low, high) in bounds {
+            rows.push(value_row(&target, &format!("{metric}_low"), unit, low));
+            rows.push(value_row(&target, &format!("{metric}_high"), unit, high));
         }
     }
     csv_text(rows, LineEnd::Crlf)
@@ -262,8 +297,9 @@ mod tests {
             "section,metric,unit,profile,instance,tp,batch,value,count,mean,stddev,min,p50,p90,p99,max,ci95_low,ci95_high"
         );
         assert!(rows.iter().all(|row| row.len() == header().len()));
-        // 5 distributions + 10 scalars + 8 host check + 12 per projection.
-        assert_eq!(rows.len(), 1 + 5 + 10 + 8 + 12);
+        // 5 distributions + 10 scalars + 8 host check + 12 + 7 × 2 bounds per projection.
+        assert_eq!(rows.len(), 1 + 5 + 10 + 8 + 12 + 14);
+        assert_eq!(cell(&rows, "projected", "ttft_ms_high", "value"), "15.625");
         let ttft = r.ttft_ms.as_ref().unwrap();
         assert_eq!(
             cell(&rows, "measured", "ttft_ms", "p99").parse::<f64>(),

@@ -3,7 +3,7 @@
 
 use super::Report;
 use crate::measure::stats::Summary;
-use crate::output::number::{self, LONG};
+use crate::output::number::{self, ranged, LONG};
 use crate::output::Table;
 
 fn human(x: f64) -> String {
@@ -242,23 +242,45 @@ fn projections(r: &Report) -> Option<Section> {
                 )
             },
         );
+        let i = &p.intervals;
         s.table.rows.push(vec![
             p.profile.clone(),
             p.instance.clone(),
             p.tp.to_string(),
             p.batch.to_string(),
             if p.fits { "yes" } else { "no" }.into(),
-            human(p.ttft_ms),
-            human(p.tpot_ms),
-            human(p.e2e_ms),
-            human(p.output_tokens_per_s),
-            human_opt(p.cost_usd_per_million_output_tokens),
-            human_opt(p.cost_usd_per_million_tokens),
+            ranged(human(p.ttft_ms), i.ttft_ms_low, i.ttft_ms_high, human),
+            ranged(human(p.tpot_ms), i.tpot_ms_low, i.tpot_ms_high, human),
+            ranged(human(p.e2e_ms), i.e2e_ms_low, i.e2e_ms_high, human),
+            ranged(
+                human(p.output_tokens_per_s),
+                i.output_tokens_per_s_low,
+                i.output_tokens_per_s_high,
+                human,
+            ),
+            ranged(
+                human_opt(p.cost_usd_per_million_output_tokens),
+                i.cost_usd_per_million_output_tokens_low,
+                i.cost_usd_per_million_output_tokens_high,
+                human,
+            ),
+            ranged(
+                human_opt(p.cost_usd_per_million_tokens),
+                i.cost_usd_per_million_tokens_low,
+                i.cost_usd_per_million_tokens_high,
+                human,
+            ),
             mape,
         ]);
         for source in &p.sources {
             if !sources.contains(source) {
                 sources.push(source.clone());
+            }
+        }
+        if let Some(b) = &i.interval_basis {
+            let line = format!("intervals [low–high] ({}): {b}", p.profile);
+            if !sources.contains(&line) {
+                sources.push(line);
             }
         }
         for note in &p.notes {
