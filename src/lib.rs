@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod measure;
 pub mod metrics;
 pub mod model;
+pub mod output;
 pub mod paths;
 pub mod projection;
 pub mod push;

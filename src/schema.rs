@@ -3,10 +3,11 @@
 //! [`RequestSample`] per finished request, and the samples file's header and end lines.
 //! Types only: computing, writing and reading them live in `measure` and `report`.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The machine, software and model a run used.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Environment {
     /// CPU model name (from `/proc/cpuinfo` on Linux).
     pub cpu_model: String,
@@ -54,7 +55,7 @@ pub struct Environment {
 }
 
 /// What the run was asked to do.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Workload {
     /// Where prompts came from, e.g. `--input-len 128 (shipped corpus)` or `--workload w.jsonl`.
     pub prompt_source: String,

@@ -466,3 +466,42 @@ fn moe_decode_reads_more_experts_as_the_batch_grows() {
     let moe64 = tpot("qwen3-30b-a3b", "64");
     assert!(moe64 > 3.0 * moe1, "{moe64} vs {moe1}");
 }
+
+/// `compare` says whether the projection ranks the two cheapest instances apart: two GPU
+/// profiles with assumed parameters (a factor 2.3 either way) cannot be told apart, one
+/// calibrated instance against another of the same family can be.
+#[test]
+fn compare_says_when_the_ranking_is_not_decided() {
+    let out = common::run_ok(&[
+        "compare",
+        "--model",
+        "llama-3.1-8b",
+        "--device",
+        "h100-profile,h200-profile",
+    ]);
+    assert!(
+        out.contains("\nRanking not decided: the cost intervals of "),
+        "{out}"
+    );
+    assert!(out.contains("Intervals [low–high]"), "{out}");
+    assert!(out.contains("factor 2.3 (assumed parameters"), "{out}");
+    // trn1.2xlarge and trn1.32xlarge at batch 64: calibrated TPOT, far apart in cost.
+    let json = common::run_ok(&[
+        "compare",
+        "--model",
+        "llama-3.1-8b",
+        "--device",
+        "trn1-profile",
+        "--batch",
+        "1",
+        "--format",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&json).unwrap();
+    let ranking = v["ranking"].as_str().unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    let (a, b) = (&rows[0], &rows[1]);
+    let decided = a["cost_usd_per_million_tokens_high"].as_f64().unwrap()
+        < b["cost_usd_per_million_tokens_low"].as_f64().unwrap();
+    assert_eq!(ranking.starts_with("Ranking decided"), decided, "{ranking}");
+}

@@ -2,14 +2,9 @@
 
 use super::EngineArgs;
 use crate::inference::DType;
-use clap::{Args, ValueEnum};
+use crate::output::Format;
+use clap::Args;
 use std::path::PathBuf;
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum AccuracyFormat {
-    Table,
-    Json,
-}
 
 #[derive(Args, Debug)]
 pub struct AccuracyArgs {
@@ -31,6 +26,7 @@ pub struct AccuracyArgs {
     /// A disagreement where the reference's top-2 logit margin is below this is excused.
     #[arg(long, default_value_t = 0.1)]
     pub margin: f32,
-    #[arg(long, value_enum, default_value = "table")]
-    pub format: AccuracyFormat,
+    /// table or json.
+    #[arg(long, default_value = "table", value_parser = Format::parser(&[Format::Table, Format::Json]))]
+    pub format: Format,
 }

@@ -1,13 +1,8 @@
 //! `profiler generate`: one prompt in, a continuation out.
 
 use super::EngineArgs;
-use clap::{Args, ValueEnum};
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum TextFormat {
-    Text,
-    Json,
-}
+use crate::output::Format;
+use clap::Args;
 
 #[derive(Args, Debug)]
 pub struct GenerateArgs {
@@ -29,6 +24,7 @@ pub struct GenerateArgs {
     /// Keep generating past the end-of-sequence token.
     #[arg(long)]
     pub ignore_eos: bool,
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: TextFormat,
+    /// text (the continuation alone) or json.
+    #[arg(long, default_value = "text", value_parser = Format::parser(&[Format::Table, Format::Json]))]
+    pub format: Format,
 }

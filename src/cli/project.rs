@@ -1,8 +1,9 @@
 //! `profiler project | compare | calibrate | devices | models`.
 
 use crate::model::card;
+use crate::output::Format;
 use crate::paths::Home;
-use crate::projection::export::{self, Format};
+use crate::projection::export;
 use crate::projection::neuron_config::{self as nconf, Explicit};
 use crate::projection::profile::{self, Profile};
 use crate::projection::{self as proj, CompareRequest, PriceKind, ProjectRequest, WeightsDtype};

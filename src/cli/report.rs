@@ -1,7 +1,8 @@
 //! `profiler report --samples FILE`: rebuilds a run's report from its samples file.
 
 use crate::measure::samples::read_samples;
-use crate::report::{self, Format, Report};
+use crate::output::Format;
+use crate::report::{self, Report};
 use anyhow::Result;
 use clap::Args;
 use std::path::PathBuf;

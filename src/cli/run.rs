@@ -2,7 +2,7 @@
 //! chosen device profiles.
 
 use super::EngineArgs;
-use crate::report::Format;
+use crate::output::Format;
 use clap::Args;
 use std::path::PathBuf;
 

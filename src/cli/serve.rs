@@ -3,7 +3,7 @@
 //! [`crate::serve`] for the HTTP side).
 
 use super::EngineArgs;
-use crate::report::Format;
+use crate::output::Format;
 use clap::Args;
 use std::path::PathBuf;
 

@@ -2,13 +2,14 @@
 //! percentiles, a 95% confidence interval of the mean) and the outlier / first-run checks
 //! that turn suspicious data into warnings, so that a report says how far to trust itself.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Summary of one metric over the counted requests (or decode steps).
 ///
 /// `stddev`, `ci95_low` and `ci95_high` are `None` (JSON `null`) with fewer than two values,
 /// where they are undefined; no field is ever NaN.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     /// Number of values summarised.
     pub count: u64,
@@ -29,6 +30,37 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// The fields in order: the JSON keys and the run report's CSV columns. A test checks
+    /// them against the serialised struct.
+    pub const FIELDS: [&'static str; 10] = [
+        "count",
+        "mean",
+        "stddev",
+        "min",
+        "p50",
+        "p90",
+        "p99",
+        "max",
+        "ci95_low",
+        "ci95_high",
+    ];
+
+    /// The values in the order of [`Summary::FIELDS`] (`count` as a number).
+    pub fn values(&self) -> [Option<f64>; 10] {
+        [
+            Some(self.count as f64),
+            Some(self.mean),
+            self.stddev,
+            Some(self.min),
+            Some(self.p50),
+            Some(self.p90),
+            Some(self.p99),
+            Some(self.max),
+            self.ci95_low,
+            self.ci95_high,
+        ]
+    }
+
     /// Summarises the finite values of `values` (non-finite ones are left out, so that no
     /// NaN can reach a report). `None` when there is no finite value.
     pub fn of(values: &[f64]) -> Option<Summary> {
@@ -241,6 +273,19 @@ pub fn anomaly_warnings(metric: &str, values: &[f64], warmup: u32) -> Vec<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_are_the_serialised_keys_in_order() {
+        let s = Summary::of(&[1.0, 2.0, 4.0]).unwrap();
+        let text = serde_json::to_string(&s).unwrap();
+        // Keys in the order serde writes them (struct order).
+        let keys: Vec<&str> = text.split('"').skip(1).step_by(2).collect();
+        assert_eq!(keys, Summary::FIELDS);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for (k, x) in Summary::FIELDS.iter().zip(s.values()) {
+            assert_eq!(v[k].as_f64(), x, "{k}");
+        }
+    }
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol * b.abs().max(1.0)

@@ -15,7 +15,8 @@ use super::profile::{self, Profile};
 use super::types::{CalibrationError, HeldOut};
 use crate::model::card::{self, ModelCard};
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Fixed starting point of every fit (physically plausible middles, not fitted values).
@@ -30,7 +31,7 @@ pub const START: LatencyParams = LatencyParams {
 };
 
 /// One point: measured, projected and the signed relative error (projected/measured − 1).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PointError {
     pub line: usize,
     pub model: String,
@@ -48,7 +49,7 @@ pub struct PointError {
 }
 
 /// A fitted parameter before and after the fit.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FittedParam {
     pub name: String,
     pub before: f64,
@@ -56,7 +57,7 @@ pub struct FittedParam {
 }
 
 /// Result of `profiler calibrate`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CalibrationReport {
     pub profile: String,
     pub points_file: String,
@@ -84,7 +85,7 @@ pub struct CalibrationReport {
     pub iterations: usize,
     pub sum_squared_log_error: f64,
     /// The fitted parameter set (fitted names changed, the others as loaded).
-    #[serde(skip)]
+    #[serde(skip, default = "start")]
     pub fitted: LatencyParams,
     /// File the profile was read from, for `--write`.
     #[serde(skip)]
@@ -92,6 +93,18 @@ pub struct CalibrationReport {
     /// The points file fitted on, for `--write` (empty when the points came from memory).
     #[serde(skip)]
     pub points_path: PathBuf,
+}
+
+/// [`START`], for a report read back from JSON (which does not carry the parameter set).
+fn start() -> LatencyParams {
+    START
+}
+
+/// What `profiler calibrate --format json` writes (schema version 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CalibrationOutput {
+    pub schema_version: u32,
+    pub calibration: CalibrationReport,
 }
 
 /// `(line, earlier line it repeats)` for points left out as repeats.

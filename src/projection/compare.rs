@@ -8,11 +8,12 @@ use super::project::{check_compile, check_settings, natural_tp_for, project_one}
 use super::project::{ProjectRequest, Projected};
 use crate::model::card::ModelCard;
 use anyhow::{bail, Result};
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// Latency objectives; `None` means unconstrained.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 pub struct Slo {
     pub ttft_ms: Option<f64>,
     pub tpot_ms: Option<f64>,
@@ -95,7 +96,7 @@ impl CompareRequest {
 }
 
 /// One instance in the comparison.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CompareRow {
     /// The projection at the chosen batch (the SLO batch when one is found).
     #[serde(flatten)]
@@ -107,7 +108,7 @@ pub struct CompareRow {
 }
 
 /// Result of `profiler compare` (JSON schema version 1).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CompareReport {
     pub schema_version: u32,
     pub model: String,
@@ -120,6 +121,33 @@ pub struct CompareReport {
     /// Sorted: usable rows by cost per 1M tokens, then the rest.
     pub rows: Vec<CompareRow>,
     pub recommendation: String,
+    /// Whether the projection ranks the two cheapest usable rows apart: their cost
+    /// intervals overlap or not (`None` with fewer than two priced usable rows).
+    #[serde(default)]
+    pub ranking: Option<String>,
+}
+
+/// Says whether the cost intervals (per 1M tokens) of the two cheapest usable rows overlap,
+/// in which case the projection does not decide which is cheaper.
+pub fn ranking_note(rows: &[CompareRow]) -> Option<String> {
+    let mut usable = rows.iter().filter(|r| sort_key(r).0 == 0);
+    let (a, b) = (usable.next()?, usable.next()?);
+    let (ia, ib) = (
+        a.projected.projection.intervals.cost()?,
+        b.projected.projection.intervals.cost()?,
+    );
+    let (da, db) = (describe(&a.projected), describe(&b.projected));
+    Some(if super::interval::overlap(ia, ib) {
+        format!(
+            "Ranking not decided: the cost intervals of {da} (${:.2}–${:.2}) and {db} (${:.2}–${:.2} per 1M tokens) overlap.",
+            ia.0, ia.1, ib.0, ib.1
+        )
+    } else {
+        format!(
+            "Ranking decided: {da} costs less than {db} at every point of their intervals (${:.2}–${:.2} against ${:.2}–${:.2} per 1M tokens).",
+            ia.0, ia.1, ib.0, ib.1
+        )
+    })
 }
 
 fn describe(p: &Projected) -> String {
@@ -214,13 +242,13 @@ fn row(card: &ModelCard, profile: &Profile, inst_idx: usize, req: &CompareReques
 /// Usable rows first, by cost per 1M tokens (rows without a price after priced ones).
 fn sort_key(r: &CompareRow) -> (u8, f64) {
     let c = r.projected.projection.cost_usd_per_million_tokens;
-    let class = match (r.meets_slo, c.is_finite()) {
+    let class = match (r.meets_slo, c.is_some()) {
         (true, true) => 0,
         (true, false) => 1,
         (false, _) if r.projected.projection.fits => 2,
         _ => 3,
     };
-    (class, if c.is_finite() { c } else { f64::MAX })
+    (class, c.unwrap_or(f64::MAX))
 }
 
 /// Compares `card` on every instance of `profiles`.
@@ -261,8 +289,8 @@ pub fn compare_profiles(
             format!(
                 "Recommendation: {} at ${:.2} per 1M tokens (${:.2} per 1M output tokens), TTFT {:.0} ms, TPOT {:.1} ms{} (projected, not measured).",
                 describe(&r.projected),
-                x.cost_usd_per_million_tokens,
-                x.cost_usd_per_million_output_tokens,
+                x.cost_usd_per_million_tokens.unwrap_or(f64::NAN),
+                x.cost_usd_per_million_output_tokens.unwrap_or(f64::NAN),
                 x.ttft_ms,
                 x.tpot_ms,
                 if req.slo.is_set() { ", largest batch within the SLOs" } else { "" }
@@ -276,6 +304,7 @@ pub fn compare_profiles(
         }
         None => "No instance fits the model: see each row's memory.".into(),
     };
+    let ranking = ranking_note(&rows);
     Ok(CompareReport {
         schema_version: 1,
         model: card.name.clone(),
@@ -287,6 +316,7 @@ pub fn compare_profiles(
         slo: req.slo,
         rows,
         recommendation,
+        ranking,
     })
 }
 
@@ -362,6 +392,36 @@ mod tests {
         preq.tp = Some(24);
         let next = project_one(&c, &p, inst, 24, b + 1, &preq);
         assert!(next.projection.tpot_ms > 40.0 || !next.projection.fits || b == 256);
+    }
+
+    #[test]
+    fn ranking_says_whether_the_cost_intervals_overlap() {
+        let req = CompareRequest::new(128, 128, WeightsDtype::Bf16);
+        let r = run("llama-3.1-8b", "inf2-profile,trn1-profile", &req);
+        let mut rows = r.rows.clone();
+        let usable: Vec<usize> = (0..rows.len())
+            .filter(|&i| sort_key(&rows[i]).0 == 0)
+            .take(2)
+            .collect();
+        let set = |row: &mut CompareRow, lo: f64, hi: f64| {
+            let i = &mut row.projected.projection.intervals;
+            i.cost_usd_per_million_tokens_low = Some(lo);
+            i.cost_usd_per_million_tokens_high = Some(hi);
+        };
+        set(&mut rows[usable[0]], 1.0, 2.0);
+        set(&mut rows[usable[1]], 1.5, 3.0);
+        let note = ranking_note(&rows).unwrap();
+        assert!(
+            note.starts_with("Ranking not decided") && note.contains("($1.00–$2.00)"),
+            "{note}"
+        );
+        set(&mut rows[usable[1]], 2.5, 3.0);
+        let note = ranking_note(&rows).unwrap();
+        assert!(note.starts_with("Ranking decided"), "{note}");
+        // The report carries it; with one priced usable row there is nothing to rank.
+        assert!(r.ranking.is_some());
+        let one = run("llama-3.1-8b", "trn2-profile", &req);
+        assert_eq!(one.ranking, None);
     }
 
     #[test]

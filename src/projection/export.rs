@@ -1,159 +1,17 @@
 //! Exporters: projections, comparisons and calibration reports to bytes as an aligned text
-//! table, JSON (`schema_version` 1), CSV or Markdown. Pure functions, no I/O.
+//! table, JSON (`schema_version` 1), CSV or Markdown, through the output layer
+//! ([`crate::output`]). Pure functions, no I/O.
 
-use super::calibrate::CalibrationReport;
+use super::calibrate::{CalibrationOutput, CalibrationReport};
 use super::compare::CompareReport;
-use super::project::Projected;
+use super::project::{ProjectReport, Projected};
 use super::types::HeldOut;
-use anyhow::{bail, Result};
-use serde_json::json;
+use crate::output::number::{self, gib, pct, ranged, usd, SHORT};
+use crate::output::{json_bytes, Format, LineEnd, Table};
 
-/// Output format (`--format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Table,
-    Json,
-    Csv,
-    Markdown,
-}
-
-impl Format {
-    /// Parses `table|json|csv|markdown` (also `md`).
-    pub fn parse(s: &str) -> Result<Self> {
-        Ok(match s {
-            "table" | "text" => Self::Table,
-            "json" => Self::Json,
-            "csv" => Self::Csv,
-            "markdown" | "md" => Self::Markdown,
-            _ => bail!("--format {s:?} is not known: expected table, json, csv or markdown"),
-        })
-    }
-}
-
-/// A rectangular table rendered in any text format.
-pub(crate) struct Grid {
-    pub(crate) header: Vec<String>,
-    pub(crate) rows: Vec<Vec<String>>,
-    /// Columns aligned left in the text table (the others right).
-    pub(crate) left: usize,
-}
-
-impl Grid {
-    pub(crate) fn text(&self) -> String {
-        let n = self.header.len();
-        let mut w = vec![0; n];
-        for r in std::iter::once(&self.header).chain(&self.rows) {
-            for (i, c) in r.iter().enumerate().take(n) {
-                w[i] = w[i].max(c.chars().count());
-            }
-        }
-        let line = |r: &Vec<String>| {
-            let cells: Vec<String> = (0..n)
-                .map(|i| {
-                    let c = r.get(i).map_or("", |s| s.as_str());
-                    if i < self.left {
-                        format!("{c:<w$}", w = w[i])
-                    } else {
-                        format!("{c:>w$}", w = w[i])
-                    }
-                })
-                .collect();
-            cells.join("  ").trim_end().to_string() + "\n"
-        };
-        let mut s = line(&self.header);
-        s.push_str(
-            &(w.iter()
-                .map(|x| "-".repeat(*x))
-                .collect::<Vec<_>>()
-                .join("  ")
-                + "\n"),
-        );
-        for r in &self.rows {
-            s.push_str(&line(r));
-        }
-        s
-    }
-
-    pub(crate) fn csv(&self) -> String {
-        let esc = |c: &str| {
-            if c.contains([',', '"', '\n', '\r']) {
-                format!("\"{}\"", c.replace('"', "\"\""))
-            } else {
-                c.to_string()
-            }
-        };
-        std::iter::once(&self.header)
-            .chain(&self.rows)
-            .map(|r| r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(",") + "\n")
-            .collect()
-    }
-
-    pub(crate) fn markdown(&self) -> String {
-        let esc = |c: &str| c.replace('|', "\\|").replace('\n', " ");
-        let mut s = format!(
-            "| {} |\n",
-            self.header
-                .iter()
-                .map(|c| esc(c))
-                .collect::<Vec<_>>()
-                .join(" | ")
-        );
-        s.push_str(&format!(
-            "|{}|\n",
-            (0..self.header.len())
-                .map(|i| if i < self.left { " --- " } else { " ---: " })
-                .collect::<Vec<_>>()
-                .join("|")
-        ));
-        for r in &self.rows {
-            s.push_str(&format!(
-                "| {} |\n",
-                r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" | ")
-            ));
-        }
-        s
-    }
-}
-
-/// A number for humans: `-` when unknown, 3 significant digits or at least integer precision.
+/// `-` when unknown, else [`number::sig`] with the short precision.
 fn num(v: f64) -> String {
-    if !v.is_finite() {
-        return "-".into();
-    }
-    let a = v.abs();
-    if a >= 100.0 {
-        format!("{v:.0}")
-    } else if a >= 10.0 {
-        format!("{v:.1}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
-    } else if a == 0.0 {
-        "0".into()
-    } else {
-        format!("{v:.3}")
-    }
-}
-
-fn usd(v: f64) -> String {
-    if v.is_finite() {
-        format!("${}", num(v))
-    } else {
-        "-".into()
-    }
-}
-
-fn pct(v: f64) -> String {
-    format!("{:.1}%", v * 100.0)
-}
-
-fn gib(b: u64) -> String {
-    num(b as f64 / 1073741824.0)
-}
-
-fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
-    let mut out = serde_json::to_vec_pretty(v).unwrap_or_default();
-    out.push(b'\n');
-    out
+    number::sig(v, SHORT)
 }
 
 const PROJECTION_HEADER: [&str; 16] = [
@@ -175,8 +33,13 @@ const PROJECTION_HEADER: [&str; 16] = [
     "calibration MAPE TTFT/TPOT",
 ];
 
+fn dollars(v: f64) -> String {
+    usd(Some(v))
+}
+
 fn projection_cells(p: &Projected) -> Vec<String> {
     let x = &p.projection;
+    let i = &x.intervals;
     vec![
         x.profile.clone(),
         x.instance.clone(),
@@ -188,14 +51,39 @@ fn projection_cells(p: &Projected) -> Vec<String> {
             gib(x.memory_required_bytes),
             gib(x.memory_available_bytes)
         ),
-        num(x.ttft_ms),
-        num(x.tpot_ms),
-        num(x.e2e_ms),
-        num(x.output_tokens_per_s),
-        num(p.total_tokens_per_s),
-        usd(x.cost_usd_per_million_output_tokens),
-        usd(x.cost_usd_per_million_tokens),
-        x.energy_kwh_per_million_tokens.map_or("-".into(), num),
+        ranged(num(x.ttft_ms), i.ttft_ms_low, i.ttft_ms_high, num),
+        ranged(num(x.tpot_ms), i.tpot_ms_low, i.tpot_ms_high, num),
+        ranged(num(x.e2e_ms), i.e2e_ms_low, i.e2e_ms_high, num),
+        ranged(
+            num(x.output_tokens_per_s),
+            i.output_tokens_per_s_low,
+            i.output_tokens_per_s_high,
+            num,
+        ),
+        ranged(
+            num(p.total_tokens_per_s),
+            p.total_tokens_per_s_low,
+            p.total_tokens_per_s_high,
+            num,
+        ),
+        ranged(
+            usd(x.cost_usd_per_million_output_tokens),
+            i.cost_usd_per_million_output_tokens_low,
+            i.cost_usd_per_million_output_tokens_high,
+            dollars,
+        ),
+        ranged(
+            usd(x.cost_usd_per_million_tokens),
+            i.cost_usd_per_million_tokens_low,
+            i.cost_usd_per_million_tokens_high,
+            dollars,
+        ),
+        ranged(
+            x.energy_kwh_per_million_tokens.map_or("-".into(), num),
+            i.energy_kwh_per_million_tokens_low,
+            i.energy_kwh_per_million_tokens_high,
+            num,
+        ),
         p.max_batch_that_fits.to_string(),
         x.calibration_mape.map_or("uncalibrated".into(), |c| {
             format!("{} / {} ({} pts)", pct(c.ttft), pct(c.tpot), c.points)
@@ -203,11 +91,11 @@ fn projection_cells(p: &Projected) -> Vec<String> {
     ]
 }
 
-fn projection_grid(rows: &[Projected]) -> Grid {
-    Grid {
+fn projection_grid(rows: &[Projected]) -> Table {
+    Table {
         header: PROJECTION_HEADER.iter().map(|s| s.to_string()).collect(),
         rows: rows.iter().map(projection_cells).collect(),
-        left: 2,
+        text_columns: 2,
     }
 }
 
@@ -238,6 +126,38 @@ fn sources_block(rows: &[Projected]) -> Vec<String> {
     out
 }
 
+/// Where each profile's intervals come from, each line once, in order of first use.
+fn intervals_block(rows: &[Projected]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for p in rows {
+        if let Some(b) = &p.projection.intervals.interval_basis {
+            let line = format!("{}: {b}", p.projection.profile);
+            if !out.contains(&line) {
+                out.push(line);
+            }
+        }
+    }
+    out
+}
+
+/// The intervals block as text (`indent` before each item), after a blank line.
+fn intervals_text(rows: &[Projected], item: &str) -> String {
+    let lines = intervals_block(rows);
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\nIntervals [low–high], where the measured value is expected (README, Error bars):\n",
+    );
+    if item == "- " {
+        s.push('\n');
+    }
+    for l in lines {
+        s.push_str(&format!("{item}{l}\n"));
+    }
+    s
+}
+
 /// "bf16 weights, on-demand prices" for a header line.
 fn basis(rows: &[Projected]) -> String {
     rows.first().map_or(String::new(), |p| {
@@ -251,12 +171,7 @@ fn basis(rows: &[Projected]) -> String {
 /// Renders `profiler project` output for `model`.
 pub fn projections(format: Format, model: &str, parameters: u64, rows: &[Projected]) -> Vec<u8> {
     match format {
-        Format::Json => json_bytes(&json!({
-            "schema_version": 1,
-            "model": model,
-            "model_parameters": parameters,
-            "projections": rows,
-        })),
+        Format::Json => json_bytes(&ProjectReport::new(model, parameters, rows)),
         Format::Table => {
             let mut s = format!(
                 "Projected (not measured): {model} ({:.2} B parameters){}\n\n",
@@ -264,6 +179,7 @@ pub fn projections(format: Format, model: &str, parameters: u64, rows: &[Project
                 basis(rows)
             );
             s.push_str(&projection_grid(rows).text());
+            s.push_str(&intervals_text(rows, "  - "));
             let n = notes_block(rows);
             if !n.is_empty() {
                 s.push_str("\nNotes:\n");
@@ -286,11 +202,12 @@ pub fn projections(format: Format, model: &str, parameters: u64, rows: &[Project
                 r.push(p.projection.notes.join(" | "));
                 r.push(p.projection.sources.join(" | "));
             }
-            g.csv().into_bytes()
+            g.csv(LineEnd::Lf).into_bytes()
         }
         Format::Markdown => {
             let mut s = format!("### Projected (not measured): {model}{}\n\n", basis(rows));
             s.push_str(&projection_grid(rows).markdown());
+            s.push_str(&intervals_text(rows, "- "));
             let n = notes_block(rows);
             if !n.is_empty() {
                 s.push('\n');
@@ -310,7 +227,7 @@ pub fn projections(format: Format, model: &str, parameters: u64, rows: &[Project
     }
 }
 
-fn compare_grid(r: &CompareReport) -> Grid {
+fn compare_grid(r: &CompareReport) -> Table {
     let mut g = projection_grid(
         &r.rows
             .iter()
@@ -335,7 +252,7 @@ fn slo_text(r: &CompareReport) -> String {
 /// Renders `profiler compare` output.
 pub fn comparison(format: Format, r: &CompareReport) -> Vec<u8> {
     match format {
-        Format::Json => json_bytes(&serde_json::to_value(r).unwrap_or_default()),
+        Format::Json => json_bytes(r),
         Format::Table => {
             let mut s = format!(
                 "Compared (projected, not measured): {} ({:.2} B parameters), input {}, output {}, {} weights, {} prices. {}\n\n",
@@ -351,7 +268,12 @@ pub fn comparison(format: Format, r: &CompareReport) -> Vec<u8> {
             s.push('\n');
             s.push_str(&r.recommendation);
             s.push('\n');
+            if let Some(x) = &r.ranking {
+                s.push_str(x);
+                s.push('\n');
+            }
             let rows: Vec<Projected> = r.rows.iter().map(|x| x.projected.clone()).collect();
+            s.push_str(&intervals_text(&rows, "  - "));
             let n = notes_block(&rows);
             if !n.is_empty() {
                 s.push_str("\nNotes:\n");
@@ -366,7 +288,7 @@ pub fn comparison(format: Format, r: &CompareReport) -> Vec<u8> {
             }
             s.into_bytes()
         }
-        Format::Csv => compare_grid(r).csv().into_bytes(),
+        Format::Csv => compare_grid(r).csv(LineEnd::Lf).into_bytes(),
         Format::Markdown => {
             let mut s = format!(
                 "### Compared (projected, not measured): {}, input {}, output {}, {}\n\n{}\n\n",
@@ -378,13 +300,18 @@ pub fn comparison(format: Format, r: &CompareReport) -> Vec<u8> {
             );
             s.push_str(&compare_grid(r).markdown());
             s.push_str(&format!("\n**{}**\n", r.recommendation));
+            if let Some(x) = &r.ranking {
+                s.push_str(&format!("\n{x}\n"));
+            }
+            let rows: Vec<Projected> = r.rows.iter().map(|x| x.projected.clone()).collect();
+            s.push_str(&intervals_text(&rows, "- "));
             s.into_bytes()
         }
     }
 }
 
-fn calibration_grid(r: &CalibrationReport) -> Grid {
-    Grid {
+fn calibration_grid(r: &CalibrationReport) -> Table {
+    Table {
         header: [
             "line",
             "model",
@@ -417,19 +344,19 @@ fn calibration_grid(r: &CalibrationReport) -> Grid {
                     p.output_len.to_string(),
                     num(p.measured_ttft_ms),
                     num(p.projected_ttft_ms),
-                    format!("{:+.1}%", p.ttft_error * 100.0),
+                    number::signed_pct(Some(p.ttft_error)),
                     num(p.measured_tpot_ms),
                     num(p.projected_tpot_ms),
-                    format!("{:+.1}%", p.tpot_error * 100.0),
+                    number::signed_pct(Some(p.tpot_error)),
                 ]
             })
             .collect(),
-        left: 3,
+        text_columns: 3,
     }
 }
 
-fn params_grid(r: &CalibrationReport) -> Grid {
-    Grid {
+fn params_grid(r: &CalibrationReport) -> Table {
+    Table {
         header: vec!["parameter".into(), "before".into(), "fitted".into()],
         rows: r
             .params
@@ -442,7 +369,7 @@ fn params_grid(r: &CalibrationReport) -> Grid {
                 ]
             })
             .collect(),
-        left: 1,
+        text_columns: 1,
     }
 }
 
@@ -498,7 +425,10 @@ fn mape_line(r: &CalibrationReport) -> String {
 /// Renders `profiler calibrate` output.
 pub fn calibration(format: Format, r: &CalibrationReport) -> Vec<u8> {
     match format {
-        Format::Json => json_bytes(&json!({ "schema_version": 1, "calibration": r })),
+        Format::Json => json_bytes(&CalibrationOutput {
+            schema_version: 1,
+            calibration: r.clone(),
+        }),
         Format::Table => {
             let mut s = format!("Calibration of {} on {}\n\n", r.profile, r.points_file);
             s.push_str(&calibration_grid(r).text());
@@ -509,7 +439,7 @@ pub fn calibration(format: Format, r: &CalibrationReport) -> Vec<u8> {
             s.push('\n');
             s.into_bytes()
         }
-        Format::Csv => calibration_grid(r).csv().into_bytes(),
+        Format::Csv => calibration_grid(r).csv(LineEnd::Lf).into_bytes(),
         Format::Markdown => {
             let mut s = format!("### Calibration of {} on {}\n\n", r.profile, r.points_file);
             s.push_str(&calibration_grid(r).markdown());
@@ -543,42 +473,26 @@ mod tests {
     }
 
     #[test]
-    fn json_follows_the_contract() {
+    fn json_reads_back_and_validates() {
         let out = projections(Format::Json, "llama-3.1-8b", 8_030_261_248, &rows());
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["schema_version"], 1);
-        assert_eq!(v["model"], "llama-3.1-8b");
-        let p = &v["projections"][0];
-        for key in [
-            "profile",
-            "instance",
-            "tp",
-            "batch",
-            "input_len",
-            "output_len",
-            "weights_dtype",
-            "fits",
-            "ttft_ms",
-            "tpot_ms",
-            "e2e_ms",
-            "output_tokens_per_s",
-            "cost_usd_per_million_output_tokens",
-            "cost_usd_per_million_tokens",
-            "energy_kwh_per_million_tokens",
-            "calibration_mape",
-            "sources",
-        ] {
-            assert!(p.get(key).is_some(), "missing {key}");
-        }
-        assert!(p["energy_kwh_per_million_tokens"].is_null());
-        // trn2 has no price: cost is null, not NaN.
-        let trn2 = v["projections"]
-            .as_array()
-            .unwrap()
+        let schema = crate::output::schemas::schema_of("project").unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&v).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        let back: ProjectReport = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            back,
+            ProjectReport::new("llama-3.1-8b", 8_030_261_248, &rows())
+        );
+        assert!(v["projections"][0]["energy_kwh_per_million_tokens"].is_null());
+        // trn2 has no price: cost is null (None), not NaN.
+        let trn2 = back
+            .projections
             .iter()
-            .find(|x| x["profile"] == "trn2-profile")
+            .find(|x| x.projection.profile == "trn2-profile")
             .unwrap();
-        assert!(trn2["cost_usd_per_million_tokens"].is_null());
+        assert_eq!(trn2.projection.cost_usd_per_million_tokens, None);
     }
 
     #[test]
@@ -591,15 +505,6 @@ mod tests {
         );
         let c = String::from_utf8(projections(Format::Csv, "m", 1, &rows())).unwrap();
         assert!(c.lines().next().unwrap().ends_with("notes,sources"));
-        assert_eq!(
-            Grid {
-                header: vec!["a".into()],
-                rows: vec![vec!["x,\"y\"".into()]],
-                left: 1
-            }
-            .csv(),
-            "a\n\"x,\"\"y\"\"\"\n"
-        );
         let m = String::from_utf8(projections(Format::Markdown, "m", 1, &rows())).unwrap();
         assert!(m.contains("| profile | instance |"), "{m}");
         // Table and markdown say on what basis and from which sources, each source once.
@@ -616,17 +521,5 @@ mod tests {
             let price = "inf2_instances.js";
             assert_eq!(text.matches(price).count(), 1, "{text}");
         }
-    }
-
-    #[test]
-    fn numbers_for_humans() {
-        assert_eq!(num(1234.5), "1234");
-        assert_eq!(num(12.345), "12.3");
-        assert_eq!(num(0.01234), "0.012");
-        assert_eq!(num(f64::NAN), "-");
-        assert!(Format::parse("xml")
-            .unwrap_err()
-            .to_string()
-            .contains("markdown"));
     }
 }

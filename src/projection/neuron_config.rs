@@ -33,10 +33,10 @@
 //! not modelled are listed as warnings when set.
 
 use super::dtype::WeightsDtype;
-use super::export::Format;
 use super::profile::{DeviceKind, Instance, Profile};
 use crate::model::card::{self, ModelCard};
 use crate::model::hf_config;
+use crate::output::Format;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::{Map, Value};

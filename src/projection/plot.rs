@@ -1,5 +1,6 @@
 //! `compare --plot FILE.svg`: cost per 1M tokens against TPOT for every usable instance, the
-//! Pareto frontier (no other instance both cheaper and faster) drawn as a line.
+//! Pareto frontier (no other instance both cheaper and faster) drawn as a line, and each
+//! point's interval (TPOT and cost, see [`super::interval`]) as error bars.
 
 use super::compare::{CompareReport, CompareRow};
 use anyhow::{anyhow, bail, Result};
@@ -12,25 +13,29 @@ struct Dot {
     profile: String,
     tpot_ms: f64,
     cost: f64,
+    /// Intervals `(low, high)` of TPOT and cost; the point itself where unknown.
+    tpot_span: (f64, f64),
+    cost_span: (f64, f64),
 }
 
 fn dots(rows: &[CompareRow]) -> Vec<Dot> {
     rows.iter()
         .filter(|r| r.projected.projection.fits)
-        .filter(|r| {
+        .filter_map(|r| {
             let p = &r.projected.projection;
-            p.cost_usd_per_million_tokens.is_finite()
-                && p.cost_usd_per_million_tokens > 0.0
-                && p.tpot_ms > 0.0
-        })
-        .map(|r| {
-            let p = &r.projected.projection;
-            Dot {
+            let cost = p.cost_usd_per_million_tokens?;
+            let i = &p.intervals;
+            (cost.is_finite() && cost > 0.0 && p.tpot_ms > 0.0).then(|| Dot {
                 label: format!("{} (TP {}, b{})", p.instance, p.tp, p.batch),
                 profile: p.profile.clone(),
                 tpot_ms: p.tpot_ms,
-                cost: p.cost_usd_per_million_tokens,
-            }
+                cost,
+                tpot_span: (
+                    i.tpot_ms_low.unwrap_or(p.tpot_ms),
+                    i.tpot_ms_high.unwrap_or(p.tpot_ms),
+                ),
+                cost_span: i.cost().unwrap_or((cost, cost)),
+            })
         })
         .collect()
 }
@@ -112,14 +117,15 @@ pub fn plot_svg(report: &CompareReport) -> Result<String> {
             report.model
         );
     }
+    // The axes hold the error bars too.
     let (xmin, xmax) = d.iter().fold((f64::MAX, 0f64), |(a, b), p| {
-        (a.min(p.tpot_ms), b.max(p.tpot_ms))
+        (a.min(p.tpot_span.0), b.max(p.tpot_span.1))
     });
-    let (ymin, ymax) = d
-        .iter()
-        .fold((f64::MAX, 0f64), |(a, b), p| (a.min(p.cost), b.max(p.cost)));
+    let (ymin, ymax) = d.iter().fold((f64::MAX, 0f64), |(a, b), p| {
+        (a.min(p.cost_span.0), b.max(p.cost_span.1))
+    });
     let x_range = (xmin * 0.8).max(0.0)..(xmax * 1.25);
-    let y_range = (ymin / 1.6)..(ymax * 1.6);
+    let y_range = (ymin / 1.3)..(ymax * 1.3);
     let profiles: Vec<String> = {
         let mut v: Vec<String> = d.iter().map(|p| p.profile.clone()).collect();
         v.sort();
@@ -132,7 +138,7 @@ pub fn plot_svg(report: &CompareReport) -> Result<String> {
         let e = |e: &dyn std::fmt::Display| anyhow!("cannot draw the chart: {e}");
         root.fill(&WHITE).map_err(|x| e(&x))?;
         let title = format!(
-            "{}: cost per 1M tokens vs TPOT, projected (input {}, output {}, {})",
+            "{}: cost per 1M tokens vs TPOT, projected with intervals (input {}, output {}, {})",
             report.model, report.input_len, report.output_len, report.weights_dtype
         );
         let mut chart = ChartBuilder::on(&root)
@@ -162,6 +168,21 @@ pub fn plot_svg(report: &CompareReport) -> Result<String> {
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.5)));
         for (k, prof) in profiles.iter().enumerate() {
             let color = Palette99::pick(k).to_rgba();
+            let bar = ShapeStyle::from(&color.mix(0.6)).stroke_width(1);
+            chart
+                .draw_series(d.iter().filter(|p| &p.profile == prof).flat_map(|p| {
+                    [
+                        PathElement::new(
+                            vec![(p.tpot_span.0, p.cost), (p.tpot_span.1, p.cost)],
+                            bar,
+                        ),
+                        PathElement::new(
+                            vec![(p.tpot_ms, p.cost_span.0), (p.tpot_ms, p.cost_span.1)],
+                            bar,
+                        ),
+                    ]
+                }))
+                .map_err(|x| e(&x))?;
             chart
                 .draw_series(
                     d.iter()
@@ -213,6 +234,8 @@ mod tests {
             profile: String::new(),
             tpot_ms: t,
             cost: c,
+            tpot_span: (t, t),
+            cost_span: (c, c),
         };
         let d = vec![
             dot(10.0, 5.0),
@@ -230,6 +253,8 @@ mod tests {
             profile: String::new(),
             tpot_ms: 0.0,
             cost: 0.0,
+            tpot_span: (0.0, 0.0),
+            cost_span: (0.0, 0.0),
         };
         let d = vec![
             dot("p5.48xlarge (TP 8, b1)"),
@@ -242,6 +267,10 @@ mod tests {
         // A point at the left edge keeps its label inside the area.
         let off = place_labels(&d[..1], &[(5, 100)], (0, 0, 1000, 1000));
         assert!(off[0].0 > 0, "{off:?}");
+    }
+
+    fn plotted(r: &CompareReport) -> usize {
+        dots(&r.rows).len()
     }
 
     #[test]
@@ -261,5 +290,8 @@ mod tests {
         assert!(svg.contains("Cost per 1M tokens (USD, log scale)"));
         assert!(svg.contains("inf2.48xlarge (TP 24, b1)"));
         assert!(svg.contains("Pareto frontier"));
+        // Error bars: two segments per point, from the interval's low to its high end.
+        let segments = svg.matches("<polyline").count();
+        assert!(segments > 2 * plotted(&r), "{segments}");
     }
 }

@@ -9,13 +9,15 @@
 //! tokens take.
 
 use super::dtype::WeightsDtype;
+use super::interval::ErrorBar;
 use super::latency::{deployment, estimate, Estimate, Target};
 use super::profile::{self, CalibrationStatus, DeviceKind, Instance, PriceKind, Profile};
 use super::step::StepModel;
-use super::types::Projection;
+use super::types::{Intervals, Projection};
 use crate::model::card::ModelCard;
 use anyhow::{bail, Result};
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// What to project.
@@ -82,12 +84,17 @@ impl ProjectRequest {
 }
 
 /// A projection plus the numbers its JSON contract does not carry.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Projected {
     #[serde(flatten)]
     pub projection: Projection,
     /// `batch × (input + output) / e2e`.
     pub total_tokens_per_s: f64,
+    /// Interval of `total_tokens_per_s` (see [`super::interval`]).
+    #[serde(default)]
+    pub total_tokens_per_s_low: Option<f64>,
+    #[serde(default)]
+    pub total_tokens_per_s_high: Option<f64>,
     /// Largest batch whose KV cache fits beside the weights at these lengths.
     pub max_batch_that_fits: u32,
     /// Prompt length after padding to its bucket.
@@ -102,6 +109,28 @@ pub struct Projected {
     pub dp: u32,
     /// Compiled batch (continuous-batching slots) of one replica.
     pub max_num_seqs: u32,
+}
+
+/// What `profiler project --format json` writes (schema version 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ProjectReport {
+    pub schema_version: u32,
+    /// The model card's name.
+    pub model: String,
+    pub model_parameters: u64,
+    pub projections: Vec<Projected>,
+}
+
+impl ProjectReport {
+    /// The report of `rows` for `model`.
+    pub fn new(model: &str, model_parameters: u64, rows: &[Projected]) -> Self {
+        ProjectReport {
+            schema_version: 1,
+            model: model.to_string(),
+            model_parameters,
+            projections: rows.to_vec(),
+        }
+    }
 }
 
 /// `price / 3600 / tokens_per_s × 1e6`: USD per 1M tokens at a sustained rate.
@@ -207,12 +236,46 @@ fn build(
     let out_tps = b * t.output_len as f64 / e2e_s;
     let total_tps = b * (t.input_len + t.output_len) as f64 / e2e_s;
     let price = inst.price(kind);
-    let cost = |tps: f64| price.map_or(f64::NAN, |p| cost_per_million(p.usd_per_hour, tps));
+    let cost = |tps: f64| price.map(|p| cost_per_million(p.usd_per_hour, tps));
     let chips = (t.tp as f64 * dp as f64 / profile.runtime.tp_units_per_chip as f64).ceil();
-    let energy = profile
-        .chip
-        .tdp_watts
-        .map(|w| energy_kwh_per_million(w, chips, total_tps));
+    let energy_of = |tps: f64| {
+        profile
+            .chip
+            .tdp_watts
+            .map(|w| energy_kwh_per_million(w, chips, tps))
+    };
+    let energy = energy_of(total_tps);
+
+    // Intervals: TTFT and TPOT by the profile's error bar, the rest through them (e2e
+    // grows with both; throughput falls as e2e grows; cost and energy fall with throughput).
+    let outside = profile.calibration.outside(&inst.name, t.tp, t.dtype);
+    let bar = ErrorBar::of(&profile.calibration, outside.is_some());
+    let (ttft_lo, ttft_hi) = ErrorBar::span(e.ttft_ms, bar.ttft);
+    let (tpot_lo, tpot_hi) = ErrorBar::span(e.tpot_ms, bar.tpot);
+    let steps = t.output_len.max(1).saturating_sub(1) as f64;
+    let (e2e_lo, e2e_hi) = (ttft_lo + steps * tpot_lo, ttft_hi + steps * tpot_hi);
+    let rate = |tokens: f64, e2e_ms: f64| b * tokens / (e2e_ms / 1e3);
+    let out_len = t.output_len as f64;
+    let all_len = (t.input_len + t.output_len) as f64;
+    let (out_lo, out_hi) = (rate(out_len, e2e_hi), rate(out_len, e2e_lo));
+    let (total_lo, total_hi) = (rate(all_len, e2e_hi), rate(all_len, e2e_lo));
+    let intervals = Intervals {
+        ttft_ms_low: Some(ttft_lo),
+        ttft_ms_high: Some(ttft_hi),
+        tpot_ms_low: Some(tpot_lo),
+        tpot_ms_high: Some(tpot_hi),
+        e2e_ms_low: Some(e2e_lo),
+        e2e_ms_high: Some(e2e_hi),
+        output_tokens_per_s_low: Some(out_lo),
+        output_tokens_per_s_high: Some(out_hi),
+        cost_usd_per_million_output_tokens_low: cost(out_hi),
+        cost_usd_per_million_output_tokens_high: cost(out_lo),
+        cost_usd_per_million_tokens_low: cost(total_hi),
+        cost_usd_per_million_tokens_high: cost(total_lo),
+        energy_kwh_per_million_tokens_low: energy_of(total_hi),
+        energy_kwh_per_million_tokens_high: energy_of(total_lo),
+        interval_basis: Some(bar.basis),
+    };
 
     let mut sources = Vec::new();
     let mut add = |s: &str| {
@@ -290,7 +353,7 @@ fn build(
     if matches!(t.dtype, WeightsDtype::Int8 | WeightsDtype::Int4) {
         notes.push("int weights are weight-only quantization: matmuls run at the bf16 rate".into());
     }
-    if let Some(why) = profile.calibration.outside(&inst.name, t.tp, t.dtype) {
+    if let Some(why) = outside {
         notes.push(why);
     }
     if host {
@@ -321,11 +384,14 @@ fn build(
             cost_usd_per_million_output_tokens: cost(out_tps),
             cost_usd_per_million_tokens: cost(total_tps),
             energy_kwh_per_million_tokens: energy,
+            intervals,
             calibration_mape: profile.calibration.error,
             sources,
             notes,
         },
         total_tokens_per_s: total_tps,
+        total_tokens_per_s_low: Some(total_lo),
+        total_tokens_per_s_high: Some(total_hi),
         max_batch_that_fits: e.max_batch,
         padded_input_len: e.padded_input_len,
         kv_cache_len: e.kv_len,
@@ -605,11 +671,67 @@ mod tests {
         assert!((x.e2e_ms - (x.ttft_ms + 199.0 * x.tpot_ms)).abs() < 1e-6);
         assert!((x.output_tokens_per_s - 4.0 * 200.0 / (x.e2e_ms / 1e3)).abs() < 1e-6);
         let want = 12.98127 / 3600.0 / x.output_tokens_per_s * 1e6;
-        assert!((x.cost_usd_per_million_output_tokens - want).abs() < 1e-9);
+        assert!((x.cost_usd_per_million_output_tokens.unwrap() - want).abs() < 1e-9);
         assert_eq!(p.padded_input_len, 128);
         assert!(x.calibration_mape.is_some());
         assert!(x.energy_kwh_per_million_tokens.is_none());
         assert!(x.sources.iter().any(|s| s.contains("inf2_instances.js")));
+    }
+
+    #[test]
+    fn intervals_by_hand_on_inf2() {
+        // inf2-profile.toml [calibration]: leave-one-source-out TTFT 0.3456, TPOT 0.4088;
+        // leave-one-model-out TTFT 0.2482, TPOT 0.08324. The larger of each: factors 1.3456
+        // and 1.4088; squared on an instance the points did not run on.
+        let profiles = vec![profile::load(&root().join("profiles"), "inf2-profile").unwrap()];
+        let mut r = req(100, 200);
+        r.batch = 4;
+        let rows = project_profiles(&card("llama-3.1-8b"), &profiles, &r).unwrap();
+        let get = |n: &str| rows.iter().find(|x| x.projection.instance == n).unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs();
+        for (inst, ft, fp, price) in [
+            ("inf2.48xlarge", 1.3456, 1.4088, 12.98127),
+            ("inf2.xlarge", 1.3456 * 1.3456, 1.4088 * 1.4088, 0.7582),
+        ] {
+            let p = get(inst);
+            let (x, i) = (&p.projection, &p.projection.intervals);
+            assert!(close(i.ttft_ms_low.unwrap(), x.ttft_ms / ft), "{inst}");
+            assert!(close(i.ttft_ms_high.unwrap(), x.ttft_ms * ft), "{inst}");
+            assert!(close(i.tpot_ms_low.unwrap(), x.tpot_ms / fp), "{inst}");
+            assert!(close(i.tpot_ms_high.unwrap(), x.tpot_ms * fp), "{inst}");
+            let e2e_hi = x.ttft_ms * ft + 199.0 * x.tpot_ms * fp;
+            let e2e_lo = x.ttft_ms / ft + 199.0 * x.tpot_ms / fp;
+            assert!(close(i.e2e_ms_high.unwrap(), e2e_hi), "{inst}");
+            let out_lo = 4.0 * 200.0 / (e2e_hi / 1e3);
+            assert!(close(i.output_tokens_per_s_low.unwrap(), out_lo), "{inst}");
+            let total_hi = 4.0 * 300.0 / (e2e_lo / 1e3);
+            assert!(
+                close(p.total_tokens_per_s_high.unwrap(), total_hi),
+                "{inst}"
+            );
+            // Cost is highest where throughput is lowest.
+            let cost_hi = price / 3600.0 / out_lo * 1e6;
+            let got = i.cost_usd_per_million_output_tokens_high.unwrap();
+            assert!(close(got, cost_hi), "{inst}: {got} {cost_hi}");
+            let cost_lo = price / 3600.0 / total_hi * 1e6;
+            assert!(
+                close(i.cost_usd_per_million_tokens_low.unwrap(), cost_lo),
+                "{inst}"
+            );
+        }
+        assert!(get("inf2.xlarge")
+            .projection
+            .intervals
+            .interval_basis
+            .as_deref()
+            .unwrap()
+            .contains("outside the calibrated runs"));
+        // An assumed profile: a factor 2.3 either way on every metric.
+        let h100 = vec![profile::load(&root().join("profiles"), "h100-profile").unwrap()];
+        let p = &project_profiles(&card("llama-3.1-8b"), &h100, &req(128, 128)).unwrap()[0];
+        let x = &p.projection;
+        assert!(close(x.intervals.ttft_ms_high.unwrap(), x.ttft_ms * 2.3));
+        assert!(close(x.intervals.tpot_ms_low.unwrap(), x.tpot_ms / 2.3));
     }
 
     #[test]
@@ -634,7 +756,7 @@ mod tests {
             r.dtype,
         );
         let x = &p.projection;
-        assert!(x.fits && x.cost_usd_per_million_tokens.is_nan());
+        assert!(x.fits && x.cost_usd_per_million_tokens.is_none());
         // Decode is bandwidth-bound: ~2.5 GB of bf16 weights at 20 GB/s is ~0.12 s.
         assert!(x.tpot_ms > 100.0 && x.tpot_ms < 150.0, "{}", x.tpot_ms);
         assert!(x.notes.iter().any(|n| n.starts_with("host profile")));

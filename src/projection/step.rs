@@ -176,6 +176,11 @@ pub struct StepModel {
     /// Token-generation buckets, ascending, the last one `seq_len` (empty without static
     /// shapes).
     pub tkg_buckets: Vec<u32>,
+    /// Factors on the time of steps with prompt work and of decode-only steps: 1 for the
+    /// projection itself, the ends of the profile's error bar for its interval (see
+    /// [`super::interval`] and [`StepModel::scaled`]).
+    pub prefill_scale: f64,
+    pub decode_scale: f64,
 }
 
 impl StepModel {
@@ -210,6 +215,19 @@ impl StepModel {
             dep: dep.clone(),
             ctx_buckets: ctx,
             tkg_buckets: tkg,
+            prefill_scale: 1.0,
+            decode_scale: 1.0,
+        }
+    }
+
+    /// The same model with every step with prompt work taking `prefill` times as long and
+    /// every decode-only step `decode` times: the slow (or, below 1, fast) end of an
+    /// interval. A step mixing prompt chunks and decodes takes the prefill factor.
+    pub fn scaled(&self, prefill: f64, decode: f64) -> StepModel {
+        StepModel {
+            prefill_scale: self.prefill_scale * prefill,
+            decode_scale: self.decode_scale * decode,
+            ..self.clone()
         }
     }
 
@@ -284,7 +302,8 @@ impl StepModel {
             c.attention_flops(rows, len, len, self.causal),
         );
         let mem = self.mem_s(c.weight_bytes_per_step(rows * len) + rows * c.kv_bytes(len));
-        self.params.prefill_overhead_ms * 1e-3 + compute.max(mem) + self.collectives_s(rows * len)
+        (self.params.prefill_overhead_ms * 1e-3 + compute.max(mem) + self.collectives_s(rows * len))
+            * self.prefill_scale
     }
 
     /// One decode step of `rows` sequences that read `kv_read` bytes of KV cache and do
@@ -294,9 +313,10 @@ impl StepModel {
         let compute = self.compute_s(c.decode_matmul_flops(rows), attn_flops);
         let mem = self.mem_s(c.weight_bytes_per_step(rows) + kv_read);
         let p = &self.params;
-        (p.step_overhead_ms + rows * p.decode_seq_ms) * 1e-3
+        ((p.step_overhead_ms + rows * p.decode_seq_ms) * 1e-3
             + compute.max(mem)
-            + self.collectives_s(rows)
+            + self.collectives_s(rows))
+            * self.decode_scale
     }
 
     /// One decode step of `rows` sequences, each attending over `a` cached tokens.
@@ -390,7 +410,7 @@ impl StepModel {
         } else {
             p.prefill_overhead_ms
         };
-        overhead * 1e-3 + compute.max(mem) + self.collectives_s(tokens)
+        (overhead * 1e-3 + compute.max(mem) + self.collectives_s(tokens)) * self.prefill_scale
     }
 
     /// Weight bytes on one unit.

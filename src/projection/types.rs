@@ -1,10 +1,11 @@
 //! The projection record: one target (profile, instance, TP degree, batch, lengths) and
 //! what the latency model projects for it. Its JSON form is a documented contract.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A projected (never measured) latency, throughput and cost for one deployment target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Projection {
     /// Profile name, e.g. `inf2-profile`.
     pub profile: String,
@@ -27,10 +28,16 @@ pub struct Projection {
     pub tpot_ms: f64,
     pub e2e_ms: f64,
     pub output_tokens_per_s: f64,
-    pub cost_usd_per_million_output_tokens: f64,
-    pub cost_usd_per_million_tokens: f64,
+    /// USD per 1M output tokens; `None` (JSON `null`) where the instance has no price of
+    /// the kind asked for, or for the local host.
+    pub cost_usd_per_million_output_tokens: Option<f64>,
+    /// USD per 1M tokens (prompt + output); `None` as above.
+    pub cost_usd_per_million_tokens: Option<f64>,
     /// `None` where the profile has no published TDP.
     pub energy_kwh_per_million_tokens: Option<f64>,
+    /// The interval of each projected number (`X_low`, `X_high` beside `X` in JSON).
+    #[serde(flatten)]
+    pub intervals: Intervals,
     /// Mean absolute percentage error of the profile on its calibration points
     /// (`None` where the profile has no calibration points).
     pub calibration_mape: Option<CalibrationError>,
@@ -42,7 +49,7 @@ pub struct Projection {
 }
 
 /// Calibration error of a profile, per metric, as fractions (0.1 = 10%).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct CalibrationError {
     pub ttft: f64,
     pub tpot: f64,
@@ -52,7 +59,7 @@ pub struct CalibrationError {
 
 /// A held-out error (leave-one-source-out or leave-one-model-out): the error of points
 /// projected by a fit that did not see their group, or why it could not be computed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HeldOut {
     /// `None` where it cannot be computed (see `reason`).
     pub error: Option<CalibrationError>,
@@ -70,5 +77,53 @@ impl HeldOut {
             groups,
             reason: Some(reason.into()),
         }
+    }
+}
+
+/// The interval of each projected number of a [`Projection`]: the measured value is expected
+/// within `[X_low, X_high]` (see [`super::interval`] for how wide and why). `None` where `X`
+/// is unknown (no price, no TDP) and in reports written before intervals existed.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Intervals {
+    #[serde(default)]
+    pub ttft_ms_low: Option<f64>,
+    #[serde(default)]
+    pub ttft_ms_high: Option<f64>,
+    #[serde(default)]
+    pub tpot_ms_low: Option<f64>,
+    #[serde(default)]
+    pub tpot_ms_high: Option<f64>,
+    #[serde(default)]
+    pub e2e_ms_low: Option<f64>,
+    #[serde(default)]
+    pub e2e_ms_high: Option<f64>,
+    #[serde(default)]
+    pub output_tokens_per_s_low: Option<f64>,
+    #[serde(default)]
+    pub output_tokens_per_s_high: Option<f64>,
+    #[serde(default)]
+    pub cost_usd_per_million_output_tokens_low: Option<f64>,
+    #[serde(default)]
+    pub cost_usd_per_million_output_tokens_high: Option<f64>,
+    #[serde(default)]
+    pub cost_usd_per_million_tokens_low: Option<f64>,
+    #[serde(default)]
+    pub cost_usd_per_million_tokens_high: Option<f64>,
+    #[serde(default)]
+    pub energy_kwh_per_million_tokens_low: Option<f64>,
+    #[serde(default)]
+    pub energy_kwh_per_million_tokens_high: Option<f64>,
+    /// Where the interval's width comes from (validation error, widening, assumption).
+    #[serde(default)]
+    pub interval_basis: Option<String>,
+}
+
+impl Intervals {
+    /// `(X_low, X_high)` of the cost per 1M tokens, when both are known.
+    pub fn cost(&self) -> Option<(f64, f64)> {
+        Some((
+            self.cost_usd_per_million_tokens_low?,
+            self.cost_usd_per_million_tokens_high?,
+        ))
     }
 }

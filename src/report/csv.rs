@@ -8,28 +8,23 @@
 //! rows; `batch` on every row. Booleans are written 1/0. An unknown value is an empty field.
 
 use super::{Report, Summary};
+use crate::output::number::exact;
+use crate::output::table::{csv_text, LineEnd};
 
-/// The header row.
-pub const HEADER: [&str; 18] = [
-    "section",
-    "metric",
-    "unit",
-    "profile",
-    "instance",
-    "tp",
-    "batch",
-    "value",
-    "count",
-    "mean",
-    "stddev",
-    "min",
-    "p50",
-    "p90",
-    "p99",
-    "max",
-    "ci95_low",
-    "ci95_high",
+/// Columns naming where a row's metric comes from and for which target.
+const TARGET_COLUMNS: [&str; 7] = [
+    "section", "metric", "unit", "profile", "instance", "tp", "batch",
 ];
+
+/// The header row: the target columns, `value`, then the summary fields
+/// ([`Summary::FIELDS`], `count` … `ci95_high`).
+pub fn header() -> Vec<&'static str> {
+    TARGET_COLUMNS
+        .into_iter()
+        .chain(["value"])
+        .chain(Summary::FIELDS)
+        .collect()
+}
 
 /// Where a row's metric comes from and for which target.
 struct Target<'a> {
@@ -42,8 +37,7 @@ struct Target<'a> {
 
 /// The report as CSV text (see the module documentation for the layout).
 pub fn render(report: &Report) -> String {
-    let mut out = String::new();
-    push_row(&mut out, HEADER.iter().map(|s| s.to_string()));
+    let mut rows: Vec<Vec<String>> = vec![header().into_iter().map(String::from).collect()];
     let measured = Target {
         section: "measured",
         profile: "",
@@ -52,7 +46,7 @@ pub fn render(report: &Report) -> String {
         batch: report.workload.batch.to_string(),
     };
     for (key, _, summary) in report.summaries() {
-        distribution_row(&mut out, &measured, key, summary);
+        rows.push(distribution_row(&measured, key, summary));
     }
     let int = |x: u64| Some(x as f64);
     let flag = |b: bool| Some(if b { 1.0 } else { 0.0 });
@@ -81,14 +75,14 @@ pub fn render(report: &Report) -> String {
         ("interrupted", "bool", flag(report.interrupted)),
     ];
     for (metric, unit, value) in scalars {
-        value_row(&mut out, &measured, metric, unit, value);
+        rows.push(value_row(&measured, metric, unit, value));
     }
     if let Some(h) = &report.host_check {
         let host = Target {
             section: "host_check",
             ..measured
         };
-        let rows = [
+        let values = [
             ("projected_ttft_ms", "ms", Some(h.projected_ttft_ms)),
             ("measured_ttft_ms", "ms", Some(h.measured_ttft_ms)),
             ("projected_tpot_ms", "ms", Some(h.projected_tpot_ms)),
@@ -98,8 +92,8 @@ pub fn render(report: &Report) -> String {
             ("matmul_gflops", "GFLOP/s", Some(h.matmul_gflops)),
             ("memory_gb_per_s", "GB/s", Some(h.memory_gb_per_s)),
         ];
-        for (metric, unit, value) in rows {
-            value_row(&mut out, &host, metric, unit, value);
+        for (metric, unit, value) in values {
+            rows.push(value_row(&host, metric, unit, value));
         }
     }
     for p in &report.projections {
@@ -111,7 +105,7 @@ pub fn render(report: &Report) -> String {
             batch: p.batch.to_string(),
         };
         let mape = p.calibration_mape;
-        let rows = [
+        let values = [
             ("ttft_ms", "ms", Some(p.ttft_ms)),
             ("tpot_ms", "ms", Some(p.tpot_ms)),
             ("e2e_ms", "ms", Some(p.e2e_ms)),
@@ -123,12 +117,12 @@ pub fn render(report: &Report) -> String {
             (
                 "cost_usd_per_million_output_tokens",
                 "USD",
-                Some(p.cost_usd_per_million_output_tokens),
+                p.cost_usd_per_million_output_tokens,
             ),
             (
                 "cost_usd_per_million_tokens",
                 "USD",
-                Some(p.cost_usd_per_million_tokens),
+                p.cost_usd_per_million_tokens,
             ),
             (
                 "energy_kwh_per_million_tokens",
@@ -149,11 +143,46 @@ pub fn render(report: &Report) -> String {
             ("calibration_mape_ttft", "ratio", mape.map(|m| m.ttft)),
             ("calibration_mape_tpot", "ratio", mape.map(|m| m.tpot)),
         ];
-        for (metric, unit, value) in rows {
-            value_row(&mut out, &target, metric, unit, value);
+        let i = &p.intervals;
+        let bounds = [
+            ("ttft_ms", "ms", i.ttft_ms_low, i.ttft_ms_high),
+            ("tpot_ms", "ms", i.tpot_ms_low, i.tpot_ms_high),
+            ("e2e_ms", "ms", i.e2e_ms_low, i.e2e_ms_high),
+            (
+                "output_tokens_per_s",
+                "tokens/s",
+                i.output_tokens_per_s_low,
+                i.output_tokens_per_s_high,
+            ),
+            (
+                "cost_usd_per_million_output_tokens",
+                "USD",
+                i.cost_usd_per_million_output_tokens_low,
+                i.cost_usd_per_million_output_tokens_high,
+            ),
+            (
+                "cost_usd_per_million_tokens",
+                "USD",
+                i.cost_usd_per_million_tokens_low,
+                i.cost_usd_per_million_tokens_high,
+            ),
+            (
+                "energy_kwh_per_million_tokens",
+                "kWh",
+                i.energy_kwh_per_million_tokens_low,
+                i.energy_kwh_per_million_tokens_high,
+            ),
+        ];
+        for (metric, unit, value) in values {
+            rows.push(value_row(&target, metric, unit, value));
+        }
+        // The interval of each projected number: `X_low` and `X_high` rows.
+        for (metric, unit, low, high) in bounds {
+            rows.push(value_row(&target, &format!("{metric}_low"), unit, low));
+            rows.push(value_row(&target, &format!("{metric}_high"), unit, high));
         }
     }
-    out
+    csv_text(rows, LineEnd::Crlf)
 }
 
 fn target_fields(t: &Target, metric: &str, unit: &str) -> Vec<String> {
@@ -165,63 +194,30 @@ fn target_fields(t: &Target, metric: &str, unit: &str) -> Vec<String> {
     .collect()
 }
 
-fn distribution_row(out: &mut String, t: &Target, metric: &str, s: Option<&Summary>) {
+/// A distribution: `value` empty, the summary fields filled (`count` 0 and the rest empty
+/// when there is none).
+fn distribution_row(t: &Target, metric: &str, s: Option<&Summary>) -> Vec<String> {
     let mut fields = target_fields(t, metric, "ms");
     fields.push(String::new()); // value
     match s {
-        Some(s) => {
-            fields.push(s.count.to_string());
-            fields.extend(
-                [
-                    Some(s.mean),
-                    s.stddev,
-                    Some(s.min),
-                    Some(s.p50),
-                    Some(s.p90),
-                    Some(s.p99),
-                    Some(s.max),
-                    s.ci95_low,
-                    s.ci95_high,
-                ]
-                .map(number),
-            );
-        }
+        Some(s) => fields.extend(s.values().map(exact)),
         None => {
             fields.push("0".into());
-            fields.extend(std::iter::repeat_n(String::new(), 9));
+            fields.extend(std::iter::repeat_n(
+                String::new(),
+                Summary::FIELDS.len() - 1,
+            ));
         }
     }
-    push_row(out, fields);
+    fields
 }
 
-fn value_row(out: &mut String, t: &Target, metric: &str, unit: &str, value: Option<f64>) {
+/// A single number: `value` filled, the summary fields empty.
+fn value_row(t: &Target, metric: &str, unit: &str, value: Option<f64>) -> Vec<String> {
     let mut fields = target_fields(t, metric, unit);
-    fields.push(number(value));
-    fields.extend(std::iter::repeat_n(String::new(), 10));
-    push_row(out, fields);
-}
-
-/// Shortest text that reads back as the same f64 (Rust's `Display`); empty when unknown.
-fn number(x: Option<f64>) -> String {
-    x.filter(|x| x.is_finite())
-        .map_or_else(String::new, |x| x.to_string())
-}
-
-/// Appends one record, quoting per RFC 4180 section 2 rules 5–7.
-fn push_row(out: &mut String, fields: impl IntoIterator<Item = String>) {
-    for (i, field) in fields.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        if field.contains([',', '"', '\r', '\n']) {
-            out.push('"');
-            out.push_str(&field.replace('"', "\"\""));
-            out.push('"');
-        } else {
-            out.push_str(&field);
-        }
-    }
-    out.push_str("\r\n");
+    fields.push(exact(value));
+    fields.extend(std::iter::repeat_n(String::new(), Summary::FIELDS.len()));
+    fields
 }
 
 #[cfg(test)]
@@ -283,7 +279,7 @@ mod tests {
     }
 
     fn cell<'a>(rows: &'a [Vec<String>], section: &str, metric: &str, column: &str) -> &'a str {
-        let c = HEADER.iter().position(|h| *h == column).unwrap();
+        let c = header().iter().position(|h| *h == column).unwrap();
         let row = rows
             .iter()
             .find(|r| r[0] == section && r[1] == metric)
@@ -295,10 +291,15 @@ mod tests {
     fn parses_as_one_rectangular_table() {
         let r = report();
         let rows = parse(&render(&r)).unwrap();
-        assert_eq!(rows[0], HEADER.map(String::from).to_vec());
-        assert!(rows.iter().all(|row| row.len() == HEADER.len()));
-        // 5 distributions + 10 scalars + 8 host check + 12 per projection.
-        assert_eq!(rows.len(), 1 + 5 + 10 + 8 + 12);
+        // The documented header (README, Other formats).
+        assert_eq!(
+            rows[0].join(","),
+            "section,metric,unit,profile,instance,tp,batch,value,count,mean,stddev,min,p50,p90,p99,max,ci95_low,ci95_high"
+        );
+        assert!(rows.iter().all(|row| row.len() == header().len()));
+        // 5 distributions + 10 scalars + 8 host check + 12 + 7 × 2 bounds per projection.
+        assert_eq!(rows.len(), 1 + 5 + 10 + 8 + 12 + 14);
+        assert_eq!(cell(&rows, "projected", "ttft_ms_high", "value"), "15.625");
         let ttft = r.ttft_ms.as_ref().unwrap();
         assert_eq!(
             cell(&rows, "measured", "ttft_ms", "p99").parse::<f64>(),
@@ -326,9 +327,9 @@ mod tests {
         let mut r = report();
         r.projections[0].profile = "odd, \"quoted\"\nprofile".into();
         let rows = parse(&render(&r)).unwrap();
-        let c = HEADER.iter().position(|h| *h == "profile").unwrap();
+        let c = header().iter().position(|h| *h == "profile").unwrap();
         assert!(rows.iter().any(|row| row[c] == "odd, \"quoted\"\nprofile"));
-        assert!(rows.iter().all(|row| row.len() == HEADER.len()));
+        assert!(rows.iter().all(|row| row.len() == header().len()));
     }
 
     #[test]

@@ -1,17 +1,26 @@
 //! The human-readable content of a report, laid out once as titled sections of tables and
 //! lists, so that the Markdown and terminal renderings say exactly the same things.
 
-use super::{human, human_bytes, human_opt, Report};
+use super::Report;
+use crate::measure::stats::Summary;
+use crate::output::number::{self, ranged, LONG};
+use crate::output::Table;
+
+fn human(x: f64) -> String {
+    number::sig(x, LONG)
+}
+
+fn human_opt(x: Option<f64>) -> String {
+    number::sig_opt(x, LONG)
+}
 
 /// One titled part of the human-readable report.
 pub(super) struct Section {
     pub title: String,
     /// Lines of text before the table.
     pub text: Vec<String>,
-    pub header: Vec<String>,
-    pub rows: Vec<Vec<String>>,
-    /// Columns, counted from the left, that hold text (left-aligned); the rest are numbers.
-    pub text_columns: usize,
+    /// The table (none when its header is empty).
+    pub table: Table,
     /// A titled list after the table (sources, warnings).
     pub list_title: Option<String>,
     pub list: Vec<String>,
@@ -22,9 +31,7 @@ impl Section {
         Section {
             title: title.into(),
             text: Vec::new(),
-            header: header.iter().map(|h| h.to_string()).collect(),
-            rows: Vec::new(),
-            text_columns,
+            table: Table::new(header, text_columns),
             list_title: None,
             list: Vec::new(),
         }
@@ -91,7 +98,7 @@ fn workload(r: &Report) -> Section {
         ("seed", w.seed.to_string()),
         ("ignore EOS", w.ignore_eos.to_string()),
     ];
-    s.rows = rows
+    s.table.rows = rows
         .into_iter()
         .map(|(k, v)| vec![k.to_string(), v])
         .collect();
@@ -104,18 +111,17 @@ fn measured(r: &Report) -> Section {
     } else {
         format!("Measured ({} requests)", r.requests)
     };
-    let header = [
-        "metric (ms)",
-        "n",
-        "mean",
-        "stddev",
-        "min",
-        "p50",
-        "p90",
-        "p99",
-        "max",
-        "95% CI of mean",
-    ];
+    // The summary fields in order, `count` shown as `n` and the two bounds of the
+    // confidence interval as one column.
+    let shown = Summary::FIELDS.len() - 2;
+    let header: Vec<&str> = ["metric (ms)"]
+        .into_iter()
+        .chain(Summary::FIELDS[..shown].iter().map(|&f| match f {
+            "count" => "n",
+            f => f,
+        }))
+        .chain(["95% CI of mean"])
+        .collect();
     let mut s = Section::new(title, &header, 1);
     for (_, label, summary) in r.summaries() {
         let mut row = vec![label.to_string()];
@@ -125,17 +131,9 @@ fn measured(r: &Report) -> Section {
                     (Some(lo), Some(hi)) => format!("{} … {}", human(lo), human(hi)),
                     _ => "-".into(),
                 };
-                row.extend([
-                    m.count.to_string(),
-                    human(m.mean),
-                    human_opt(m.stddev),
-                    human(m.min),
-                    human(m.p50),
-                    human(m.p90),
-                    human(m.p99),
-                    human(m.max),
-                    ci,
-                ]);
+                row.push(m.count.to_string());
+                row.extend(m.values()[1..shown].iter().map(|&v| human_opt(v)));
+                row.push(ci);
             }
             None => row.extend(
                 ["0".to_string()]
@@ -143,14 +141,14 @@ fn measured(r: &Report) -> Section {
                     .chain(std::iter::repeat_n("-".to_string(), header.len() - 2)),
             ),
         }
-        s.rows.push(row);
+        s.table.rows.push(row);
     }
     s
 }
 
 fn totals(r: &Report) -> Section {
     let mut s = Section::new("Throughput and totals", &["quantity", "value"], 1);
-    let bytes = |b: Option<u64>| b.map_or_else(|| "-".into(), human_bytes);
+    let bytes = |b: Option<u64>| b.map_or_else(|| "-".into(), number::bytes);
     let rows = [
         ("output tokens/s", human_opt(r.output_tokens_per_s)),
         ("total tokens/s", human_opt(r.total_tokens_per_s)),
@@ -161,7 +159,7 @@ fn totals(r: &Report) -> Section {
         ("peak RSS", bytes(r.peak_rss_bytes)),
         ("peak CUDA allocated", bytes(r.cuda_peak_allocated_bytes)),
     ];
-    s.rows = rows
+    s.table.rows = rows
         .into_iter()
         .map(|(k, v)| vec![k.to_string(), v])
         .collect();
@@ -175,8 +173,8 @@ fn host_check(r: &Report) -> Option<Section> {
         &["metric (ms)", "projected", "measured", "error"],
         1,
     );
-    let pct = |x: Option<f64>| x.map_or_else(|| "-".into(), |x| format!("{:+.1}%", x * 100.0));
-    s.rows = vec![
+    let pct = number::signed_pct;
+    s.table.rows = vec![
         vec![
             "TTFT".into(),
             human(h.projected_ttft_ms),
@@ -244,23 +242,45 @@ fn projections(r: &Report) -> Option<Section> {
                 )
             },
         );
-        s.rows.push(vec![
+        let i = &p.intervals;
+        s.table.rows.push(vec![
             p.profile.clone(),
             p.instance.clone(),
             p.tp.to_string(),
             p.batch.to_string(),
             if p.fits { "yes" } else { "no" }.into(),
-            human(p.ttft_ms),
-            human(p.tpot_ms),
-            human(p.e2e_ms),
-            human(p.output_tokens_per_s),
-            human(p.cost_usd_per_million_output_tokens),
-            human(p.cost_usd_per_million_tokens),
+            ranged(human(p.ttft_ms), i.ttft_ms_low, i.ttft_ms_high, human),
+            ranged(human(p.tpot_ms), i.tpot_ms_low, i.tpot_ms_high, human),
+            ranged(human(p.e2e_ms), i.e2e_ms_low, i.e2e_ms_high, human),
+            ranged(
+                human(p.output_tokens_per_s),
+                i.output_tokens_per_s_low,
+                i.output_tokens_per_s_high,
+                human,
+            ),
+            ranged(
+                human_opt(p.cost_usd_per_million_output_tokens),
+                i.cost_usd_per_million_output_tokens_low,
+                i.cost_usd_per_million_output_tokens_high,
+                human,
+            ),
+            ranged(
+                human_opt(p.cost_usd_per_million_tokens),
+                i.cost_usd_per_million_tokens_low,
+                i.cost_usd_per_million_tokens_high,
+                human,
+            ),
             mape,
         ]);
         for source in &p.sources {
             if !sources.contains(source) {
                 sources.push(source.clone());
+            }
+        }
+        if let Some(b) = &i.interval_basis {
+            let line = format!("intervals [low–high] ({}): {b}", p.profile);
+            if !sources.contains(&line) {
+                sources.push(line);
             }
         }
         for note in &p.notes {

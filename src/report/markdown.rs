@@ -3,6 +3,7 @@
 
 use super::layout::{provenance, sections, title};
 use super::Report;
+use crate::output::table::inline;
 
 /// The report as Markdown text: blocks (heading, paragraph, table, list) separated by one
 /// blank line.
@@ -13,13 +14,8 @@ pub fn render(report: &Report) -> String {
     for s in sections(report) {
         blocks.push(format!("## {}", inline(&s.title)));
         blocks.extend(s.text.iter().map(|line| inline(line)));
-        if !s.header.is_empty() {
-            let align: Vec<&str> = (0..s.header.len())
-                .map(|i| if i < s.text_columns { ":---" } else { "---:" })
-                .collect();
-            let mut table = vec![table_row(&s.header), format!("|{}|", align.join("|"))];
-            table.extend(s.rows.iter().map(|row| table_row(row)));
-            blocks.push(table.join("\n"));
+        if !s.table.header.is_empty() {
+            blocks.push(s.table.markdown().trim_end().to_string());
         }
         if !s.list.is_empty() {
             if let Some(t) = &s.list_title {
@@ -30,31 +26,6 @@ pub fn render(report: &Report) -> String {
         }
     }
     blocks.join("\n\n") + "\n"
-}
-
-fn table_row(cells: &[String]) -> String {
-    let cells: Vec<String> = cells
-        .iter()
-        .map(|c| inline(c).replace('|', "\\|"))
-        .collect();
-    format!("| {} |", cells.join(" | "))
-}
-
-/// Text made safe for one Markdown line: line breaks become spaces, and characters that
-/// would start emphasis, code or HTML are backslash-escaped.
-fn inline(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\r' | '\n' => out.push(' '),
-            '\\' | '`' | '*' | '_' | '<' | '>' | '[' | ']' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -10,18 +10,19 @@ pub mod table;
 
 use crate::measure::samples::{RequestSample, RunEnd, SampleStatus, SamplesFile};
 use crate::measure::stats::{anomaly_warnings, Summary};
+use crate::output::Format;
 use crate::projection::types::Projection;
 pub use crate::schema::{Environment, Workload};
-use anyhow::{bail, Result};
+use anyhow::Result;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use std::str::FromStr;
 
 /// Version of the JSON report schema; raised on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The latency model run on the local machine and compared with what was measured here:
 /// how far to trust the projections for the other targets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct HostCheck {
     pub projected_ttft_ms: f64,
     pub measured_ttft_ms: f64,
@@ -66,7 +67,7 @@ impl HostCheck {
 ///
 /// Only requests with status `ok` are counted. A summary is `null` when no counted request
 /// has a value for it (e.g. `tpot_ms` when every request produced a single token).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Report {
     pub schema_version: u32,
     pub environment: Environment,
@@ -106,6 +107,7 @@ pub struct Report {
     /// The model the projections are of when it is not the measured one (`run
     /// --project-model`); absent when they project the measured model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("default" = null))]
     pub projected_model: Option<String>,
     /// Projection against measurement on this machine, when it was run.
     pub host_check: Option<HostCheck>,
@@ -261,30 +263,6 @@ fn covered_ms(spans: impl Iterator<Item = (f64, f64)>) -> f64 {
     total + current.map_or(0.0, |(s, e)| e - s)
 }
 
-/// Output format of a report (`--format`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Aligned plain text for a terminal (the default).
-    Table,
-    Json,
-    Csv,
-    Markdown,
-}
-
-impl FromStr for Format {
-    type Err = anyhow::Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        Ok(match s {
-            "table" => Format::Table,
-            "json" => Format::Json,
-            "csv" => Format::Csv,
-            "markdown" | "md" => Format::Markdown,
-            _ => bail!("unknown format `{s}` (expected table, json, csv or markdown)"),
-        })
-    }
-}
-
 /// Renders `report` in `format`. Pure: the same report always gives the same text.
 pub fn render(report: &Report, format: Format) -> Result<String> {
     Ok(match format {
@@ -293,49 +271,6 @@ pub fn render(report: &Report, format: Format) -> Result<String> {
         Format::Csv => csv::render(report),
         Format::Markdown => markdown::render(report),
     })
-}
-
-/// A number for people: about four significant digits, no exponent for usual magnitudes.
-fn human(x: f64) -> String {
-    let a = x.abs();
-    if !x.is_finite() {
-        "-".into()
-    } else if a == 0.0 {
-        "0".into()
-    } else if a >= 1000.0 {
-        format!("{x:.0}")
-    } else if a >= 100.0 {
-        format!("{x:.1}")
-    } else if a >= 1.0 {
-        format!("{x:.2}")
-    } else if a >= 1e-6 {
-        // Three significant digits below 1.
-        let decimals = (2.0 - a.log10().floor()) as usize;
-        format!("{x:.decimals$}")
-    } else {
-        format!("{x:.2e}")
-    }
-}
-
-/// [`human`] of an optional number, `-` when absent.
-fn human_opt(x: Option<f64>) -> String {
-    x.map_or_else(|| "-".into(), human)
-}
-
-/// Bytes in binary units (`1.50 GiB`).
-fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = b as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{b} B")
-    } else {
-        format!("{value:.2} {}", UNITS[unit])
-    }
 }
 
 #[cfg(test)]
@@ -362,9 +297,26 @@ pub(crate) mod tests {
             tpot_ms: 4.25,
             e2e_ms: 42.25,
             output_tokens_per_s: 235.3,
-            cost_usd_per_million_output_tokens: 15.4,
-            cost_usd_per_million_tokens: 5.1,
+            cost_usd_per_million_output_tokens: Some(15.4),
+            cost_usd_per_million_tokens: Some(5.1),
             energy_kwh_per_million_tokens: None,
+            intervals: crate::projection::types::Intervals {
+                ttft_ms_low: Some(10.0),
+                ttft_ms_high: Some(15.625),
+                tpot_ms_low: Some(3.4),
+                tpot_ms_high: Some(5.3125),
+                e2e_ms_low: Some(33.8),
+                e2e_ms_high: Some(52.8125),
+                output_tokens_per_s_low: Some(151.5),
+                output_tokens_per_s_high: Some(236.7),
+                cost_usd_per_million_output_tokens_low: Some(15.3),
+                cost_usd_per_million_output_tokens_high: Some(23.9),
+                cost_usd_per_million_tokens_low: Some(5.1),
+                cost_usd_per_million_tokens_high: Some(8.0),
+                energy_kwh_per_million_tokens_low: None,
+                energy_kwh_per_million_tokens_high: None,
+                interval_basis: Some("a factor 1.25 (TTFT) and 1.25 (TPOT) either way".into()),
+            },
             calibration_mape: Some(CalibrationError {
                 ttft: 0.12,
                 tpot: 0.08,
@@ -501,28 +453,5 @@ pub(crate) mod tests {
         assert!((h.tpot_error_ratio.unwrap() + 0.1).abs() < 1e-12);
         let h = HostCheck::new(55.0, 0.0, 9.0, None, 1.0, 1.0);
         assert_eq!((h.ttft_error_ratio, h.tpot_error_ratio), (None, None));
-    }
-
-    #[test]
-    fn format_names_parse() {
-        assert_eq!("json".parse::<Format>().unwrap(), Format::Json);
-        assert_eq!("md".parse::<Format>().unwrap(), Format::Markdown);
-        let err = "xml".parse::<Format>().unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "unknown format `xml` (expected table, json, csv or markdown)"
-        );
-    }
-
-    #[test]
-    fn human_numbers() {
-        assert_eq!(human(1234.56), "1235");
-        assert_eq!(human(123.456), "123.5");
-        assert_eq!(human(12.3456), "12.35");
-        assert_eq!(human(0.012345), "0.0123");
-        assert_eq!(human(0.0), "0");
-        assert_eq!(human(f64::NAN), "-");
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(3 << 29), "1.50 GiB");
     }
 }

@@ -1,7 +1,7 @@
 //! The terminal report: aligned plain text (the default `--format`). Same content as the
 //! Markdown report; projections are labelled "Projected (not measured)", warnings come last.
 
-use super::layout::{provenance, sections, title, Section};
+use super::layout::{provenance, sections, title};
 use super::Report;
 
 /// The report as aligned plain text.
@@ -18,8 +18,8 @@ pub fn render(report: &Report) -> String {
             out.push_str(line);
             out.push('\n');
         }
-        if !s.header.is_empty() {
-            out.push_str(&aligned(&s));
+        if !s.table.header.is_empty() {
+            out.push_str(&s.table.text());
         }
         if !s.list.is_empty() {
             if let Some(t) = &s.list_title {
@@ -36,42 +36,6 @@ pub fn render(report: &Report) -> String {
 /// Display width, counted in characters (the report's text is mostly ASCII).
 fn width(s: &str) -> usize {
     s.chars().count()
-}
-
-/// The section's table with columns padded to a common width: text columns left-aligned,
-/// number columns right-aligned, two spaces between columns.
-fn aligned(s: &Section) -> String {
-    let mut widths: Vec<usize> = s.header.iter().map(|h| width(h)).collect();
-    for row in &s.rows {
-        for (i, cell) in row.iter().enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(width(cell));
-            }
-        }
-    }
-    let line = |cells: &[String]| -> String {
-        let parts: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(i, (cell, &w))| {
-                let pad = " ".repeat(w.saturating_sub(width(cell)));
-                if i < s.text_columns {
-                    format!("{cell}{pad}")
-                } else {
-                    format!("{pad}{cell}")
-                }
-            })
-            .collect();
-        format!("{}\n", parts.join("  ").trim_end())
-    };
-    let mut out = line(&s.header);
-    let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
-    out.push_str(&line(&rule));
-    for row in &s.rows {
-        out.push_str(&line(row));
-    }
-    out
 }
 
 #[cfg(test)]

@@ -12,12 +12,13 @@ pub mod report;
 pub mod rng;
 
 use crate::model::card::ModelCard;
+use crate::projection::interval::ErrorBar;
 use crate::projection::profile::{CalibrationStatus, Instance, PriceKind, Profile};
 use crate::projection::step::{Deployment, StepModel};
 use anyhow::{bail, Result};
 use engine::Outcome;
 use load::{Arrivals, Lengths, Load, Source};
-use report::{SimReport, SimSetup, SloSpec};
+use report::{SimIntervals, SimReport, SimSetup, SloSpec};
 
 /// One simulation: a deployment on an instance, a load, objectives and a price basis.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,8 +89,28 @@ pub fn run(
     req: &SimRequest,
 ) -> Result<(SimReport, Outcome)> {
     let m = check(card, profile, inst, req)?;
-    let outcome = run_model(&m, &req.load);
-    Ok((report_of(card, profile, inst, &m, req, &outcome), outcome))
+    // The projection and the two ends of its interval (the same load with every step
+    // faster and slower by the profile's error bar), side by side.
+    let outside = profile
+        .calibration
+        .outside(&inst.name, m.dep.tp, m.dep.dtype)
+        .is_some();
+    let bar = ErrorBar::of(&profile.calibration, outside);
+    let fast_m = m.scaled(1.0 / bar.ttft, 1.0 / bar.tpot);
+    let slow_m = m.scaled(bar.ttft, bar.tpot);
+    let (outcome, fast, slow) = std::thread::scope(|s| {
+        let fast = s.spawn(|| run_model(&fast_m, &req.load));
+        let slow = s.spawn(|| run_model(&slow_m, &req.load));
+        let mid = run_model(&m, &req.load);
+        (mid, fast.join(), slow.join())
+    });
+    let mut report = report_of(card, profile, inst, &m, req, &outcome);
+    if let (Ok(fast), Ok(slow)) = (fast, slow) {
+        let f = report_of(card, profile, inst, &fast_m, req, &fast);
+        let s = report_of(card, profile, inst, &slow_m, req, &slow);
+        report.intervals = SimIntervals::of(&report, &f, &s, bar.basis);
+    }
+    Ok((report, outcome))
 }
 
 /// Runs the load on a step model (no checks).

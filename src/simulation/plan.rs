@@ -11,12 +11,14 @@ use super::{run_model_until, SimRequest};
 use crate::model::card::ModelCard;
 use crate::projection::bucket::compiled_seq_len;
 use crate::projection::dtype::WeightsDtype;
+use crate::projection::interval::{overlap, ErrorBar};
 use crate::projection::profile::{Instance, PriceKind, Profile};
 use crate::projection::step::{
     Deployment, StepModel, DEFAULT_MAX_NUM_BATCHED_TOKENS, LARGE_GPU_MAX_NUM_BATCHED_TOKENS,
 };
 use anyhow::{bail, Result};
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// Slots per replica the search tries.
 pub const SLOT_CANDIDATES: [u32; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
@@ -59,7 +61,7 @@ pub struct Compiled {
 }
 
 /// One instance type in the plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PlanRow {
     pub profile: String,
     pub instance: String,
@@ -79,10 +81,49 @@ pub struct PlanRow {
     pub ttft_ms_at_percentile: Option<f64>,
     pub tpot_ms_at_percentile: Option<f64>,
     pub label: String,
+    /// The interval of each simulated number (`X_low`, `X_high` beside `X`).
+    #[serde(flatten)]
+    pub intervals: PlanIntervals,
+}
+
+/// The interval of a plan row's numbers: its configuration searched again for the largest
+/// rate with every step faster and slower by the profile's error bar (see
+/// [`crate::projection::interval`]), and judged at the target rate over that fleet. A
+/// bound is `None` where the slow end misses the SLOs even without load (the fleet size is
+/// then unbounded) or where the number itself is unknown.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct PlanIntervals {
+    #[serde(default)]
+    pub max_rate_per_instance_low: Option<f64>,
+    #[serde(default)]
+    pub max_rate_per_instance_high: Option<f64>,
+    #[serde(default)]
+    pub instances_needed_low: Option<u64>,
+    #[serde(default)]
+    pub instances_needed_high: Option<u64>,
+    #[serde(default)]
+    pub fleet_usd_per_hour_low: Option<f64>,
+    #[serde(default)]
+    pub fleet_usd_per_hour_high: Option<f64>,
+    #[serde(default)]
+    pub cost_usd_per_million_tokens_low: Option<f64>,
+    #[serde(default)]
+    pub cost_usd_per_million_tokens_high: Option<f64>,
+    #[serde(default)]
+    pub ttft_ms_at_percentile_low: Option<f64>,
+    #[serde(default)]
+    pub ttft_ms_at_percentile_high: Option<f64>,
+    #[serde(default)]
+    pub tpot_ms_at_percentile_low: Option<f64>,
+    #[serde(default)]
+    pub tpot_ms_at_percentile_high: Option<f64>,
+    /// Where the interval's width comes from.
+    #[serde(default)]
+    pub interval_basis: Option<String>,
 }
 
 /// Result of `profiler plan` (JSON schema version 1).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct PlanReport {
     pub schema_version: u32,
     pub simulated: bool,
@@ -94,6 +135,152 @@ pub struct PlanReport {
     pub price_kind: String,
     pub rows: Vec<PlanRow>,
     pub recommendation: Option<String>,
+    /// Whether the two cheapest ranked rows are ranked apart: their cost intervals overlap
+    /// or not (`None` with fewer than two ranked rows).
+    #[serde(default)]
+    pub ranking: Option<String>,
+}
+
+/// Bisection steps for the ends of an interval (within `hi / 32`).
+const BOUND_STEPS: u32 = 5;
+
+/// The largest Poisson rate in `(0, hi]` one instance of `m` sustains within the SLOs, by
+/// bisection (0 when even a light load misses them).
+fn max_rate(m: &StepModel, req: &PlanRequest, hi: f64) -> f64 {
+    let trial = |rate: f64| {
+        let l = load(
+            req,
+            Arrivals::Rate {
+                rate,
+                burstiness: 1.0,
+            },
+            req.trial_requests,
+        );
+        judge(m, &l, &req.slo).0
+    };
+    if trial(hi) {
+        return hi;
+    }
+    let (mut lo, mut hi) = (0.0, hi);
+    for _ in 0..BOUND_STEPS {
+        let mid = 0.5 * (lo + hi);
+        if trial(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// The intervals of a ranked row whose configuration `m` sustains `rate0` per instance.
+fn row_intervals(
+    m: &StepModel,
+    profile: &Profile,
+    inst: &Instance,
+    req: &PlanRequest,
+    rate0: f64,
+    price: Option<f64>,
+) -> PlanIntervals {
+    let outside = profile
+        .calibration
+        .outside(&inst.name, m.dep.tp, m.dep.dtype)
+        .is_some();
+    let bar = ErrorBar::of(&profile.calibration, outside);
+    let fast = m.scaled(1.0 / bar.ttft, 1.0 / bar.tpot);
+    let slow = m.scaled(bar.ttft, bar.tpot);
+    // Steps `f` times faster sustain at most about `f` times the rate.
+    let f = bar.ttft.max(bar.tpot);
+    let (r_fast, r_slow) = std::thread::scope(|s| {
+        let slow_rate = s.spawn(|| max_rate(&slow, req, rate0));
+        let r_fast = max_rate(&fast, req, rate0 * f);
+        (
+            r_fast.max(rate0),
+            slow_rate.join().unwrap_or(0.0).min(rate0),
+        )
+    });
+    let tokens_per_req = (req.input_len + req.output_len) as f64;
+    let needed = |r: f64| (r > 0.0).then(|| (req.rate / r).ceil().max(1.0));
+    let (n_lo, n_hi) = (needed(r_fast), needed(r_slow));
+    let fleet = |n: Option<f64>| Some(n? * price?);
+    let cost =
+        |n: Option<f64>| fleet(n).map(|usd| usd / 3600.0 / (req.rate * tokens_per_req) * 1e6);
+    let at = |model: &StepModel, n: Option<f64>| -> (Option<f64>, Option<f64>) {
+        let Some(n) = n else {
+            return (None, None);
+        };
+        let l = load(
+            req,
+            Arrivals::Rate {
+                rate: req.rate / n,
+                burstiness: 1.0,
+            },
+            req.trial_requests,
+        );
+        let (_, t, p) = judge(model, &l, &req.slo);
+        (t, p)
+    };
+    // Latency of the row's own fleet with faster and slower steps.
+    let n = needed(rate0);
+    let (t_lo, p_lo) = at(&fast, n);
+    let (t_hi, p_hi) = at(&slow, n);
+    PlanIntervals {
+        max_rate_per_instance_low: Some(r_slow),
+        max_rate_per_instance_high: Some(r_fast),
+        instances_needed_low: n_lo.map(|n| n as u64),
+        instances_needed_high: n_hi.map(|n| n as u64),
+        fleet_usd_per_hour_low: fleet(n_lo),
+        fleet_usd_per_hour_high: fleet(n_hi),
+        cost_usd_per_million_tokens_low: cost(n_lo),
+        cost_usd_per_million_tokens_high: cost(n_hi),
+        ttft_ms_at_percentile_low: t_lo,
+        ttft_ms_at_percentile_high: t_hi,
+        tpot_ms_at_percentile_low: p_lo,
+        tpot_ms_at_percentile_high: p_hi,
+        interval_basis: Some(bar.basis),
+    }
+}
+
+/// Says whether the cost intervals of the two cheapest ranked rows overlap, in which case
+/// the simulation does not decide which fleet is cheaper.
+pub fn ranking_note(rows: &[PlanRow]) -> Option<String> {
+    let mut ranked = rows
+        .iter()
+        .filter(|r| r.meets_slo && r.cost_usd_per_million_tokens.is_some());
+    let (a, b) = (ranked.next()?, ranked.next()?);
+    let lo = |r: &PlanRow| r.intervals.cost_usd_per_million_tokens_low;
+    // An unknown upper end (the slow end misses the SLOs) is unbounded.
+    let hi = |r: &PlanRow| {
+        r.intervals
+            .cost_usd_per_million_tokens_high
+            .unwrap_or(f64::INFINITY)
+    };
+    let (ia, ib) = ((lo(a)?, hi(a)), (lo(b)?, hi(b)));
+    let name = |r: &PlanRow| format!("{} × {}", r.instances_needed.unwrap_or(0), r.instance);
+    let show = |(l, h): (f64, f64)| {
+        if h.is_finite() {
+            format!("${l:.3}–${h:.3}")
+        } else {
+            format!("${l:.3}–unbounded")
+        }
+    };
+    Some(if overlap(ia, ib) {
+        format!(
+            "ranking not decided: the cost intervals of {} ({}) and {} ({} per 1M tokens) overlap",
+            name(a),
+            show(ia),
+            name(b),
+            show(ib)
+        )
+    } else {
+        format!(
+            "ranking decided: {} costs less than {} at every point of their intervals ({} against {} per 1M tokens)",
+            name(a),
+            name(b),
+            show(ia),
+            show(ib)
+        )
+    })
 }
 
 /// The p-th percentile TTFT and TPOT (ms) of a simulation, and whether they meet `slo`.
@@ -377,6 +564,7 @@ fn plan_row(card: &ModelCard, profile: &Profile, inst: &Instance, req: &PlanRequ
         ttft_ms_at_percentile: None,
         tpot_ms_at_percentile: None,
         label: lab,
+        intervals: PlanIntervals::default(),
     };
     match search(card, profile, inst, req) {
         Err(why) => row.reason = Some(why),
@@ -400,6 +588,7 @@ fn plan_row(card: &ModelCard, profile: &Profile, inst: &Instance, req: &PlanRequ
             let (_, t, p) = judge(&m, &l, &req.slo);
             row.ttft_ms_at_percentile = t;
             row.tpot_ms_at_percentile = p;
+            row.intervals = row_intervals(&m, profile, inst, req, max_rate, price);
             match price {
                 Some(usd) => {
                     let fleet = n * usd;
@@ -494,6 +683,7 @@ pub fn plan(card: &ModelCard, profiles: &[Profile], req: &PlanRequest) -> Result
             r.label
         )
     });
+    let ranking = ranking_note(&rows);
     Ok(PlanReport {
         schema_version: 1,
         simulated: true,
@@ -505,6 +695,7 @@ pub fn plan(card: &ModelCard, profiles: &[Profile], req: &PlanRequest) -> Result
         price_kind: req.price.name().to_string(),
         rows,
         recommendation,
+        ranking,
     })
 }
 

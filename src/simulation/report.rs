@@ -5,10 +5,11 @@
 use super::engine::Outcome;
 use crate::measure::stats::{t_quantile_975, Summary};
 use crate::projection::types::CalibrationError;
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// Latency objectives at a percentile.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SloSpec {
     pub ttft_ms: Option<f64>,
     pub tpot_ms: Option<f64>,
@@ -130,7 +131,7 @@ pub fn summary_weighted(values: &[(f64, u64)], scale: f64) -> Option<Summary> {
 }
 
 /// The deployment and load a report describes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SimSetup {
     pub model: String,
     pub profile: String,
@@ -162,7 +163,7 @@ pub struct SimSetup {
 }
 
 /// Result of `profiler simulate` (JSON schema version 1).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SimReport {
     pub schema_version: u32,
     /// Always true: nothing here was measured.
@@ -201,6 +202,119 @@ pub struct SimReport {
     pub cost_usd_per_million_tokens: Option<f64>,
     pub engine_steps: u64,
     pub notes: Vec<String>,
+    /// The interval of each simulated number (`X_low`, `X_high` beside `X`).
+    #[serde(flatten)]
+    pub intervals: SimIntervals,
+}
+
+/// The interval of each simulated number of a [`SimReport`]: the same load simulated again
+/// with every step slower and faster by the profile's error bar (see
+/// [`crate::projection::interval`]). A latency summary's `_low` is the fast run's, its
+/// `_high` the slow run's; each single number's bounds are the smaller and larger of the
+/// three runs. `None` where the number is unknown.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct SimIntervals {
+    #[serde(default)]
+    pub ttft_ms_low: Option<Summary>,
+    #[serde(default)]
+    pub ttft_ms_high: Option<Summary>,
+    #[serde(default)]
+    pub tpot_ms_low: Option<Summary>,
+    #[serde(default)]
+    pub tpot_ms_high: Option<Summary>,
+    #[serde(default)]
+    pub itl_ms_low: Option<Summary>,
+    #[serde(default)]
+    pub itl_ms_high: Option<Summary>,
+    #[serde(default)]
+    pub e2e_ms_low: Option<Summary>,
+    #[serde(default)]
+    pub e2e_ms_high: Option<Summary>,
+    #[serde(default)]
+    pub queue_ms_low: Option<Summary>,
+    #[serde(default)]
+    pub queue_ms_high: Option<Summary>,
+    #[serde(default)]
+    pub requests_per_s_low: Option<f64>,
+    #[serde(default)]
+    pub requests_per_s_high: Option<f64>,
+    #[serde(default)]
+    pub output_tokens_per_s_low: Option<f64>,
+    #[serde(default)]
+    pub output_tokens_per_s_high: Option<f64>,
+    #[serde(default)]
+    pub total_tokens_per_s_low: Option<f64>,
+    #[serde(default)]
+    pub total_tokens_per_s_high: Option<f64>,
+    #[serde(default)]
+    pub ttft_at_slo_percentile_ms_low: Option<f64>,
+    #[serde(default)]
+    pub ttft_at_slo_percentile_ms_high: Option<f64>,
+    #[serde(default)]
+    pub tpot_at_slo_percentile_ms_low: Option<f64>,
+    #[serde(default)]
+    pub tpot_at_slo_percentile_ms_high: Option<f64>,
+    #[serde(default)]
+    pub cost_usd_per_million_output_tokens_low: Option<f64>,
+    #[serde(default)]
+    pub cost_usd_per_million_output_tokens_high: Option<f64>,
+    #[serde(default)]
+    pub cost_usd_per_million_tokens_low: Option<f64>,
+    #[serde(default)]
+    pub cost_usd_per_million_tokens_high: Option<f64>,
+    /// Where the interval's width comes from.
+    #[serde(default)]
+    pub interval_basis: Option<String>,
+}
+
+impl SimIntervals {
+    /// The intervals of `mid` from the same load run `fast` and `slow`.
+    pub fn of(mid: &SimReport, fast: &SimReport, slow: &SimReport, basis: String) -> Self {
+        let span = |f: fn(&SimReport) -> Option<f64>| -> (Option<f64>, Option<f64>) {
+            let v: Vec<f64> = [mid, fast, slow].iter().filter_map(|r| f(r)).collect();
+            if v.len() < 3 {
+                return (None, None);
+            }
+            (
+                Some(v.iter().copied().fold(f64::INFINITY, f64::min)),
+                Some(v.iter().copied().fold(f64::NEG_INFINITY, f64::max)),
+            )
+        };
+        let (rps_lo, rps_hi) = span(|r| Some(r.requests_per_s));
+        let (out_lo, out_hi) = span(|r| Some(r.output_tokens_per_s));
+        let (tot_lo, tot_hi) = span(|r| Some(r.total_tokens_per_s));
+        let (tq_lo, tq_hi) = span(|r| r.ttft_at_slo_percentile_ms);
+        let (pq_lo, pq_hi) = span(|r| r.tpot_at_slo_percentile_ms);
+        let (co_lo, co_hi) = span(|r| r.cost_usd_per_million_output_tokens);
+        let (c_lo, c_hi) = span(|r| r.cost_usd_per_million_tokens);
+        SimIntervals {
+            ttft_ms_low: fast.ttft_ms.clone(),
+            ttft_ms_high: slow.ttft_ms.clone(),
+            tpot_ms_low: fast.tpot_ms.clone(),
+            tpot_ms_high: slow.tpot_ms.clone(),
+            itl_ms_low: fast.itl_ms.clone(),
+            itl_ms_high: slow.itl_ms.clone(),
+            e2e_ms_low: fast.e2e_ms.clone(),
+            e2e_ms_high: slow.e2e_ms.clone(),
+            queue_ms_low: fast.queue_ms.clone(),
+            queue_ms_high: slow.queue_ms.clone(),
+            requests_per_s_low: rps_lo,
+            requests_per_s_high: rps_hi,
+            output_tokens_per_s_low: out_lo,
+            output_tokens_per_s_high: out_hi,
+            total_tokens_per_s_low: tot_lo,
+            total_tokens_per_s_high: tot_hi,
+            ttft_at_slo_percentile_ms_low: tq_lo,
+            ttft_at_slo_percentile_ms_high: tq_hi,
+            tpot_at_slo_percentile_ms_low: pq_lo,
+            tpot_at_slo_percentile_ms_high: pq_hi,
+            cost_usd_per_million_output_tokens_low: co_lo,
+            cost_usd_per_million_output_tokens_high: co_hi,
+            cost_usd_per_million_tokens_low: c_lo,
+            cost_usd_per_million_tokens_high: c_hi,
+            interval_basis: Some(basis),
+        }
+    }
 }
 
 /// The label every simulated number carries.
@@ -295,6 +409,7 @@ impl SimReport {
             engine_steps: o.steps,
             notes,
             setup,
+            intervals: SimIntervals::default(),
         }
     }
 }

@@ -118,6 +118,77 @@ fn one_request_on_one_slot_equals_the_static_projection() {
 }
 
 #[test]
+fn intervals_of_a_lone_request_are_the_error_bar_by_hand() {
+    // inf2-profile on inf2.48xlarge at TP 24 (the calibrated runs): TTFT and TPOT factors
+    // 1 + 0.3456 and 1 + 0.4088, the larger held-out MAPEs of its [calibration] table. A
+    // request alone: TTFT is one context-encoding step, TPOT one decode step.
+    let p = prof("inf2-profile");
+    let (i, o) = (1500, 250);
+    let t = Target::new(24, 1, i, o, WeightsDtype::Bf16);
+    let dep0 = crate::projection::latency::deployment(&p, &t);
+    let mut d = dep(24, 1, dep0.seq_len);
+    d.chunked_prefill = false;
+    let (r, _) = sim(
+        &p,
+        "inf2.48xlarge",
+        &req(d, fixed(i, o, Arrivals::Closed { concurrency: 1 }, 3, 0)),
+    );
+    let x = &r.intervals;
+    let mean = |s: &Option<crate::measure::stats::Summary>| s.as_ref().unwrap().mean;
+    let (ttft, tpot) = (mean(&r.ttft_ms), mean(&r.tpot_ms));
+    assert!(close(mean(&x.ttft_ms_low), ttft / 1.3456, 1e-9));
+    assert!(close(mean(&x.ttft_ms_high), ttft * 1.3456, 1e-9));
+    assert!(close(mean(&x.tpot_ms_low), tpot / 1.4088, 1e-9));
+    assert!(close(mean(&x.tpot_ms_high), tpot * 1.4088, 1e-9));
+    let (lo, hi) = (
+        x.cost_usd_per_million_tokens_low.unwrap(),
+        x.cost_usd_per_million_tokens_high.unwrap(),
+    );
+    let c = r.cost_usd_per_million_tokens.unwrap();
+    assert!(lo < c && c < hi, "{lo} {c} {hi}");
+}
+
+#[test]
+fn plan_ranking_says_whether_cost_intervals_overlap() {
+    use super::plan::{ranking_note, PlanIntervals, PlanRow};
+    let row = |inst: &str, cost: f64, lo: f64, hi: Option<f64>| PlanRow {
+        profile: "p".into(),
+        instance: inst.into(),
+        tp: Some(1),
+        dp: Some(1),
+        max_num_seqs: Some(8),
+        max_rate_per_instance: Some(1.0),
+        instances_needed: Some(2),
+        fleet_usd_per_hour: Some(1.0),
+        cost_usd_per_million_tokens: Some(cost),
+        meets_slo: true,
+        reason: None,
+        ttft_ms_at_percentile: Some(1.0),
+        tpot_ms_at_percentile: Some(1.0),
+        label: String::new(),
+        intervals: PlanIntervals {
+            cost_usd_per_million_tokens_low: Some(lo),
+            cost_usd_per_million_tokens_high: hi,
+            ..PlanIntervals::default()
+        },
+    };
+    let note =
+        ranking_note(&[row("a", 1.0, 0.5, Some(2.0)), row("b", 1.5, 1.2, Some(3.0))]).unwrap();
+    assert!(note.starts_with("ranking not decided"), "{note}");
+    assert!(note.contains("2 × a ($0.500–$2.000)"), "{note}");
+    let note =
+        ranking_note(&[row("a", 1.0, 0.5, Some(1.1)), row("b", 1.5, 1.2, Some(3.0))]).unwrap();
+    assert!(note.starts_with("ranking decided"), "{note}");
+    // An unbounded upper end overlaps everything above the lower end.
+    let note = ranking_note(&[row("a", 1.0, 0.5, None), row("b", 9.0, 8.0, Some(9.5))]).unwrap();
+    assert!(
+        note.contains("unbounded") && note.starts_with("ranking not decided"),
+        "{note}"
+    );
+    assert_eq!(ranking_note(&[row("a", 1.0, 0.5, None)]), None);
+}
+
+#[test]
 fn a_lone_request_on_many_static_slots_pays_the_compiled_batch() {
     // Neuron: the decode step runs all 8 compiled rows, busy or not, so one request alone
     // on 8 slots has the TPOT of a full static batch of 8.

@@ -131,6 +131,16 @@ fn json_report_has_the_schema_and_consistent_numbers() {
         assert_eq!(x["output_len"], 4);
         assert!(!x["sources"].as_array().unwrap().is_empty());
         assert!(x["ttft_ms"].as_f64().unwrap() > 0.0);
+        // Each projected number has its interval beside it (README, Error bars).
+        for k in ["ttft_ms", "tpot_ms", "e2e_ms", "output_tokens_per_s"] {
+            let (lo, v, hi) = (
+                x[format!("{k}_low")].as_f64().unwrap(),
+                x[k].as_f64().unwrap(),
+                x[format!("{k}_high")].as_f64().unwrap(),
+            );
+            assert!(lo < v && v < hi, "{k}: {lo} {v} {hi}");
+        }
+        assert!(x["interval_basis"].is_string());
     }
     let inf2 = p.iter().find(|x| x["profile"] == "inf2-profile").unwrap();
     assert!(inf2["calibration_mape"]["ttft"].as_f64().unwrap() > 0.0);

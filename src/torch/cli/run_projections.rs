@@ -169,7 +169,6 @@ fn project_workload(
 /// Sets the `profiler_projected_*` gauges of one projection.
 fn publish(m: &crate::metrics::Metrics, p: &proj::Projected) {
     let x = &p.projection;
-    let cost = |c: f64| c.is_finite().then_some(c);
     m.set_projection(&crate::metrics::Projection {
         profile: &x.profile,
         instance: &x.instance,
@@ -177,7 +176,7 @@ fn publish(m: &crate::metrics::Metrics, p: &proj::Projected) {
         batch: x.batch,
         ttft_s: x.ttft_ms / 1e3,
         tpot_s: x.tpot_ms / 1e3,
-        cost_usd_per_million_output_tokens: cost(x.cost_usd_per_million_output_tokens),
-        cost_usd_per_million_tokens: cost(x.cost_usd_per_million_tokens),
+        cost_usd_per_million_output_tokens: x.cost_usd_per_million_output_tokens,
+        cost_usd_per_million_tokens: x.cost_usd_per_million_tokens,
     });
 }

@@ -1,8 +1,9 @@
 //! `profiler generate` itself: needs libtorch (the `torch` feature).
 
-use super::{GenerateArgs, TextFormat};
+use super::GenerateArgs;
 use crate::engine::Engine;
 use crate::generate::{generate, GenerateOptions, Sampling};
+use crate::output::Format;
 use crate::paths::Home;
 use anyhow::{bail, Result};
 pub fn run(a: GenerateArgs) -> Result<()> {
@@ -54,13 +55,14 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     let out = &g.tokens[0];
     let continuation = tok.decode(out)?;
     match a.format {
-        TextFormat::Text => {
+        // The flag's parser admits text (table) and json only.
+        Format::Table | Format::Csv | Format::Markdown => {
             if engine.info.kind == crate::model::load::WeightsKind::Synthetic {
                 eprintln!("note: synthetic weights: the text is meaningless");
             }
             crate::cli::write_out(format!("{continuation}\n").as_bytes())?;
         }
-        TextFormat::Json => {
+        Format::Json => {
             let v = serde_json::json!({
                 "model": engine.info.name,
                 "weights": engine.info.kind.as_str(),
