@@ -156,7 +156,7 @@ fn max_rate(m: &StepModel, req: &PlanRequest, hi: f64) -> f64 {
             },
             req.trial_requests,
         );
-        judge(m, &l, &req.slo).0
+        judge_until(m, &l, &req.slo, true).0
     };
     if trial(hi) {
         return hi;
