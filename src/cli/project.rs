@@ -96,22 +96,37 @@ pub struct CompileArgs {
     pub dp: u32,
 }
 
+/// Zero replicas, positions, slots or prompts per call: one line naming the flag.
+fn check_counts(
+    dp: u32,
+    seq_len: Option<u32>,
+    max_num_seqs: Option<u32>,
+    ctx_batch_size: Option<u32>,
+) -> Result<()> {
+    if dp == 0 {
+        bail!("--dp must be at least 1");
+    }
+    for (flag, v) in [
+        ("--seq-len", seq_len),
+        ("--max-num-seqs", max_num_seqs),
+        ("--ctx-batch-size", ctx_batch_size),
+    ] {
+        if v == Some(0) {
+            bail!("{flag} must be at least 1");
+        }
+    }
+    Ok(())
+}
+
 impl CompileArgs {
     /// Zero slots, replicas or positions: one line naming the flag.
     pub fn check(&self) -> Result<()> {
-        if self.dp == 0 {
-            bail!("--dp must be at least 1");
-        }
-        for (flag, v) in [
-            ("--seq-len", self.seq_len),
-            ("--max-num-seqs", self.max_num_seqs),
-            ("--ctx-batch-size", self.ctx_batch_size),
-        ] {
-            if v == Some(0) {
-                bail!("{flag} must be at least 1");
-            }
-        }
-        Ok(())
+        check_counts(
+            self.dp,
+            self.seq_len,
+            self.max_num_seqs,
+            self.ctx_batch_size,
+        )
     }
 }
 
@@ -151,18 +166,7 @@ pub fn project(a: ProjectArgs) -> Result<()> {
     req.tp = s.tp;
     req.batch = s.batch.unwrap_or(1);
     req.price = a.basis.price;
-    if a.compile.dp == 0 {
-        bail!("--dp must be at least 1");
-    }
-    for (flag, v) in [
-        ("--seq-len", s.seq_len),
-        ("--max-num-seqs", s.max_num_seqs),
-        ("--ctx-batch-size", s.ctx_batch_size),
-    ] {
-        if v == Some(0) {
-            bail!("{flag} must be at least 1");
-        }
-    }
+    check_counts(a.compile.dp, s.seq_len, s.max_num_seqs, s.ctx_batch_size)?;
     req.seq_len = s.seq_len;
     req.max_num_seqs = s.max_num_seqs;
     req.ctx_batch_size = s.ctx_batch_size;

@@ -144,20 +144,24 @@ pub struct PlanReport {
 /// Bisection steps for the ends of an interval (within `hi / 32`).
 const BOUND_STEPS: u32 = 5;
 
+/// Whether one instance of `m` meets the SLOs at a Poisson `rate` (a trial of the rate
+/// searches, ended as soon as its verdict is known).
+fn meets_at(m: &StepModel, req: &PlanRequest, rate: f64) -> bool {
+    let l = load(
+        req,
+        Arrivals::Rate {
+            rate,
+            burstiness: 1.0,
+        },
+        req.trial_requests,
+    );
+    judge_until(m, &l, &req.slo, true).0
+}
+
 /// The largest Poisson rate in `(0, hi]` one instance of `m` sustains within the SLOs, by
 /// bisection (0 when even a light load misses them).
 fn max_rate(m: &StepModel, req: &PlanRequest, hi: f64) -> f64 {
-    let trial = |rate: f64| {
-        let l = load(
-            req,
-            Arrivals::Rate {
-                rate,
-                burstiness: 1.0,
-            },
-            req.trial_requests,
-        );
-        judge_until(m, &l, &req.slo, true).0
-    };
+    let trial = |rate: f64| meets_at(m, req, rate);
     if trial(hi) {
         return hi;
     }
@@ -445,17 +449,7 @@ fn search(
             let e2e0 =
                 t0.unwrap_or(0.0) + p0.unwrap_or(0.0) * req.output_len.saturating_sub(1) as f64;
             let mut hi = dp as f64 * b as f64 / (e2e0 / 1e3).max(1e-9);
-            let trial = |rate: f64| {
-                let l = load(
-                    req,
-                    Arrivals::Rate {
-                        rate,
-                        burstiness: 1.0,
-                    },
-                    req.trial_requests,
-                );
-                judge_until(&m, &l, &req.slo, true).0
-            };
+            let trial = |rate: f64| meets_at(&m, req, rate);
             // Only a configuration needing fewer instances than the best so far matters:
             // it must sustain `rate / (n_best − 1)`.
             let n_best = best.as_ref().map(|(_, r)| (req.rate / r).ceil());

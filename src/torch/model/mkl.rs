@@ -194,24 +194,8 @@ fn seeded_pair(seed: i64, a: &[i64], b: &[i64]) -> (Tensor, Tensor) {
 /// `sgemv_` on a `[48, 40]` weight against `linear`.
 fn self_test_gemv(f: Sgemv) -> f64 {
     let (w, x) = seeded_pair(11, &[48, 40], &[1, 40]);
-    let y = Tensor::zeros([1, 48], (Kind::Float, Device::Cpu));
-    let (rows, cols, one, zero, inc) = (48 as c_int, 40 as c_int, 1.0f32, 0.0f32, 1 as c_int);
-    // SAFETY: as in `gemv_f32`: contiguous row-major [48, 40] weight, 40 and 48 floats.
-    unsafe {
-        f(
-            c"T".as_ptr(),
-            &cols,
-            &rows,
-            &one,
-            w.data_ptr() as *const f32,
-            &cols,
-            x.data_ptr() as *const f32,
-            &inc,
-            &zero,
-            y.data_ptr() as *mut f32,
-            &inc,
-        );
-    }
+    // SAFETY: a contiguous f32 CPU [48, 40] weight and [1, 40] row, as `sgemv_rows` needs.
+    let y = unsafe { sgemv_rows(f, &w, &x, 48, 40) };
     rel_diff(&y, &x.linear::<Tensor>(&w, None))
 }
 
@@ -400,12 +384,23 @@ pub(crate) fn gemv_f32(w: &Tensor, x: &Tensor) -> Option<Tensor> {
         return None;
     }
     let (rows, cols) = (c_int::try_from(out).ok()?, c_int::try_from(inp).ok()?);
-    let y = Tensor::empty([1, out], (Kind::Float, Device::Cpu));
-    let (one, zero, inc) = (1.0f32, 0.0f32, 1 as c_int);
     use_torch_threads();
-    // SAFETY: the row-major `[out, in]` weight is the column-major `[in, out]` matrix with
-    // leading dimension `in`, so `trans = 'T'` gives `w @ x`; `x` holds `in` and `y` `out`
-    // contiguous f32 numbers, all alive until the call returns.
+    // SAFETY: the operands were checked to be of the form `sgemv_rows` needs.
+    Some(unsafe { sgemv_rows(sgemv, w, x, rows, cols) })
+}
+
+/// `w @ x` through `sgemv_` as `[1, rows]`, with the thread's MKL thread count as it is
+/// (the start-up check runs it before that is set).
+///
+/// # Safety
+/// `w` must be a contiguous f32 CPU `[rows, cols]` tensor and `x` a contiguous f32 CPU
+/// `[1, cols]` one.
+unsafe fn sgemv_rows(sgemv: Sgemv, w: &Tensor, x: &Tensor, rows: c_int, cols: c_int) -> Tensor {
+    let y = Tensor::empty([1, rows as i64], (Kind::Float, Device::Cpu));
+    let (one, zero, inc) = (1.0f32, 0.0f32, 1 as c_int);
+    // SAFETY: the row-major `[rows, cols]` weight is the column-major `[cols, rows]` matrix
+    // with leading dimension `cols`, so `trans = 'T'` gives `w @ x`; `x` holds `cols` and
+    // `y` `rows` contiguous f32 numbers, all alive until the call returns.
     unsafe {
         sgemv(
             c"T".as_ptr(),
@@ -421,7 +416,7 @@ pub(crate) fn gemv_f32(w: &Tensor, x: &Tensor) -> Option<Tensor> {
             &inc,
         );
     }
-    Some(y)
+    y
 }
 
 #[cfg(test)]
