@@ -181,6 +181,9 @@ pub struct StepModel {
     /// [`super::interval`] and [`StepModel::scaled`]).
     pub prefill_scale: f64,
     pub decode_scale: f64,
+    /// Static shapes: the unscaled decode step over each token-generation bucket (a step
+    /// depends on nothing else there), computed once; the simulator asks for it every step.
+    tkg_step_s: Vec<f64>,
 }
 
 impl StepModel {
@@ -206,7 +209,7 @@ impl StepModel {
                 (b.clone(), tkg)
             }
         };
-        StepModel {
+        let mut m = StepModel {
             cost: ModelCost::new(cfg, dep.tp, dep.dtype),
             unit: Unit::of(profile, dep.dtype),
             params: *params,
@@ -217,7 +220,15 @@ impl StepModel {
             tkg_buckets: tkg,
             prefill_scale: 1.0,
             decode_scale: 1.0,
-        }
+            tkg_step_s: Vec::new(),
+        };
+        let rows = m.compiled_rows() as f64;
+        m.tkg_step_s = m
+            .tkg_buckets
+            .iter()
+            .map(|&b| m.decode_rows_s(rows, b as f64))
+            .collect();
+        m
     }
 
     /// The same model with every step with prompt work taking `prefill` times as long and
@@ -367,6 +378,14 @@ impl StepModel {
     pub fn decode_s(&self, contexts: &[u32]) -> f64 {
         if self.static_shapes {
             let longest = contexts.iter().copied().max().unwrap_or(1);
+            // The step of the longest context's bucket, as computed at construction (the
+            // scale applied to it is the one `decode_rows_s` applies, so the result is the
+            // same number).
+            if let Some(i) = self.tkg_buckets.iter().position(|&b| b >= longest) {
+                if let Some(t) = self.tkg_step_s.get(i) {
+                    return t * self.decode_scale;
+                }
+            }
             let rows = self.compiled_rows() as f64;
             let a = self.tkg_bucket(longest) as f64;
             self.decode_rows_s(rows, a)
