@@ -4,7 +4,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use profiler::measure::samples::parse_samples;
-use profiler::report::{render, Format, Report};
+use profiler::output::Format;
+use profiler::report::{render, Report};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(file) = parse_samples(data, "fuzz.jsonl") else {
