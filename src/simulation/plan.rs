@@ -144,18 +144,22 @@ pub struct PlanReport {
 /// Bisection steps for the ends of an interval (within `hi / 32`).
 const BOUND_STEPS: u32 = 5;
 
-/// Whether one instance of `m` meets the SLOs at a Poisson `rate` (a trial of the rate
-/// searches, ended as soon as its verdict is known).
-fn meets_at(m: &StepModel, req: &PlanRequest, rate: f64) -> bool {
-    let l = load(
+/// A trial's load: `trial_requests` Poisson arrivals at `rate`.
+fn poisson(req: &PlanRequest, rate: f64) -> Load {
+    load(
         req,
         Arrivals::Rate {
             rate,
             burstiness: 1.0,
         },
         req.trial_requests,
-    );
-    judge_until(m, &l, &req.slo, true).0
+    )
+}
+
+/// Whether one instance of `m` meets the SLOs at a Poisson `rate` (a trial of the rate
+/// searches, ended as soon as its verdict is known).
+fn meets_at(m: &StepModel, req: &PlanRequest, rate: f64) -> bool {
+    judge_until(m, &poisson(req, rate), &req.slo, true).0
 }
 
 /// The largest Poisson rate in `(0, hi]` one instance of `m` sustains within the SLOs, by
@@ -213,14 +217,7 @@ fn row_intervals(
         let Some(n) = n else {
             return (None, None);
         };
-        let l = load(
-            req,
-            Arrivals::Rate {
-                rate: req.rate / n,
-                burstiness: 1.0,
-            },
-            req.trial_requests,
-        );
+        let l = poisson(req, req.rate / n);
         let (_, t, p) = judge(model, &l, &req.slo);
         (t, p)
     };
@@ -571,14 +568,7 @@ fn plan_row(card: &ModelCard, profile: &Profile, inst: &Instance, req: &PlanRequ
             row.instances_needed = Some(n as u64);
             row.meets_slo = true;
             let m = StepModel::new(&card.architecture, profile, &profile.latency, &dep);
-            let l = load(
-                req,
-                Arrivals::Rate {
-                    rate: req.rate / n,
-                    burstiness: 1.0,
-                },
-                req.trial_requests,
-            );
+            let l = poisson(req, req.rate / n);
             let (_, t, p) = judge(&m, &l, &req.slo);
             row.ttft_ms_at_percentile = t;
             row.tpot_ms_at_percentile = p;
