@@ -49,6 +49,19 @@ pub struct BuildInfo {
     pub device_name: String,
 }
 
+impl BuildInfo {
+    /// The labels of a run or server on `env`.
+    pub fn of(env: &crate::schema::Environment) -> Self {
+        BuildInfo {
+            version: env.profiler_version.clone(),
+            tch: env.tch_version.clone(),
+            torch: env.torch_version.clone(),
+            dtype: env.dtype.clone(),
+            device_name: env.device_name.clone(),
+        }
+    }
+}
+
 /// One projection of the measured workload onto a device profile, exported as the
 /// `profiler_projected_*` gauges.
 #[derive(Clone, Debug, PartialEq)]

@@ -292,13 +292,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         Some(crate::metrics::Metrics::new(
             &env.model,
             &env.run_on,
-            crate::metrics::BuildInfo {
-                version: env.profiler_version.clone(),
-                tch: env.tch_version.clone(),
-                torch: env.torch_version.clone(),
-                dtype: env.dtype.clone(),
-                device_name: env.device_name.clone(),
-            },
+            crate::metrics::BuildInfo::of(&env),
         )?)
     } else {
         None

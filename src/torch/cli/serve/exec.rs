@@ -64,17 +64,8 @@ pub fn run(a: ServeArgs) -> Result<()> {
         seed: a.engine.seed,
         ignore_eos: false,
     };
-    let metrics = crate::metrics::Metrics::new(
-        &env.model,
-        &env.run_on,
-        crate::metrics::BuildInfo {
-            version: env.profiler_version.clone(),
-            tch: env.tch_version.clone(),
-            torch: env.torch_version.clone(),
-            dtype: env.dtype.clone(),
-            device_name: env.device_name.clone(),
-        },
-    )?;
+    let metrics =
+        crate::metrics::Metrics::new(&env.model, &env.run_on, crate::metrics::BuildInfo::of(&env))?;
     let registry = metrics.registry();
     let mut writer = a
         .samples
