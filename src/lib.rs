@@ -5,6 +5,7 @@
 //! samples and reports, metrics and their endpoint, and the command line. The inference
 //! engine is the `profiler-engine` crate (`src/torch/`), built on this one.
 
+pub mod calibration;
 pub mod cli;
 pub mod inference;
 pub mod jobs;
