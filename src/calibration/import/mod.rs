@@ -54,8 +54,10 @@ pub enum MeasuredLoad {
     /// sent at once where the file says the rate was unlimited and no cap on concurrency:
     /// then `concurrency` is the number of requests).
     Concurrency { concurrency: u32 },
-    /// Open loop at `rate` requests/s: Poisson arrivals (`poisson`), or evenly spaced.
-    Rate { rate: f64, poisson: bool },
+    /// Open loop at `rate` requests/s, inter-arrival gaps gamma-distributed with shape
+    /// `burstiness` (1: Poisson, vLLM's `--burstiness` convention), or evenly spaced
+    /// (`None`).
+    Rate { rate: f64, burstiness: Option<f64> },
     /// Arrivals at the recorded times of `per_request` (a samples file).
     Trace,
 }
