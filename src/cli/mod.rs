@@ -1,6 +1,7 @@
 //! Command-line layer: parses arguments, calls the library, prints results.
 
 pub mod accuracy;
+mod calibrate;
 mod engine_handoff;
 pub mod generate;
 pub mod project;
@@ -105,8 +106,9 @@ pub enum Command {
     Simulate(Box<simulate::SimulateArgs>),
     /// Capacity plan: the cheapest fleet of each instance type for a rate within SLOs.
     Plan(Box<simulate::PlanArgs>),
-    /// Fit a profile's latency-model parameters to measured points.
-    Calibrate(project::CalibrateArgs),
+    /// Fit a profile's latency-model parameters to measured points, or to benchmark
+    /// result files (`--from`) and write a new profile.
+    Calibrate(calibrate::CalibrateArgs),
     /// List the device profiles (or, with --stale DAYS, their figures older than DAYS).
     Devices(project::DevicesArgs),
     /// List the model cards, or show one (`--show NAME|PATH`).
@@ -202,7 +204,7 @@ pub fn run_core(command: Command) -> Result<()> {
         Command::Compare(a) => project::compare(a),
         Command::Simulate(a) => simulate::simulate(*a),
         Command::Plan(a) => simulate::plan(*a),
-        Command::Calibrate(a) => project::calibrate(a),
+        Command::Calibrate(a) => calibrate::calibrate(a),
         Command::Devices(a) => project::devices(a),
         Command::Models(a) => project::models(a),
         Command::Run(_)

@@ -1,4 +1,4 @@
-//! `profiler project | compare | calibrate | devices | models`.
+//! `profiler project | compare | devices | models`.
 
 use crate::model::card;
 use crate::output::Format;
@@ -34,7 +34,7 @@ fn price_kind(s: &str) -> std::result::Result<PriceKind, String> {
     PriceKind::parse(s).map_err(|e| format!("{e:#}"))
 }
 
-fn format(s: &str) -> std::result::Result<Format, String> {
+pub(super) fn format(s: &str) -> std::result::Result<Format, String> {
     Format::parse(s).map_err(|e| format!("{e:#}"))
 }
 
@@ -278,41 +278,6 @@ pub fn compare(a: CompareArgs) -> Result<()> {
                 path.display()
             ),
         }
-    }
-    Ok(())
-}
-
-#[derive(Args, Debug)]
-pub struct CalibrateArgs {
-    /// The profile to fit.
-    #[arg(long)]
-    device: String,
-    /// Measured points (CSV); default: the profile's own calibration points.
-    #[arg(long)]
-    points: Option<PathBuf>,
-    /// Write the fitted parameters back into the profile file.
-    #[arg(long)]
-    write: bool,
-    #[arg(long, default_value = "table", value_parser = format)]
-    format: Format,
-}
-
-pub fn calibrate(a: CalibrateArgs) -> Result<()> {
-    let home = Home::locate()?;
-    let format = a.format;
-    let r = proj::calibrate(
-        &home.profiles_dir(),
-        &home.models_dir(),
-        &a.device,
-        a.points.as_deref(),
-    )?;
-    write_out(&export::calibration(format, &r))?;
-    if a.write {
-        proj::write_profile(&r.profile_path, &r)?;
-        eprintln!(
-            "wrote the fitted parameters to {}",
-            r.profile_path.display()
-        );
     }
     Ok(())
 }

@@ -333,7 +333,7 @@ fn prompt_counter<'a>(
 
 /// The `host` profile of the machine a run report was made on, from its host self-check
 /// (`host_check.matmul_gflops`, `host_check.memory_gb_per_s`), as `run` makes it.
-fn host_from_report(path: &std::path::Path) -> Result<profile::Profile> {
+pub(super) fn host_from_report(path: &std::path::Path) -> Result<profile::Profile> {
     let what = path.display();
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("--host-check {what}: cannot read"))?;

@@ -10,7 +10,7 @@ use schemars::{JsonSchema, Schema};
 use serde_json::Value;
 
 /// The outputs that have a schema: (name, command that writes it).
-pub const OUTPUTS: [(&str, &str); 6] = [
+pub const OUTPUTS: [(&str, &str); 7] = [
     (
         "report",
         "run --format json, report --samples F --format json",
@@ -18,6 +18,7 @@ pub const OUTPUTS: [(&str, &str); 6] = [
     ("project", "project --format json"),
     ("compare", "compare --format json"),
     ("calibrate", "calibrate --format json"),
+    ("calibrate-from", "calibrate --from FILE… --format json"),
     ("simulate", "simulate --format json"),
     ("plan", "plan --format json"),
 ];
@@ -29,6 +30,7 @@ pub fn schema_of(name: &str) -> Option<Value> {
         "project" => generate::<crate::projection::project::ProjectReport>(),
         "compare" => generate::<crate::projection::compare::CompareReport>(),
         "calibrate" => generate::<crate::projection::calibrate::CalibrationOutput>(),
+        "calibrate-from" => generate::<crate::calibration::export::FromOutput>(),
         "simulate" => generate::<crate::simulation::report::SimReport>(),
         "plan" => generate::<crate::simulation::plan::PlanReport>(),
         _ => return None,

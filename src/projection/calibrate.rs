@@ -188,7 +188,9 @@ pub fn mape(errors: &[PointError]) -> CalibrationError {
     }
 }
 
-fn to_free(name: &str, v: f64) -> f64 {
+/// A parameter's value in the fit's unconstrained coordinates (logit of an efficiency,
+/// square root of a latency).
+pub fn to_free(name: &str, v: f64) -> f64 {
     if LatencyParams::is_efficiency(name) {
         let e = v.clamp(1e-6, 1.0 - 1e-9);
         (e / (1.0 - e)).ln()
@@ -197,7 +199,8 @@ fn to_free(name: &str, v: f64) -> f64 {
     }
 }
 
-fn from_free(name: &str, x: f64) -> f64 {
+/// The inverse of [`to_free`].
+pub fn from_free(name: &str, x: f64) -> f64 {
     if LatencyParams::is_efficiency(name) {
         1.0 / (1.0 + (-x).exp())
     } else {
@@ -242,6 +245,18 @@ fn leave_one_group_out<T: Clone, P>(
     fit: impl Fn(&[T]) -> Result<P>,
     errors_of: impl Fn(&P, &[T]) -> Vec<PointError>,
 ) -> HeldOut {
+    leave_one_group_out_by(items, groups_of, what, fit, errors_of, mape)
+}
+
+/// [`leave_one_group_out`] for any kind of per-item error, summarised by `summary`.
+pub fn leave_one_group_out_by<T: Clone, P, E>(
+    items: &[T],
+    groups_of: impl Fn(&T) -> Vec<String>,
+    what: &str,
+    fit: impl Fn(&[T]) -> Result<P>,
+    errors_of: impl Fn(&P, &[T]) -> Vec<E>,
+    summary: impl Fn(&[E]) -> CalibrationError,
+) -> HeldOut {
     let mut groups: Vec<String> = items.iter().flat_map(&groups_of).collect();
     groups.sort_unstable();
     groups.dedup();
@@ -273,7 +288,7 @@ fn leave_one_group_out<T: Clone, P>(
         }
     }
     HeldOut {
-        error: Some(mape(&all)),
+        error: Some(summary(&all)),
         groups: n,
         reason: None,
     }
@@ -452,7 +467,7 @@ pub fn calibrate(
 }
 
 /// Rounds to 4 significant digits for writing; below 1e-6 is written as 0.
-fn round_sig(v: f64) -> f64 {
+pub fn round_sig(v: f64) -> f64 {
     if v.abs() < 1e-6 || !v.is_finite() {
         return if v.is_finite() { 0.0 } else { v };
     }

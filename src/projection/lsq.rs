@@ -45,6 +45,19 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
 
 /// Minimises `Σ r(x)²` from `x0`. Non-finite residuals count as a rejected step.
 pub fn levenberg_marquardt(r: impl Fn(&[f64]) -> Vec<f64>, x0: &[f64], max_iter: usize) -> Fit {
+    levenberg_marquardt_h(r, x0, max_iter, 1e-6)
+}
+
+/// [`levenberg_marquardt`] with forward differences of `rel_h` times each coordinate (at
+/// least `rel_h · 10⁻³`): a wider step looks past the small jumps of a residual that is
+/// only piecewise smooth, such as a simulated median whose request order changes with the
+/// parameters.
+pub fn levenberg_marquardt_h(
+    r: impl Fn(&[f64]) -> Vec<f64>,
+    x0: &[f64],
+    max_iter: usize,
+    rel_h: f64,
+) -> Fit {
     let n = x0.len();
     let mut x = x0.to_vec();
     let mut res = r(&x);
@@ -57,7 +70,7 @@ pub fn levenberg_marquardt(r: impl Fn(&[f64]) -> Vec<f64>, x0: &[f64], max_iter:
         let m = res.len();
         let mut jac = vec![vec![0.0; n]; m];
         for k in 0..n {
-            let h = 1e-6 * x[k].abs().max(1e-3);
+            let h = rel_h * x[k].abs().max(1e-3);
             let mut xp = x.clone();
             xp[k] += h;
             let rp = r(&xp);

@@ -913,9 +913,44 @@ impl<'a> Validator<'a> {
         };
         let leave_one_source_out = held("leave_one_source_out", &c.leave_one_source_out)?;
         let leave_one_model_out = held("leave_one_model_out", &c.leave_one_model_out)?;
+        let runs = match &c.measurements {
+            None => None,
+            Some(_) if status == CalibrationStatus::Assumed => bail!(
+                "{what}: field `calibration.measurements` belongs to a fitted profile, but `calibration.status` is \"assumed\""
+            ),
+            Some(ms) => {
+                let mut runs: Vec<CalibratedRun> = Vec::new();
+                for (i, m) in ms.iter().enumerate() {
+                    let f = format!("calibration.measurements[{i}]");
+                    let tp = u32::try_from(m.tp)
+                        .ok()
+                        .filter(|&t| t > 0)
+                        .with_context(|| format!("{what}: field `{f}.tp` must be a positive integer, got {}", m.tp))?;
+                    let dtype = WeightsDtype::parse(&m.weights_dtype)
+                        .with_context(|| format!("{what}: field `{f}.weights_dtype`"))?;
+                    for (k, v) in [
+                        ("measured_ttft_ms", m.measured_ttft_ms),
+                        ("measured_tpot_ms", m.measured_tpot_ms),
+                    ] {
+                        if !(v.is_finite() && v > 0.0) {
+                            bail!("{what}: field `{f}.{k}` must be a positive number of milliseconds, got {v}");
+                        }
+                    }
+                    let r = CalibratedRun {
+                        instance: m.instance.clone(),
+                        tp,
+                        dtype,
+                    };
+                    if !runs.contains(&r) {
+                        runs.push(r);
+                    }
+                }
+                Some(runs)
+            }
+        };
         if status == CalibrationStatus::Fitted {
-            if points.is_none() {
-                bail!("{what}: field `calibration.points` is missing (needed when status is \"fitted\")");
+            if points.is_none() && runs.is_none() {
+                bail!("{what}: field `calibration.points` is missing (needed when status is \"fitted\", unless `calibration.measurements` lists what was fitted)");
             }
             if fitted.is_empty() {
                 bail!("{what}: field `calibration.fitted` is missing (needed when status is \"fitted\")");
@@ -932,7 +967,7 @@ impl<'a> Validator<'a> {
             error,
             leave_one_source_out,
             leave_one_model_out,
-            runs: None,
+            runs,
         })
     }
 }

@@ -108,6 +108,35 @@ pub struct CalibrationFile {
     pub leave_one_source_out: Option<HeldOutFile>,
     #[serde(default)]
     pub leave_one_model_out: Option<HeldOutFile>,
+    /// The measurements a profile written by `calibrate --from` was fitted on (instead of
+    /// a `points` file).
+    #[serde(default)]
+    pub measurements: Option<Vec<MeasurementFile>>,
+}
+
+/// `[[calibration.measurements]]`: one benchmark of a user's result file, as `calibrate
+/// --from --write-profile` records it: where it came from (file, sha256, tool, date), what
+/// ran (model, instance, TP, dtype, load, lengths), and measured and fitted latencies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasurementFile {
+    pub file: String,
+    pub sha256: String,
+    pub tool: String,
+    pub label: String,
+    #[serde(default)]
+    pub date: Option<String>,
+    pub model: String,
+    pub instance: String,
+    pub tp: i64,
+    pub weights_dtype: String,
+    pub load: String,
+    pub input_tokens: f64,
+    pub output_tokens: f64,
+    pub measured_ttft_ms: f64,
+    pub measured_tpot_ms: f64,
+    pub projected_ttft_ms: f64,
+    pub projected_tpot_ms: f64,
 }
 
 /// `[calibration].leave_one_source_out` / `leave_one_model_out`: a held-out error

@@ -119,8 +119,8 @@ pub struct Measurement {
 /// Reads every benchmark of one result file, detecting its format by content. An unknown
 /// or malformed file is one line naming the file and what was expected.
 pub fn read(path: &Path) -> Result<Vec<Measurement>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     parse(&text, &path.display().to_string())
 }
 
