@@ -75,7 +75,15 @@ pub fn profile_text(
     let files: Vec<String> = report
         .files
         .iter()
-        .map(|f| format!("{} (sha256 {}, {})", f.path, f.sha256, f.tool))
+        .map(|f| {
+            // A file in the working folder is written `./NAME`: a source names a path.
+            let path = if f.path.contains('/') {
+                f.path.clone()
+            } else {
+                format!("./{}", f.path)
+            };
+            format!("{path} (sha256 {}, {})", f.sha256, f.tool)
+        })
         .collect();
     doc["name"] = value(name);
     doc["description"] = value(format!(
@@ -193,4 +201,123 @@ fn runs_of(rs: &[Resolved]) -> Vec<String> {
     v.sort();
     v.dedup();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calibration::fit::{self, calibrate_from, FileProvenance, Flags};
+    use crate::calibration::import::{
+        FileSettings, MeasuredLoad, Measurement, Observed, Stat, Tool,
+    };
+    use crate::model::card;
+    use crate::projection::WeightsDtype;
+    use std::path::PathBuf;
+
+    #[test]
+    fn the_written_profile_loads_with_the_fit_and_its_provenance() {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let base_path = root.join("profiles/inf2-profile.toml");
+        let base = Profile::load(&base_path).unwrap();
+        let find = |n: &str| card::find(&root.join("models"), n);
+        let flags = Flags {
+            instance: Some("inf2.xlarge".into()),
+            tp: Some(2),
+            weights_dtype: Some(WeightsDtype::Bf16),
+            max_num_seqs: Some(4),
+            seq_len: Some(1024),
+            ..Flags::default()
+        };
+        let rs: Vec<_> = [(1, 40.0, 9.0), (4, 70.0, 11.0)]
+            .into_iter()
+            .map(|(c, ttft, tpot)| {
+                let m = Measurement {
+                    file: format!("bench-c{c}.json"),
+                    tool: Tool::VllmBenchServe,
+                    label: "benchmark 1 of 1".into(),
+                    model: Some("llama-3.2-1b".into()),
+                    load: MeasuredLoad::Concurrency { concurrency: c },
+                    input_tokens: 128.0,
+                    output_tokens: 64.0,
+                    requests: Some(32),
+                    per_request: Vec::new(),
+                    ttft: Observed {
+                        ms: ttft,
+                        stat: Stat::Median,
+                    },
+                    tpot: Observed {
+                        ms: tpot,
+                        stat: Stat::Median,
+                    },
+                    output_tokens_per_s: None,
+                    date: Some("2026-11-30".into()),
+                    settings: FileSettings::default(),
+                    notes: Vec::new(),
+                };
+                fit::resolve(m, &flags, &base, &find).unwrap()
+            })
+            .collect();
+        let files = rs
+            .iter()
+            .map(|r| FileProvenance {
+                path: r.m.file.clone(),
+                sha256: "ab".repeat(32),
+                tool: "vllm-bench-serve".into(),
+                measurements: 1,
+                date: r.m.date.clone(),
+            })
+            .collect();
+        let report = calibrate_from(&base, &rs, files, None).unwrap();
+        let text = std::fs::read_to_string(&base_path).unwrap();
+        let out = profile_text(&text, &base, "my-inf2", &report, &rs, "2026-12-02").unwrap();
+        // The base profile's comments and prices are kept.
+        assert!(out.contains("# AWS Inferentia2"), "{out}");
+        assert!(out.contains("usd_per_hour = 0.7582"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("my-inf2.toml");
+        std::fs::write(&path, &out).unwrap();
+        let p = crate::projection::profile::load(dir.path(), path.to_str().unwrap()).unwrap();
+        assert_eq!(p.name, "my-inf2");
+        for f in &report.params {
+            assert_eq!(
+                p.latency.get(&f.name),
+                Some(round_sig(f.after)),
+                "{}",
+                f.name
+            );
+        }
+        // What was not fitted is the base profile's.
+        assert_eq!(
+            p.latency.collective_latency_us,
+            base.latency.collective_latency_us
+        );
+        assert_eq!(p.calibration.error.as_ref().unwrap().points, 2);
+        assert!(p.calibration.points.is_none());
+        // Projections elsewhere say the measurements do not cover them.
+        assert!(p
+            .calibration
+            .outside("inf2.xlarge", 2, WeightsDtype::Bf16)
+            .is_none());
+        assert!(p
+            .calibration
+            .outside("inf2.48xlarge", 24, WeightsDtype::Bf16)
+            .is_some());
+        let doc: DocumentMut = out.parse().unwrap();
+        let ms = doc["calibration"]["measurements"]
+            .as_array_of_tables()
+            .unwrap();
+        assert_eq!(ms.len(), 2);
+        assert_eq!(ms.get(1).unwrap()["file"].as_str(), Some("bench-c4.json"));
+        assert_eq!(
+            ms.get(1).unwrap()["sha256"].as_str(),
+            Some("ab".repeat(32).as_str())
+        );
+        assert_eq!(ms.get(0).unwrap()["date"].as_str(), Some("2026-11-30"));
+        assert_eq!(
+            name_of(Path::new("dir/my-inf2.json"))
+                .unwrap_err()
+                .to_string(),
+            "--write-profile dir/my-inf2.json: expected a file name ending in .toml"
+        );
+    }
 }
