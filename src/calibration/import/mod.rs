@@ -143,7 +143,14 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<Measurement>> {
             ))
         }),
     };
-    let mut measurements = result.map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+    // One line, whatever the file's own strings quoted in the message hold.
+    let mut measurements = result.map_err(|e| {
+        let e: String = e
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        anyhow::anyhow!("{file}: {e}")
+    })?;
     for m in &mut measurements {
         if m.load == MeasuredLoad::Trace {
             // Replayed in order of sending.

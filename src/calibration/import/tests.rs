@@ -628,6 +628,15 @@ fn unknown_and_malformed_files_are_one_line_naming_what_was_expected() {
         e.starts_with("lines.jsonl: JSON lines of an unknown kind (line 1 has keys a)"),
         "{e}"
     );
+    // The file's own strings cannot break the line.
+    let e = error("{\"a\\nb\": 1}", "x.json");
+    assert!(e.starts_with("x.json: unknown JSON (keys a b)"), "{e}");
+    let ramp = edited(VLLM, |v| {
+        v["ramp_up_strategy"] = json!("up\r\ndown");
+        v.as_object_mut().unwrap().remove("start_times");
+    });
+    let e = error(&ramp, "v.json");
+    assert!(e.contains("field ramp_up_strategy is up  down"), "{e}");
     let e = error("{\"benchmarks\": 3, \"metadata\": {}}", "g.json");
     assert_eq!(e, "g.json: field benchmarks is missing or not a list");
     let e = error("{\"benchmarks\": [], \"metadata\": {}}", "g.json");
