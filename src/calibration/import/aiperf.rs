@@ -131,11 +131,15 @@ fn aiperf_load(doc: &Value, notes: &mut Vec<String>) -> Result<(MeasuredLoad, St
                     format!("{kind} at {} req/s", super::num_label(r)),
                 ))
             }
+            "fixed_schedule" => Err(FIXED_SCHEDULE.into()),
             other => Err(format!(
                 "field {} is {other}, expected concurrency, poisson, gamma or constant",
                 path("type")
             )),
         };
+    }
+    if field(doc, "input_config.input.fixed_schedule").and_then(Value::as_bool) == Some(true) {
+        return Err(FIXED_SCHEDULE.into());
     }
     let r = opt_number(doc, "input_config.loadgen.request_rate")?.and_then(positive);
     let c = opt_number(doc, "input_config.loadgen.concurrency")?.and_then(|c| whole_of(c, 1));
@@ -171,6 +175,10 @@ fn aiperf_load(doc: &Value, notes: &mut Vec<String>) -> Result<(MeasuredLoad, St
         ),
     }
 }
+
+/// A replayed trace: its summary has no rate, its records have the send times.
+const FIXED_SCHEDULE: &str = "a fixed-schedule (trace replay) run has no single load: give its \
+per-request profile_export.jsonl, which holds the send times";
 
 /// GenAI-Perf's load: `input_config.perf_analyzer.stimulus` (`{"concurrency": N}` or
 /// `{"request_rate": r}`), or the earlier flat `input_config.concurrency` /

@@ -101,7 +101,11 @@ fn vllm_load_follows_rate_cap_and_burstiness() {
         with(json!("inf"), json!(8)),
         MeasuredLoad::Concurrency { concurrency: 8 }
     );
-    // Unlimited rate, no cap: all num_prompts (16) at once.
+    // Unlimited rate, no cap or one above the requests: all num_prompts (16) at once.
+    assert_eq!(
+        with(json!("inf"), json!(32)),
+        MeasuredLoad::Concurrency { concurrency: 16 }
+    );
     assert_eq!(
         with(json!("inf"), Value::Null),
         MeasuredLoad::Concurrency { concurrency: 16 }
@@ -375,6 +379,14 @@ fn aiperf_summary_reads_p50s_and_its_phase() {
         phase(json!({"kind": "profiling", "type": "poisson"})).unwrap_err()
     );
     assert_eq!(e, "a.json: field input_config.phases.0.rate is missing");
+    let e = format!(
+        "{:#}",
+        phase(json!({"kind": "profiling", "type": "fixed_schedule"})).unwrap_err()
+    );
+    assert!(
+        e.starts_with("a.json: a fixed-schedule (trace replay) run"),
+        "{e}"
+    );
     let no_ttft = edited(AIPERF, |v| {
         v.as_object_mut().unwrap().remove("inter_token_latency");
     });

@@ -14,7 +14,8 @@ use serde_json::Value;
 ///
 /// Load: a finite `request_rate` is an open loop with vLLM's gamma `burstiness` (absent in
 /// old files, which were always Poisson: 1; `Infinity`: evenly spaced); an infinite rate
-/// (`"inf"`) is a closed loop of `max_concurrency`, or every request at once without a cap.
+/// (`"inf"`) is a closed loop of `max_concurrency`, or every request at once without a cap
+/// (or with one at or above the number of requests).
 /// TPOT is `median_tpot_ms`: vLLM's TPOT is (latency − TTFT) / (output tokens − 1) per
 /// request, the first token excluded, as [`Measurement::tpot`] wants.
 pub(super) fn read(doc: &Value, file: &str, line: Option<usize>) -> Result<Measurement, String> {
@@ -116,11 +117,12 @@ fn load(
     let r = number(doc, "request_rate")?;
     if r.is_infinite() && r > 0.0 {
         return Ok(match cap {
-            Some(c) => (
+            // A cap above the number of requests sent them all at once.
+            Some(c) if u64::from(c) < sent => (
                 MeasuredLoad::Concurrency { concurrency: c },
                 format!("max concurrency {c}"),
             ),
-            None => {
+            Some(_) | None => {
                 let n = u32::try_from(sent).unwrap_or(u32::MAX);
                 (
                     MeasuredLoad::Concurrency { concurrency: n },
