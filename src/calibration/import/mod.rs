@@ -120,9 +120,15 @@ pub struct Measurement {
 /// Reads every benchmark of one result file, detecting its format by content. An unknown
 /// or malformed file is one line naming the file and what was expected.
 pub fn read(path: &Path) -> Result<Vec<Measurement>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse(&text, &path.display().to_string())
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {file}"))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "{file}: not UTF-8 text (byte {}); expected {EXPECTED}",
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    parse(&text, &file)
 }
 
 /// [`read`] on text; `file` names it in errors and in the measurements.

@@ -699,3 +699,23 @@ fn truncated_files_are_errors_not_panics() {
         }
     }
 }
+
+#[test]
+fn read_names_unreadable_and_binary_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.bin");
+    std::fs::write(&path, [b'{', 0xff, 0xfe, b'}']).unwrap();
+    let e = format!("{:#}", read(&path).unwrap_err());
+    let want = format!(
+        "{}: not UTF-8 text (byte 1); expected {EXPECTED}",
+        path.display()
+    );
+    assert_eq!(e, want);
+    let e = format!("{:#}", read(&dir.path().join("absent.json")).unwrap_err());
+    assert!(
+        e.starts_with("cannot read ") && e.contains("absent.json"),
+        "{e}"
+    );
+    std::fs::write(&path, NXDI).unwrap();
+    assert_eq!(read(&path).unwrap()[0].file, path.display().to_string());
+}
