@@ -51,7 +51,9 @@ const PRIORITY: [&str; 7] = [
 /// What the command line says about the runs; a flag wins over what a file says.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Flags {
-    pub model: Option<String>,
+    /// The model card (`--model`, or the architecture saved with a compiled model); `None`:
+    /// the model each file names.
+    pub card: Option<ModelCard>,
     pub instance: Option<String>,
     pub tp: Option<u32>,
     pub dp: u32,
@@ -64,12 +66,16 @@ pub struct Flags {
     /// prefill, such as `profiler serve`).
     pub no_chunked_prefill: bool,
     pub max_num_batched_tokens: Option<u32>,
+    /// Prompt and output tokens of a file that does not state them (NxD Inference's
+    /// benchmark report).
+    pub input_len: Option<u32>,
+    pub output_len: Option<u32>,
 }
 
 impl Default for Flags {
     fn default() -> Self {
         Flags {
-            model: None,
+            card: None,
             instance: None,
             tp: None,
             dp: 1,
@@ -80,6 +86,8 @@ impl Default for Flags {
             weights_dtype: None,
             no_chunked_prefill: false,
             max_num_batched_tokens: None,
+            input_len: None,
+            output_len: None,
         }
     }
 }
@@ -156,26 +164,21 @@ fn dtype_of_file(s: &str) -> Option<WeightsDtype> {
 /// documented defaults of the profile's software; a setting with none is an error naming
 /// its flag), and the load to replay.
 pub fn resolve(
-    m: Measurement,
+    mut m: Measurement,
     flags: &Flags,
     profile: &Profile,
     find_card: &dyn Fn(&str) -> Result<ModelCard>,
 ) -> Result<Resolved> {
     let what = format!("{} ({})", m.file, m.label);
-    let model_name = match (&flags.model, &m.model) {
-        (Some(f), _) => f.clone(),
-        (None, Some(n)) => n.clone(),
+    let card = match (&flags.card, &m.model) {
+        (Some(c), _) => c.clone(),
+        (None, Some(n)) => {
+            find_card(n).with_context(|| format!("{what}: its model {n:?} (give --model CARD)"))?
+        }
         (None, None) => {
             bail!("{what}: the file does not name its model: give --model CARD")
         }
     };
-    let card = find_card(&model_name).with_context(|| {
-        if flags.model.is_some() {
-            "--model".to_string()
-        } else {
-            format!("{what}: its model {model_name:?} (give --model CARD)")
-        }
-    })?;
     let instance = match (&flags.instance, &m.settings.instance) {
         (Some(i), _) | (None, Some(i)) => i.clone(),
         (None, None) => bail!(
@@ -202,6 +205,29 @@ pub fn resolve(
             "{what}: the file does not state the weights dtype: give --weights-dtype D (bf16, fp16, fp8, int8, int4 or fp32)"
         ),
     };
+    for missing in m.missing() {
+        match missing {
+            "batch" => {
+                let b = flags.max_num_seqs.or(m.settings.max_num_seqs).with_context(|| {
+                    format!("{what}: the file does not state its batch: give --max-num-seqs B (the compiled batch it ran)")
+                })?;
+                m.load = MeasuredLoad::StaticBatch { batch: b };
+            }
+            "input_tokens" => {
+                m.input_tokens = f64::from(flags.input_len.with_context(|| {
+                    format!("{what}: the file does not state its prompt length: give --input-len N")
+                })?)
+            }
+            "output_tokens" => {
+                m.output_tokens = f64::from(flags.output_len.with_context(|| {
+                    format!(
+                        "{what}: the file does not state its output length: give --output-len N"
+                    )
+                })?)
+            }
+            other => bail!("{what}: the file does not state {other}"),
+        }
+    }
     let mut assumed = Vec::new();
     let input = m.input_tokens.round().max(1.0) as u32;
     let output = m.output_tokens.round().max(1.0) as u32;
@@ -837,6 +863,10 @@ mod tests {
         let mut unnamed = m();
         unnamed.model = None;
         let e = format!("{:#}", resolve(unnamed, &flags(), &p, &find).unwrap_err());
+        assert!(e.contains("--model"), "{e}");
+        let mut unknown = m();
+        unknown.model = Some("org/Unknown-7B".into());
+        let e = format!("{:#}", resolve(unknown, &flags(), &p, &find).unwrap_err());
         assert!(e.contains("--model"), "{e}");
         // The file's own settings fill what the flags leave out.
         let mut said = m();

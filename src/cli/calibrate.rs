@@ -52,6 +52,14 @@ pub struct CalibrateArgs {
     /// given win).
     #[arg(long, requires = "from")]
     neuron_config: Option<PathBuf>,
+    /// Prompt tokens, for a file that does not state them (NxD Inference's benchmark
+    /// report; default with --neuron-config: its max_context_length).
+    #[arg(long, requires = "from")]
+    input_len: Option<u32>,
+    /// Output tokens, for a file that does not state them (default with --neuron-config:
+    /// its seq_len − max_context_length, as `inference_demo --benchmark` generates).
+    #[arg(long, requires = "from")]
+    output_len: Option<u32>,
     /// GPU and host: the server ran whole prompts in steps of their own (no chunked
     /// prefill; `profiler serve` does so).
     #[arg(long, requires = "from")]
@@ -148,17 +156,16 @@ fn calibrate_from(a: CalibrateArgs, home: &Home) -> Result<()> {
             a.instance.as_deref(),
         )?;
     }
-    let model = match (&a.model, &nc) {
-        (Some(m), _) => Some(m.clone()),
-        (None, Some(c)) => Some(
-            nconf::model_card(&home.models_dir(), None, Some(c))?
-                .name
-                .clone(),
-        ),
+    let card = match (&a.model, &nc) {
         (None, None) => None,
+        (m, c) => Some(nconf::model_card(
+            &home.models_dir(),
+            m.as_deref(),
+            c.as_ref(),
+        )?),
     };
     let flags = Flags {
-        model,
+        card,
         instance: a.instance.clone(),
         tp: s.tp,
         dp: a.compile.dp,
@@ -169,6 +176,11 @@ fn calibrate_from(a: CalibrateArgs, home: &Home) -> Result<()> {
         weights_dtype: s.weights_dtype,
         no_chunked_prefill: a.no_chunked_prefill,
         max_num_batched_tokens: a.max_num_batched_tokens,
+        input_len: a.input_len.or(nc.as_ref().map(|c| c.max_context_length)),
+        output_len: a.output_len.or(nc
+            .as_ref()
+            .map(|c| c.seq_len.saturating_sub(c.max_context_length))
+            .filter(|&n| n > 0)),
     };
     let (report, resolved) =
         calibration::from_files(&base, &home.models_dir(), &a.from, &flags, a.fit.as_deref())

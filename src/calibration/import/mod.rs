@@ -12,20 +12,28 @@ use std::path::Path;
 #[serde(rename_all = "kebab-case")]
 pub enum Tool {
     /// `vllm bench serve --save-result` (and `benchmarks/benchmark_serving.py`) JSON.
+    #[serde(rename = "vllm-bench-serve")]
     VllmBenchServe,
     /// GuideLLM's JSON report (`--output-path report.json`).
+    #[serde(rename = "guidellm")]
     GuideLlm,
     /// AIPerf's `profile_export_aiperf.json` summary.
+    #[serde(rename = "aiperf")]
     AiPerf,
     /// GenAI-Perf's `profile_export_genai_perf.json` summary.
+    #[serde(rename = "genai-perf")]
     GenAiPerf,
     /// LLMPerf's `*_summary.json`.
+    #[serde(rename = "llmperf")]
     LlmPerf,
     /// NxD Inference's `benchmark_report.json` (`inference_demo --benchmark`).
+    #[serde(rename = "nxd-inference")]
     NxdInference,
     /// This tool's `run --format json` report.
+    #[serde(rename = "profiler-report")]
     ProfilerReport,
     /// This tool's samples file (`run --samples` or `serve --samples`, JSON lines).
+    #[serde(rename = "profiler-samples")]
     ProfilerSamples,
 }
 
