@@ -142,6 +142,42 @@ fn calibrate_output_validates_and_reads_back() {
 }
 
 #[test]
+fn calibrate_from_output_validates_and_reads_back() {
+    let fixtures = common::home().join("tests/fixtures");
+    let f = |rel: &str| fixtures.join(rel).display().to_string();
+    let (v, l) = (
+        f("results/vllm/vllm-2.0qps-Llama-3.1-8B-Instruct-20261130-142207.json"),
+        f("results/llmperf/meta-llama-Meta-Llama-3-8B-Instruct_550_150_summary.json"),
+    );
+    let out = common::run_ok(&[
+        "calibrate",
+        "--from",
+        &v,
+        &l,
+        "--device",
+        "l40s-profile",
+        "--instance",
+        "g6e.xlarge",
+        "--tp",
+        "1",
+        "--weights-dtype",
+        "bf16",
+        "--model",
+        "llama-3.1-8b",
+        "--format",
+        "json",
+    ]);
+    let v = check::<profiler::calibration::export::FromOutput>("calibrate-from", &out);
+    assert_eq!(
+        v["calibration_from"]["measurements"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
 fn simulate_output_validates_and_reads_back() {
     for (device, instance) in [
         ("inf2-profile", "inf2.48xlarge"),
