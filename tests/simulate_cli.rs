@@ -519,6 +519,16 @@ fn simulate_host_check_takes_the_measured_step_costs() {
     let extra = get(&rows, "tpot_ms") - get(&plain, "tpot_ms");
     assert!((extra - 80.0).abs() < 1e-6, "4 rows × 20 ms: {extra}");
     assert_eq!(get(&rows, "ttft_ms"), get(&plain, "ttft_ms"));
+    // Decode steps read the weights at half the rate: each takes twice as long (the median
+    // gap between tokens is a decode step; the prompts stay compute-bound).
+    let half = ok(host_sim_4(
+        dir.path(),
+        "half",
+        r#", "bandwidth_efficiency": 0.5, "decode_seq_ms": 0"#,
+    ));
+    let step = |v: &Value| v["itl_ms"]["p50"].as_f64().unwrap();
+    let ratio = step(&half) / step(&plain);
+    assert!((ratio - 2.0).abs() < 1e-6, "{ratio}");
     // A 64-token prompt at 100 GFLOP/s is compute-bound: its matmuls take 4 times as long
     // at efficiency 0.25, its attention (a few percent of the FLOPs) as long (the first
     // request's TTFT is its prefill alone).
@@ -538,6 +548,10 @@ fn simulate_host_check_takes_the_measured_step_costs() {
         (
             r#", "prefill_compute_efficiency": 1.5"#,
             "`host_check.prefill_compute_efficiency` is 1.5, expected a number in (0, 1] or null",
+        ),
+        (
+            r#", "bandwidth_efficiency": 0"#,
+            "`host_check.bandwidth_efficiency` is 0, expected a number in (0, 1] or null",
         ),
         (
             r#", "decode_seq_ms": "fast""#,

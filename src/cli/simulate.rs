@@ -333,9 +333,10 @@ fn prompt_counter<'a>(
 
 /// The `host` profile of the machine a run report was made on, from its host self-check
 /// (`host_check.matmul_gflops`, `host_check.memory_gb_per_s`), as `run` makes it, with the
-/// prompt matmul efficiency and per-row decode cost measured on the model
-/// (`host_check.prefill_compute_efficiency`, `host_check.decode_seq_ms`) where the report
-/// has them (reports from before they were measured, or with them null, keep 1 and 0).
+/// prompt matmul efficiency, decode bandwidth efficiency and per-row decode cost measured on
+/// the model (`host_check.prefill_compute_efficiency`, `host_check.bandwidth_efficiency`,
+/// `host_check.decode_seq_ms`) where the report has them (reports from before they were
+/// measured, or with them null, keep 1, 1 and 0).
 fn host_from_report(path: &std::path::Path) -> Result<profile::Profile> {
     let what = path.display();
     let text = std::fs::read_to_string(path)
@@ -373,6 +374,11 @@ fn host_from_report(path: &std::path::Path) -> Result<profile::Profile> {
         |x| x > 0.0 && x <= 1.0,
         "a number in (0, 1]",
     )?;
+    let bandwidth = param(
+        "bandwidth_efficiency",
+        |x| x > 0.0 && x <= 1.0,
+        "a number in (0, 1]",
+    )?;
     let seq_ms = param("decode_seq_ms", |x| x >= 0.0, "a number of ms, at least 0")?;
     let name = v["environment"]["cpu_model"].as_str().unwrap_or("host");
     let memory = crate::sysinfo::available_memory_bytes().unwrap_or(16 << 30);
@@ -382,12 +388,13 @@ fn host_from_report(path: &std::path::Path) -> Result<profile::Profile> {
         memory,
         name,
     );
-    Ok(match (efficiency, seq_ms) {
-        (None, None) => host,
-        (e, t) => crate::projection::host_steps::apply(
+    Ok(match (efficiency, bandwidth, seq_ms) {
+        (None, None, None) => host,
+        (e, b, t) => crate::projection::host_steps::apply(
             host,
             &crate::projection::host_steps::StepParams {
                 compute_efficiency: e.unwrap_or(1.0),
+                bandwidth_efficiency: b.unwrap_or(1.0),
                 decode_seq_ms: t.unwrap_or(0.0),
             },
         ),

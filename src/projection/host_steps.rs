@@ -1,6 +1,7 @@
-//! Two step costs of the `host` profile read off the real model on this machine: the cost of
-//! one more row in a decode step (`decode_seq_ms`) and the matmul efficiency of a prompt
-//! (`compute_efficiency`), which the two micro-benchmark rates of
+//! Step costs of the `host` profile read off the real model on this machine: the cost of one
+//! more row in a decode step (`decode_seq_ms`), the matmul efficiency of a prompt
+//! (`compute_efficiency`) and the memory rate of a decode step against the copy benchmark's
+//! (`bandwidth_efficiency`), which the two micro-benchmark rates of
 //! [`super::profile::host_profile`] leave out.
 //!
 //! `profiler run` times, at fixed shapes chosen before any load is seen, one prefill of
@@ -10,8 +11,9 @@
 //! * prefill: `t = max(mm/(F·e_c) + attn/(F·e_a), mem)`, so
 //!   `e_c = (mm/F) / (t − attn/(F·e_a))`, capped to (0, 1] (1 when the measured time is at or
 //!   below what the roofline allows, i.e. the prompt is not compute-bound);
-//! * decode: `t(r) = r·t_seq + max(compute(r), mem(r))`, so with `m(r)` the step at
-//!   `t_seq = 0`, `t_seq = ((t_R − t_1) − (m(R) − m(1))) / (R − 1)`, at least 0.
+//! * decode: `t(r) = r·t_seq + max(compute(r), mem(r)/e_bw)`, so with `m(r)` the step at
+//!   `t_seq = 0`, `t_seq = ((t_R − t_1) − (m(R) − m(1))) / (R − 1)`, at least 0, and
+//!   `e_bw = mem(1) / (t_1 − t_seq)`, capped to (0, 1] (the two solved together).
 //!
 //! These are measured rates of this machine at those shapes, not fits to any serving load.
 
@@ -42,6 +44,9 @@ pub struct StepTimes {
 pub struct StepParams {
     /// Matmul efficiency of a prompt, in (0, 1].
     pub compute_efficiency: f64,
+    /// The memory rate a 1-row decode step achieves, as a fraction of the copy
+    /// micro-benchmark's, in (0, 1].
+    pub bandwidth_efficiency: f64,
     /// Cost of each row of a decode step beyond the roofline, ms, at least 0.
     pub decode_seq_ms: f64,
 }
@@ -98,28 +103,55 @@ pub fn derive(
     let left_s = t.prefill_ms * 1e-3 - p.prefill_overhead_ms * 1e-3 - attn_s;
     let compute_efficiency = if left_s > mm_s { mm_s / left_s } else { 1.0 };
 
-    // Decode: the measured growth per row beyond the roofline's own growth, on the profile
-    // with the prefill's efficiency (the one the simulator will use).
+    // Decode: two unknowns, the per-row cost `t_seq` and the bandwidth efficiency `e_bw`
+    // (the copy micro-benchmark's rate need not be the rate a decode step reads its weights
+    // at): `t_seq` is the growth per row beyond the roofline's own growth (at `e_bw`), and
+    // `e_bw` makes the 1-row step `t_seq + max(C(1), M(1)/e_bw)` the measured one (1 when
+    // that step is no slower than the roofline). The roofline's growth with rows is a few KV
+    // bytes, so alternating the two settles within a few rounds.
     base.latency.compute_efficiency = compute_efficiency;
-    let m = step_model(arch, &base, dtype, t.decode_rows, seq_len);
     let (r, a) = (t.decode_rows as f64, t.decode_context.max(1) as f64);
-    let model_growth_ms = (m.decode_rows_s(r, a) - m.decode_rows_s(1.0, a)) * 1e3;
-    let decode_seq_ms = ((t.decode_rows_ms - t.decode_1_ms - model_growth_ms) / (r - 1.0)).max(0.0);
+    let (t1, tr) = (t.decode_1_ms * 1e-3, t.decode_rows_ms * 1e-3);
+    let (mut e_bw, mut seq_s) = (1.0, 0.0);
+    for _ in 0..100 {
+        base.latency.bandwidth_efficiency = e_bw;
+        let m = step_model(arch, &base, dtype, t.decode_rows, seq_len);
+        let growth_s = m.decode_rows_s(r, a) - m.decode_rows_s(1.0, a);
+        seq_s = ((tr - t1 - growth_s) / (r - 1.0)).max(0.0);
+        let mem1_s = (m.cost.weight_bytes_per_step(1.0) + m.cost.kv_bytes(a)) / m.unit.bandwidth;
+        let left_s = t1 - seq_s - m.params.step_overhead_ms * 1e-3;
+        let next = if left_s > mem1_s {
+            mem1_s / left_s
+        } else {
+            1.0
+        };
+        let settled = (next - e_bw).abs() <= 1e-12 * e_bw;
+        e_bw = next;
+        if settled {
+            break;
+        }
+    }
     Some(StepParams {
         compute_efficiency,
-        decode_seq_ms,
+        bandwidth_efficiency: e_bw,
+        decode_seq_ms: seq_s * 1e3,
     })
 }
 
 /// `host` with the derived parameters in its latency model, their source recorded.
 pub fn apply(mut host: Profile, params: &StepParams) -> Profile {
     host.latency.compute_efficiency = params.compute_efficiency;
+    host.latency.bandwidth_efficiency = params.bandwidth_efficiency;
     host.latency.decode_seq_ms = params.decode_seq_ms;
     let src = "measured on this machine: the real model's prefill and 1- and R-row decode steps at fixed shapes";
-    for f in ["latency.compute_efficiency", "latency.decode_seq_ms"] {
+    for f in [
+        "latency.compute_efficiency",
+        "latency.bandwidth_efficiency",
+        "latency.decode_seq_ms",
+    ] {
         host.field_sources.insert(f.to_string(), src.to_string());
     }
-    host.calibration.note = "host: achieved rates measured by micro-benchmarks; prompt matmul efficiency and per-row decode cost measured on the model at fixed shapes".into();
+    host.calibration.note = "host: achieved rates measured by micro-benchmarks; prompt matmul efficiency, decode bandwidth efficiency and per-row decode cost measured on the model at fixed shapes".into();
     host
 }
 
@@ -190,6 +222,42 @@ mod tests {
             p.decode_seq_ms
         );
         assert!(p.decode_seq_ms > 22.0 && p.decode_seq_ms < 23.0);
+        // The 1-row step (54 ms) less a row's cost is below the roofline's 54.1 ms: the
+        // bandwidth stays the micro-benchmark's.
+        assert_eq!(p.bandwidth_efficiency, 1.0);
+    }
+
+    /// A copy benchmark faster than the rate a decode step reads at (30 GB/s against a
+    /// 1-row step of 50.6 ms for 538 MB): both decode times are memory-bound, so
+    /// `t_1 = s + M(1)·u` and `t_R = R·s + M(R)·u` with `u = 1/e_bw`, solved by hand.
+    #[test]
+    fn a_slow_one_row_step_lowers_the_bandwidth_efficiency() {
+        let host = host_profile(100e9, 30e9, 16 << 30, "test cpu");
+        let (a, d) = (arch(), WeightsDtype::Fp32);
+        let t = StepTimes {
+            decode_1_ms: 50.6,
+            decode_rows_ms: 71.2,
+            ..times()
+        };
+        let p = derive(&a, &host, d, &t).unwrap();
+        let c = ModelCost::new(&a, 1, d);
+        let m1 = (c.weight_bytes_per_step(1.0) + c.kv_bytes(128.0)) / 30e9;
+        let m4 = (c.weight_bytes_per_step(4.0) + 4.0 * c.kv_bytes(128.0)) / 30e9;
+        let u = (4.0 * 0.0506 - 0.0712) / (4.0 * m1 - m4);
+        let seq_ms = (0.0506 - m1 * u) * 1e3;
+        assert!(
+            (p.bandwidth_efficiency - 1.0 / u).abs() < 1e-9,
+            "{} vs {}",
+            p.bandwidth_efficiency,
+            1.0 / u
+        );
+        assert!(
+            (p.decode_seq_ms - seq_ms).abs() < 1e-6,
+            "{} vs {seq_ms}",
+            p.decode_seq_ms
+        );
+        assert!(p.bandwidth_efficiency > 0.35 && p.bandwidth_efficiency < 0.5);
+        assert!(p.decode_seq_ms > 5.0 && p.decode_seq_ms < 8.0);
     }
 
     #[test]
@@ -202,6 +270,21 @@ mod tests {
         assert!((m.prefill_s(1.0, 128.0) * 1e3 - 400.0).abs() < 1e-9);
         let growth = (m.decode_rows_s(4.0, 128.0) - m.decode_rows_s(1.0, 128.0)) * 1e3;
         assert!((growth - 69.0).abs() < 1e-9, "{growth}");
+        // With the bandwidth efficiency below 1, both decode steps come back as measured.
+        let host = host_profile(100e9, 30e9, 16 << 30, "test cpu");
+        let t = StepTimes {
+            decode_1_ms: 50.6,
+            decode_rows_ms: 71.2,
+            ..t
+        };
+        let h = apply(
+            host,
+            &derive(&a, &host_profile(100e9, 30e9, 16 << 30, "x"), d, &t).unwrap(),
+        );
+        let m = step_model(&a, &h, d, 4, 256);
+        assert!((m.decode_rows_s(1.0, 128.0) * 1e3 - 50.6).abs() < 1e-6);
+        assert!((m.decode_rows_s(4.0, 128.0) * 1e3 - 71.2).abs() < 1e-6);
+        assert!((m.prefill_s(1.0, 128.0) * 1e3 - 400.0).abs() < 1e-9);
         assert_eq!(
             h.field_sources["latency.decode_seq_ms"],
             h.field_sources["latency.compute_efficiency"]

@@ -106,6 +106,7 @@ pub fn render(report: &Report) -> String {
                 "ratio",
                 h.prefill_compute_efficiency,
             ),
+            ("bandwidth_efficiency", "ratio", h.bandwidth_efficiency),
             ("decode_seq_ms", "ms", h.decode_seq_ms),
         ];
         for (metric, unit, value) in values {
@@ -313,8 +314,8 @@ mod tests {
             "section,metric,unit,profile,instance,tp,batch,value,count,mean,stddev,min,p50,p90,p99,max,ci95_low,ci95_high"
         );
         assert!(rows.iter().all(|row| row.len() == header().len()));
-        // 5 distributions + 10 scalars + 16 host check + 12 + 7 × 2 bounds per projection.
-        assert_eq!(rows.len(), 1 + 5 + 10 + 16 + 12 + 14);
+        // 5 distributions + 10 scalars + 17 host check + 12 + 7 × 2 bounds per projection.
+        assert_eq!(rows.len(), 1 + 5 + 10 + 17 + 12 + 14);
         assert_eq!(cell(&rows, "host_check", "decode_seq_ms", "value"), "22.7");
         assert_eq!(cell(&rows, "host_check", "decode_rows", "unit"), "rows");
         assert_eq!(cell(&rows, "projected", "ttft_ms_high", "value"), "15.625");

@@ -201,11 +201,12 @@ fn host_check(r: &Report) -> Option<Section> {
         h.decode_step_rows_ms,
     ) {
         s.text.push(format!(
-            "Measured on the model (for `simulate --device host --host-check`): a {n}-token prefill {} ms (matmul efficiency {}), a decode step of 1 row {} ms and of {r} rows {} ms ({} ms per extra row).",
+            "Measured on the model (for `simulate --device host --host-check`): a {n}-token prefill {} ms (matmul efficiency {}), a decode step of 1 row {} ms and of {r} rows {} ms (bandwidth efficiency {}, {} ms per extra row).",
             human(pf),
             human_opt(h.prefill_compute_efficiency),
             human(t1),
             human(tr),
+            human_opt(h.bandwidth_efficiency),
             human_opt(h.decode_seq_ms)
         ));
     }

@@ -54,6 +54,10 @@ pub struct HostCheck {
     /// timed prefill at efficiency 1 over its measured time (less attention), in (0, 1].
     /// The `host` profile of `simulate --host-check` uses it; the projection above does not.
     pub prefill_compute_efficiency: Option<f64>,
+    /// The memory rate a 1-row decode step achieves, as a fraction of `memory_gb_per_s`, in
+    /// (0, 1]: what makes the latency model's 1-row step, with `decode_seq_ms`, the measured
+    /// one. For the `host` profile of `simulate --host-check`, like the two around it.
+    pub bandwidth_efficiency: Option<f64>,
     /// Cost of each decode row beyond the first, ms: the growth from the 1-row to the
     /// `decode_rows`-row step less the roofline's own growth, per extra row. For the `host`
     /// profile of `simulate --host-check`, like `prefill_compute_efficiency`.
@@ -88,6 +92,7 @@ impl HostCheck {
             decode_step_1_ms: None,
             decode_step_rows_ms: None,
             prefill_compute_efficiency: None,
+            bandwidth_efficiency: None,
             decode_seq_ms: None,
         }
     }
@@ -102,6 +107,7 @@ impl HostCheck {
         self.decode_step_1_ms = Some(t.decode_1_ms);
         self.decode_step_rows_ms = Some(t.decode_rows_ms);
         self.prefill_compute_efficiency = p.map(|p| p.compute_efficiency);
+        self.bandwidth_efficiency = p.map(|p| p.bandwidth_efficiency);
         self.decode_seq_ms = p.map(|p| p.decode_seq_ms);
         self
     }
@@ -385,6 +391,7 @@ pub(crate) mod tests {
             },
             Some(StepParams {
                 compute_efficiency: 0.7,
+                bandwidth_efficiency: 0.5,
                 decode_seq_ms: 22.7,
             }),
         );
