@@ -3,8 +3,9 @@ of the same load on this machine's host profile.
 
 1. `profiler run` (batch 1, the host self-check on) gives the host profile: the matmul rate
    and memory bandwidth measured by its start-up micro-benchmarks, and the prompt matmul
-   efficiency and per-row decode cost derived from the model's own steps timed at fixed
-   shapes (a 128-token prefill, decode steps of 1 and 4 rows); nothing fitted to the loads.
+   efficiency, decode bandwidth efficiency and per-row decode cost derived from the model's
+   own steps timed at fixed shapes (a 128-token prefill, decode steps of 1 and 4 rows);
+   nothing fitted to the loads.
 2. GuideLLM at CONCURRENCY closed-loop streams measures the server's capacity (requests/s),
    then Poisson loads at fractions of it, from light to near saturation; each load on a
    fresh `profiler serve --max-num-seqs 4 --seq-len 256 --threads T --samples FILE`.
@@ -204,8 +205,9 @@ def bench(a, work):
         f"serving on this machine: profiler serve ({CONCURRENCY} slots, {a.threads} thread(s)) "
         f"measured by GuideLLM, simulated on its host profile (matmul {hc['matmul_gflops']:.1f} "
         f"GFLOP/s, memory {hc['memory_gb_per_s']:.1f} GB/s, prompt matmul efficiency "
-        f"{fmt(hc.get('prefill_compute_efficiency'), '.3f')}, decode "
-        f"{fmt(hc.get('decode_seq_ms'), '.1f')} ms per extra row); {a.requests} requests per load",
+        f"{fmt(hc.get('prefill_compute_efficiency'), '.3f')}, decode bandwidth efficiency "
+        f"{fmt(hc.get('bandwidth_efficiency'), '.3f')} and {fmt(hc.get('decode_seq_ms'), '.1f')} "
+        f"ms per extra row); {a.requests} requests per load",
         f"measured on the model at fixed shapes: a {hc.get('prefill_tokens')}-token prefill "
         f"{fmt(hc.get('prefill_ms'), '.0f')} ms, a decode step of 1 row "
         f"{fmt(hc.get('decode_step_1_ms'), '.1f')} ms and of {hc.get('decode_rows')} rows "

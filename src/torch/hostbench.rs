@@ -4,8 +4,9 @@
 
 //!
 //! [`measure_steps`] also times the loaded model's own steps at fixed shapes, from which
-//! [`crate::projection::host_steps`] derives the `host` profile's prompt matmul efficiency
-//! and per-row decode cost for `simulate --device host --host-check`.
+//! [`crate::projection::host_steps`] derives the `host` profile's prompt matmul efficiency,
+//! decode bandwidth efficiency and per-row decode cost for `simulate --device host
+//! --host-check`.
 
 use crate::engine::{Engine, MatmulPrecision};
 use crate::generate::sync;

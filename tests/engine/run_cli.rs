@@ -163,8 +163,10 @@ fn json_report_has_the_schema_and_consistent_numbers() {
     for k in ["prefill_ms", "decode_step_1_ms", "decode_step_rows_ms"] {
         assert!(num(k) > 0.0, "host_check.{k}: {h}");
     }
-    let e = num("prefill_compute_efficiency");
-    assert!(e > 0.0 && e <= 1.0, "{h}");
+    for k in ["prefill_compute_efficiency", "bandwidth_efficiency"] {
+        let e = num(k);
+        assert!(e > 0.0 && e <= 1.0, "host_check.{k}: {h}");
+    }
     assert!(num("decode_seq_ms") >= 0.0, "{h}");
     // The report is what `simulate --device host --host-check` reads.
     let sim: Value = serde_json::from_str(&common::run_ok(&[
