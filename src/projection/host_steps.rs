@@ -74,7 +74,7 @@ fn step_model(
 }
 
 /// Derives the parameters from `t` on the host profile `host` (its two rates; its own
-/// `compute_efficiency` and `decode_seq_ms` are replaced). `None` when a time is not
+/// `compute_efficiency`, `bandwidth_efficiency` and `decode_seq_ms` are replaced). `None` when a time is not
 /// positive and finite or `decode_rows` is below 2.
 pub fn derive(
     arch: &Architecture,
