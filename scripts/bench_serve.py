@@ -2,7 +2,10 @@
 of the same load on this machine's host profile.
 
 1. `profiler run` (batch 1, the host self-check on) gives the host profile: the matmul rate
-   and memory bandwidth measured by its start-up micro-benchmarks, nothing fitted.
+   and memory bandwidth measured by its start-up micro-benchmarks, and the prompt matmul
+   efficiency, decode bandwidth efficiency and per-row decode cost derived from the model's
+   own steps timed at fixed shapes (a 128-token prefill, decode steps of 1 and 4 rows);
+   nothing fitted to the loads.
 2. GuideLLM at CONCURRENCY closed-loop streams measures the server's capacity (requests/s),
    then Poisson loads at fractions of it, from light to near saturation; each load on a
    fresh `profiler serve --max-num-seqs 4 --seq-len 256 --threads T --samples FILE`.
@@ -195,10 +198,20 @@ def bench(a, work):
     def err(m, s):
         return f"{100 * (s / m - 1):+.0f}%"
 
+    def fmt(x, spec):
+        return "n/a" if x is None else format(x, spec)
+
     lines = [
         f"serving on this machine: profiler serve ({CONCURRENCY} slots, {a.threads} thread(s)) "
         f"measured by GuideLLM, simulated on its host profile (matmul {hc['matmul_gflops']:.1f} "
-        f"GFLOP/s, memory {hc['memory_gb_per_s']:.1f} GB/s); {a.requests} requests per load",
+        f"GFLOP/s, memory {hc['memory_gb_per_s']:.1f} GB/s, prompt matmul efficiency "
+        f"{fmt(hc.get('prefill_compute_efficiency'), '.3f')}, decode bandwidth efficiency "
+        f"{fmt(hc.get('bandwidth_efficiency'), '.3f')} and {fmt(hc.get('decode_seq_ms'), '.1f')} "
+        f"ms per extra row); {a.requests} requests per load",
+        f"measured on the model at fixed shapes: a {hc.get('prefill_tokens')}-token prefill "
+        f"{fmt(hc.get('prefill_ms'), '.0f')} ms, a decode step of 1 row "
+        f"{fmt(hc.get('decode_step_1_ms'), '.1f')} ms and of {hc.get('decode_rows')} rows "
+        f"{fmt(hc.get('decode_step_rows_ms'), '.1f')} ms",
         "",
         "| load | TTFT mean ms (sim, err) | TTFT p90 ms (sim, err) | TPOT mean ms (sim, err) "
         "| TPOT p90 ms (sim, err) | output tok/s (sim, err) |",
@@ -215,9 +228,10 @@ def bench(a, work):
         lines.append(f"| {r['load']} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append(
-        f"batch 1 (profiler run, host self-check): TPOT measured {hc['measured_tpot_ms']:.0f} ms, "
-        f"host profile {hc['projected_tpot_ms']:.0f} ms ({err(hc['measured_tpot_ms'], hc['projected_tpot_ms'])}); "
-        f"TTFT measured {hc['measured_ttft_ms']:.0f} ms, host profile {hc['projected_ttft_ms']:.0f} ms "
+        f"batch 1 (profiler run, host self-check, the two rates alone): TPOT measured "
+        f"{hc['measured_tpot_ms']:.0f} ms, "
+        f"projected {hc['projected_tpot_ms']:.0f} ms ({err(hc['measured_tpot_ms'], hc['projected_tpot_ms'])}); "
+        f"TTFT measured {hc['measured_ttft_ms']:.0f} ms, projected {hc['projected_ttft_ms']:.0f} ms "
         f"({err(hc['measured_ttft_ms'], hc['projected_ttft_ms'])})")
     lines.append(
         f"decode step with {CONCURRENCY} requests in flight: measured {step_measured:.0f} ms "

@@ -441,6 +441,129 @@ fn simulate_takes_the_host_profile_of_a_run_report() {
     );
 }
 
+/// `simulate --device host` at 4 slots on a run report whose `host_check` has `keys` added
+/// (matmul 100 GFLOP/s, memory 10 GB/s): 4 requests of 64 prompt and 64 output tokens
+/// started together.
+fn host_sim_4(dir: &std::path::Path, name: &str, keys: &str) -> std::process::Output {
+    let report = dir.join(format!("{name}.json"));
+    std::fs::write(
+        &report,
+        format!(
+            r#"{{"environment": {{"cpu_model": "test cpu"}}, "host_check": {{"matmul_gflops": 100, "memory_gb_per_s": 10{keys}}}}}"#
+        ),
+    )
+    .unwrap();
+    let report = common::path_str(&report);
+    let args = [
+        "simulate",
+        "--model",
+        "llama",
+        "--device",
+        "host",
+        "--host-check",
+        &report,
+        "--instance",
+        "host",
+        "--weights-dtype",
+        "fp32",
+        "--max-num-seqs",
+        "4",
+        "--seq-len",
+        "256",
+        "--no-chunked-prefill",
+        "--concurrency",
+        "4",
+        "--requests",
+        "4",
+        "--input-len",
+        "64",
+        "--output-len",
+        "64",
+        "--format",
+        "json",
+    ];
+    common::profiler()
+        .args(args)
+        .output()
+        .expect("cannot start profiler")
+}
+
+/// The prompt matmul efficiency and per-row decode cost a run measured on the model enter
+/// the host profile: with 4 rows in every decode step, each step is 4 × `decode_seq_ms`
+/// longer, and a prompt's matmuls take 1/efficiency as long. A report without them (or with
+/// them null) keeps the two-rate profile.
+#[test]
+fn simulate_host_check_takes_the_measured_step_costs() {
+    let dir = common::tempdir();
+    let get = |v: &Value, k: &str| v[k]["mean"].as_f64().unwrap();
+    let ok = |out: std::process::Output| -> Value {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let plain = ok(host_sim_4(dir.path(), "plain", ""));
+    let nulls = ok(host_sim_4(
+        dir.path(),
+        "nulls",
+        r#", "prefill_compute_efficiency": null, "decode_seq_ms": null"#,
+    ));
+    assert_eq!(get(&plain, "tpot_ms"), get(&nulls, "tpot_ms"));
+    let rows = ok(host_sim_4(
+        dir.path(),
+        "rows",
+        r#", "prefill_compute_efficiency": 1, "decode_seq_ms": 20, "decode_step_1_ms": 60"#,
+    ));
+    let extra = get(&rows, "tpot_ms") - get(&plain, "tpot_ms");
+    assert!((extra - 80.0).abs() < 1e-6, "4 rows × 20 ms: {extra}");
+    assert_eq!(get(&rows, "ttft_ms"), get(&plain, "ttft_ms"));
+    // Decode steps read the weights at half the rate: each takes twice as long (the median
+    // gap between tokens is a decode step; the prompts stay compute-bound).
+    let half = ok(host_sim_4(
+        dir.path(),
+        "half",
+        r#", "bandwidth_efficiency": 0.5, "decode_seq_ms": 0"#,
+    ));
+    let step = |v: &Value| v["itl_ms"]["p50"].as_f64().unwrap();
+    let ratio = step(&half) / step(&plain);
+    assert!((ratio - 2.0).abs() < 1e-6, "{ratio}");
+    // A 64-token prompt at 100 GFLOP/s is compute-bound: its matmuls take 4 times as long
+    // at efficiency 0.25, its attention (a few percent of the FLOPs) as long (the first
+    // request's TTFT is its prefill alone).
+    let slow = ok(host_sim_4(
+        dir.path(),
+        "slow",
+        r#", "prefill_compute_efficiency": 0.25"#,
+    ));
+    let first = |v: &Value| v["ttft_ms"]["min"].as_f64().unwrap();
+    let ratio = first(&slow) / first(&plain);
+    assert!(ratio > 3.5 && ratio < 4.0, "{ratio}");
+    for (keys, needle) in [
+        (
+            r#", "decode_seq_ms": -1"#,
+            "`host_check.decode_seq_ms` is -1, expected a number of ms, at least 0 or null",
+        ),
+        (
+            r#", "prefill_compute_efficiency": 1.5"#,
+            "`host_check.prefill_compute_efficiency` is 1.5, expected a number in (0, 1] or null",
+        ),
+        (
+            r#", "bandwidth_efficiency": 0"#,
+            "`host_check.bandwidth_efficiency` is 0, expected a number in (0, 1] or null",
+        ),
+        (
+            r#", "decode_seq_ms": "fast""#,
+            "`host_check.decode_seq_ms` is \"fast\", expected",
+        ),
+    ] {
+        let out = host_sim_4(dir.path(), "bad", keys);
+        assert!(!out.status.success(), "{keys}");
+        common::assert_one_line_error(&out, needle);
+    }
+}
+
 #[test]
 fn plan_json_follows_the_contract() {
     let out = common::run_ok(&[

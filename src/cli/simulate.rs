@@ -332,7 +332,11 @@ fn prompt_counter<'a>(
 }
 
 /// The `host` profile of the machine a run report was made on, from its host self-check
-/// (`host_check.matmul_gflops`, `host_check.memory_gb_per_s`), as `run` makes it.
+/// (`host_check.matmul_gflops`, `host_check.memory_gb_per_s`), as `run` makes it, with the
+/// prompt matmul efficiency, decode bandwidth efficiency and per-row decode cost measured on
+/// the model (`host_check.prefill_compute_efficiency`, `host_check.bandwidth_efficiency`,
+/// `host_check.decode_seq_ms`) where the report has them (reports from before they were
+/// measured, or with them null, keep 1, 1 and 0).
 pub(super) fn host_from_report(path: &std::path::Path) -> Result<profile::Profile> {
     let what = path.display();
     let text = std::fs::read_to_string(path)
@@ -353,14 +357,48 @@ pub(super) fn host_from_report(path: &std::path::Path) -> Result<profile::Profil
             ),
         }
     };
+    // An optional measured parameter: absent or null is `None`; otherwise within `ok`.
+    let param = |k: &str, ok: fn(f64) -> bool, expected: &str| -> Result<Option<f64>> {
+        match &check[k] {
+            serde_json::Value::Null => Ok(None),
+            x => match x.as_f64() {
+                Some(y) if y.is_finite() && ok(y) => Ok(Some(y)),
+                _ => bail!(
+                    "--host-check {what}: `host_check.{k}` is {x}, expected {expected} or null"
+                ),
+            },
+        }
+    };
+    let efficiency = param(
+        "prefill_compute_efficiency",
+        |x| x > 0.0 && x <= 1.0,
+        "a number in (0, 1]",
+    )?;
+    let bandwidth = param(
+        "bandwidth_efficiency",
+        |x| x > 0.0 && x <= 1.0,
+        "a number in (0, 1]",
+    )?;
+    let seq_ms = param("decode_seq_ms", |x| x >= 0.0, "a number of ms, at least 0")?;
     let name = v["environment"]["cpu_model"].as_str().unwrap_or("host");
     let memory = crate::sysinfo::available_memory_bytes().unwrap_or(16 << 30);
-    Ok(crate::projection::host_profile(
+    let host = crate::projection::host_profile(
         rate("matmul_gflops")?,
         rate("memory_gb_per_s")?,
         memory,
         name,
-    ))
+    );
+    Ok(match (efficiency, bandwidth, seq_ms) {
+        (None, None, None) => host,
+        (e, b, t) => crate::projection::host_steps::apply(
+            host,
+            &crate::projection::host_steps::StepParams {
+                compute_efficiency: e.unwrap_or(1.0),
+                bandwidth_efficiency: b.unwrap_or(1.0),
+                decode_seq_ms: t.unwrap_or(0.0),
+            },
+        ),
+    })
 }
 
 #[derive(Args, Debug)]

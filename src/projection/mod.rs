@@ -13,6 +13,7 @@ pub mod compare;
 pub mod dates;
 pub mod dtype;
 pub mod export;
+pub mod host_steps;
 pub mod interval;
 pub mod latency;
 pub mod lsq;

@@ -91,6 +91,23 @@ pub fn render(report: &Report) -> String {
             ("tpot_error_ratio", "ratio", h.tpot_error_ratio),
             ("matmul_gflops", "GFLOP/s", Some(h.matmul_gflops)),
             ("memory_gb_per_s", "GB/s", Some(h.memory_gb_per_s)),
+            ("prefill_tokens", "tokens", h.prefill_tokens.map(f64::from)),
+            ("prefill_ms", "ms", h.prefill_ms),
+            ("decode_rows", "rows", h.decode_rows.map(f64::from)),
+            (
+                "decode_context_tokens",
+                "tokens",
+                h.decode_context_tokens.map(f64::from),
+            ),
+            ("decode_step_1_ms", "ms", h.decode_step_1_ms),
+            ("decode_step_rows_ms", "ms", h.decode_step_rows_ms),
+            (
+                "prefill_compute_efficiency",
+                "ratio",
+                h.prefill_compute_efficiency,
+            ),
+            ("bandwidth_efficiency", "ratio", h.bandwidth_efficiency),
+            ("decode_seq_ms", "ms", h.decode_seq_ms),
         ];
         for (metric, unit, value) in values {
             rows.push(value_row(&host, metric, unit, value));
@@ -297,8 +314,10 @@ mod tests {
             "section,metric,unit,profile,instance,tp,batch,value,count,mean,stddev,min,p50,p90,p99,max,ci95_low,ci95_high"
         );
         assert!(rows.iter().all(|row| row.len() == header().len()));
-        // 5 distributions + 10 scalars + 8 host check + 12 + 7 × 2 bounds per projection.
-        assert_eq!(rows.len(), 1 + 5 + 10 + 8 + 12 + 14);
+        // 5 distributions + 10 scalars + 17 host check + 12 + 7 × 2 bounds per projection.
+        assert_eq!(rows.len(), 1 + 5 + 10 + 17 + 12 + 14);
+        assert_eq!(cell(&rows, "host_check", "decode_seq_ms", "value"), "22.7");
+        assert_eq!(cell(&rows, "host_check", "decode_rows", "unit"), "rows");
         assert_eq!(cell(&rows, "projected", "ttft_ms_high", "value"), "15.625");
         let ttft = r.ttft_ms.as_ref().unwrap();
         assert_eq!(

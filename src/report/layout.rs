@@ -193,6 +193,23 @@ fn host_check(r: &Report) -> Option<Section> {
         human(h.matmul_gflops),
         human(h.memory_gb_per_s)
     ));
+    if let (Some(n), Some(pf), Some(r), Some(t1), Some(tr)) = (
+        h.prefill_tokens,
+        h.prefill_ms,
+        h.decode_rows,
+        h.decode_step_1_ms,
+        h.decode_step_rows_ms,
+    ) {
+        s.text.push(format!(
+            "Measured on the model (for `simulate --device host --host-check`): a {n}-token prefill {} ms (matmul efficiency {}), a decode step of 1 row {} ms and of {r} rows {} ms (bandwidth efficiency {}, {} ms per extra row).",
+            human(pf),
+            human_opt(h.prefill_compute_efficiency),
+            human(t1),
+            human(tr),
+            human_opt(h.bandwidth_efficiency),
+            human_opt(h.decode_seq_ms)
+        ));
+    }
     Some(s)
 }
 

@@ -11,6 +11,7 @@ pub mod table;
 use crate::measure::samples::{RequestSample, RunEnd, SampleStatus, SamplesFile};
 use crate::measure::stats::{anomaly_warnings, Summary};
 use crate::output::Format;
+use crate::projection::host_steps::{StepParams, StepTimes};
 use crate::projection::types::Projection;
 pub use crate::schema::{Environment, Workload};
 use anyhow::Result;
@@ -36,6 +37,31 @@ pub struct HostCheck {
     pub matmul_gflops: f64,
     /// Memory bandwidth measured on this machine, GB/s (10⁹ bytes per second).
     pub memory_gb_per_s: f64,
+    /// Prompt length of the prefill timed on the loaded model (a fixed shape, not the
+    /// run's workload); this and the keys below are null when not measured.
+    pub prefill_tokens: Option<u32>,
+    /// That prefill's time, ms (best of a few repetitions).
+    pub prefill_ms: Option<f64>,
+    /// Rows of the batched decode step timed on the loaded model.
+    pub decode_rows: Option<u32>,
+    /// Cached tokens each row of the timed decode steps attends over.
+    pub decode_context_tokens: Option<u32>,
+    /// A decode step of one row, ms (best of a few repetitions).
+    pub decode_step_1_ms: Option<f64>,
+    /// A decode step of `decode_rows` rows, ms (best of a few repetitions).
+    pub decode_step_rows_ms: Option<f64>,
+    /// Matmul efficiency of a prompt on this machine: the latency model's matmul time of the
+    /// timed prefill at efficiency 1 over its measured time (less attention), in (0, 1].
+    /// The `host` profile of `simulate --host-check` uses it; the projection above does not.
+    pub prefill_compute_efficiency: Option<f64>,
+    /// The memory rate a 1-row decode step achieves, as a fraction of `memory_gb_per_s`, in
+    /// (0, 1]: what makes the latency model's 1-row step, with `decode_seq_ms`, the measured
+    /// one. For the `host` profile of `simulate --host-check`, like the two around it.
+    pub bandwidth_efficiency: Option<f64>,
+    /// Cost of each decode row beyond the first, ms: the growth from the 1-row to the
+    /// `decode_rows`-row step less the roofline's own growth, per extra row. For the `host`
+    /// profile of `simulate --host-check`, like `prefill_compute_efficiency`.
+    pub decode_seq_ms: Option<f64>,
 }
 
 impl HostCheck {
@@ -59,7 +85,31 @@ impl HostCheck {
             tpot_error_ratio: measured_tpot_ms.and_then(|m| ratio(projected_tpot_ms, m)),
             matmul_gflops,
             memory_gb_per_s,
+            prefill_tokens: None,
+            prefill_ms: None,
+            decode_rows: None,
+            decode_context_tokens: None,
+            decode_step_1_ms: None,
+            decode_step_rows_ms: None,
+            prefill_compute_efficiency: None,
+            bandwidth_efficiency: None,
+            decode_seq_ms: None,
         }
+    }
+
+    /// Adds the step times measured on the loaded model and the parameters derived from
+    /// them (`None` when they could not be derived).
+    pub fn with_steps(mut self, t: &StepTimes, p: Option<StepParams>) -> Self {
+        self.prefill_tokens = Some(t.prefill_tokens);
+        self.prefill_ms = Some(t.prefill_ms);
+        self.decode_rows = Some(t.decode_rows);
+        self.decode_context_tokens = Some(t.decode_context);
+        self.decode_step_1_ms = Some(t.decode_1_ms);
+        self.decode_step_rows_ms = Some(t.decode_rows_ms);
+        self.prefill_compute_efficiency = p.map(|p| p.compute_efficiency);
+        self.bandwidth_efficiency = p.map(|p| p.bandwidth_efficiency);
+        self.decode_seq_ms = p.map(|p| p.decode_seq_ms);
+        self
     }
 }
 
@@ -330,7 +380,21 @@ pub(crate) mod tests {
     /// A report with four requests, a projection and a host check.
     pub(crate) fn report() -> Report {
         let samples: Vec<RequestSample> = (0..4).map(|i| ok_sample(i, 50.0, 8)).collect();
-        let host = HostCheck::new(55.0, 50.0, 9.0, Some(10.0), 80.0, 12.5);
+        let host = HostCheck::new(55.0, 50.0, 9.0, Some(10.0), 80.0, 12.5).with_steps(
+            &StepTimes {
+                prefill_tokens: 128,
+                prefill_ms: 400.0,
+                decode_rows: 4,
+                decode_context: 128,
+                decode_1_ms: 54.0,
+                decode_rows_ms: 123.0,
+            },
+            Some(StepParams {
+                compute_efficiency: 0.7,
+                bandwidth_efficiency: 0.5,
+                decode_seq_ms: 22.7,
+            }),
+        );
         Report::from_samples(
             environment(),
             workload(),

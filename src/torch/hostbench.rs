@@ -2,19 +2,109 @@
 //! projection method that predicts cloud instances predicts this machine from these two
 //! numbers, and the run shows how far that prediction is from the measurement.
 
-use crate::engine::MatmulPrecision;
+//!
+//! [`measure_steps`] also times the loaded model's own steps at fixed shapes, from which
+//! [`crate::projection::host_steps`] derives the `host` profile's prompt matmul efficiency,
+//! decode bandwidth efficiency and per-row decode cost for `simulate --device host
+//! --host-check`.
+
+use crate::engine::{Engine, MatmulPrecision};
 use crate::generate::sync;
 use crate::model::bf16x3::SplitWeight;
+use crate::projection::host_steps::StepTimes;
+use anyhow::Result;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
 /// Measured peak rates of the device the model runs on.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HostRates {
     /// Dense matmul rate at the run's dtype and matmul precision, FLOP/s.
     pub matmul_flops_per_s: f64,
     /// Copy bandwidth (bytes read plus bytes written per second).
     pub memory_bytes_per_s: f64,
+    /// The model's own step times ([`measure_steps`]); `Err` says why they are missing.
+    pub steps: Result<StepTimes, String>,
+}
+
+/// Prompt length of the prefill [`measure_steps`] times: a fixed shape, chosen before any
+/// workload is seen (shorter when the model's context window is).
+pub const STEP_PROMPT_TOKENS: usize = 128;
+
+/// Rows of the batched decode step [`measure_steps`] times for a run of `batch` rows: 4
+/// (the slots `scripts/bench --serve` serves with), or the batch up to 16 when larger.
+pub fn step_rows(batch: usize) -> usize {
+    batch.clamp(4, 16)
+}
+
+/// Times the loaded model's steps with the run's device, dtype and threads, the way
+/// continuous batching runs them ([`crate::batching`]): one prefill of `prompt` tokens into
+/// one row of a cache (best of `reps`, at least `rows`, after one warm-up), then, with every
+/// row of the cache filled to `prompt` tokens, a decode step of 1 row at position `prompt`
+/// and one of `rows` rows at positions `prompt`, `prompt − 1`, …
+/// ([`crate::model::llama::Llama::forward_slots`], the greedy token read back), timed in
+/// turn (best of `reps` each, after a warm-up of each). Allocates a KV cache of `rows` ×
+/// (`prompt` + 1) positions beside the run's.
+pub fn measure_steps(
+    engine: &Engine,
+    rows: usize,
+    prompt: usize,
+    reps: usize,
+) -> Result<StepTimes> {
+    let _g = tch::no_grad_guard();
+    let model = &engine.model;
+    let cfg = model.config();
+    let device = model.device();
+    let prompt = prompt
+        .min(cfg.max_position_embeddings.saturating_sub(1))
+        .max(1);
+    let rows = rows.max(2);
+    let cache = model.new_cache(rows, prompt + 1)?;
+    let vocab = cfg.vocab_size.max(1) as i64;
+    let ids: Vec<i64> = (0..prompt as i64).map(|i| (i * 31 + 7) % vocab).collect();
+    let tokens = Tensor::from_slice(&ids)
+        .view([1, prompt as i64])
+        .to_device(device);
+    let positions = Tensor::arange(prompt as i64, (Kind::Int64, device)).view([1, prompt as i64]);
+    let prefill = |row: usize| -> Result<f64> {
+        let mut view = cache.rows(row, 1)?;
+        let t = Instant::now();
+        let _ = model.forward(&tokens, &positions, None, &mut view)?;
+        sync(device);
+        Ok(t.elapsed().as_secs_f64())
+    };
+    prefill(0)?;
+    let mut prefill_s = f64::INFINITY;
+    for k in 0..reps.max(rows) {
+        prefill_s = prefill_s.min(prefill(k % rows)?);
+    }
+    let step = |n: usize| -> Result<f64> {
+        let mut view = cache.rows(0, n)?;
+        let toks = vec![ids[prompt - 1]; n];
+        // Rows at different positions, as slots usually are when serving (the step then
+        // writes each row's K and V on its own and masks each row's columns).
+        let cols: Vec<usize> = (0..n).map(|r| prompt.saturating_sub(r)).collect();
+        let t = Instant::now();
+        let logits = model.forward_slots(&toks, &cols, &mut view)?;
+        let _ = logits.argmax(-1, false).to_device(Device::Cpu);
+        sync(device);
+        Ok(t.elapsed().as_secs_f64())
+    };
+    step(1)?;
+    step(rows)?;
+    let (mut one_s, mut rows_s) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..reps.max(1) {
+        one_s = one_s.min(step(1)?);
+        rows_s = rows_s.min(step(rows)?);
+    }
+    Ok(StepTimes {
+        prefill_tokens: prompt as u32,
+        prefill_ms: prefill_s * 1e3,
+        decode_rows: rows as u32,
+        decode_context: prompt as u32,
+        decode_1_ms: one_s * 1e3,
+        decode_rows_ms: rows_s * 1e3,
+    })
 }
 
 /// Best of `reps` timings of `f`, in seconds (best-of suppresses interference).
@@ -66,6 +156,7 @@ pub fn measure(
     HostRates {
         matmul_flops_per_s: 2.0 * (n as f64).powi(3) / t_mm,
         memory_bytes_per_s: 2.0 * (elems * 4) as f64 / t_copy,
+        steps: Err("not measured".into()),
     }
 }
 

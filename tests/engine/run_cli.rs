@@ -148,6 +148,52 @@ fn json_report_has_the_schema_and_consistent_numbers() {
     let h = &r["host_check"];
     assert!(h["projected_tpot_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(h["measured_ttft_ms"], r["ttft_ms"]["mean"]);
+    // The model's own steps at fixed shapes (a 128-token prefill; 1 and 4 decode rows at
+    // batch 1) and the host-profile parameters derived from them.
+    assert_eq!(h["prefill_tokens"], 128, "{h}");
+    assert_eq!(h["decode_rows"], 4, "{h}");
+    assert_eq!(h["decode_context_tokens"], 128, "{h}");
+    let num = |k: &str| {
+        let x = h[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("host_check.{k}: {h}"));
+        assert!(x.is_finite(), "host_check.{k}: {h}");
+        x
+    };
+    for k in ["prefill_ms", "decode_step_1_ms", "decode_step_rows_ms"] {
+        assert!(num(k) > 0.0, "host_check.{k}: {h}");
+    }
+    for k in ["prefill_compute_efficiency", "bandwidth_efficiency"] {
+        let e = num(k);
+        assert!(e > 0.0 && e <= 1.0, "host_check.{k}: {h}");
+    }
+    assert!(num("decode_seq_ms") >= 0.0, "{h}");
+    // The report is what `simulate --device host --host-check` reads.
+    let sim: Value = serde_json::from_str(&common::run_ok(&[
+        "simulate",
+        "--model",
+        "llama",
+        "--device",
+        "host",
+        "--host-check",
+        &o,
+        "--instance",
+        "host",
+        "--weights-dtype",
+        "fp32",
+        "--max-num-seqs",
+        "4",
+        "--seq-len",
+        "256",
+        "--concurrency",
+        "4",
+        "--requests",
+        "4",
+        "--format",
+        "json",
+    ]))
+    .unwrap();
+    assert!(sim["tpot_ms"]["mean"].as_f64().unwrap() > 0.0, "{sim}");
 
     // The samples file: header, 3 samples, end; `report` rebuilds the same numbers.
     let text = std::fs::read_to_string(&samples).unwrap();

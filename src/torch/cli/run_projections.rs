@@ -4,6 +4,7 @@
 use crate::engine::Engine;
 use crate::hostbench::HostRates;
 use crate::model::card::ModelCard;
+use crate::projection::host_steps;
 use crate::projection::profile::Profile;
 use crate::projection::{self as proj, ProjectRequest, WeightsDtype};
 use crate::report::{HostCheck, Report};
@@ -123,10 +124,12 @@ pub fn attach_projections(
         let run_dtype = WeightsDtype::from(engine.dtype);
         let memory = crate::sysinfo::available_memory_bytes().unwrap_or(0);
         let host = proj::host_profile(r.matmul_flops_per_s, r.memory_bytes_per_s, memory, "host");
+        // The self-check projects from the two rates alone (the roofline method as it is
+        // applied to the other targets); the step times only feed `simulate --host-check`.
         let p =
             proj::project_host(&card, &host, batch, input_len, output_len, run_dtype).projection;
         if let (Some(ttft), tpot) = (&report.ttft_ms, &report.tpot_ms) {
-            let check = HostCheck::new(
+            let mut check = HostCheck::new(
                 p.ttft_ms,
                 ttft.mean,
                 p.tpot_ms,
@@ -134,6 +137,15 @@ pub fn attach_projections(
                 r.matmul_flops_per_s / 1e9,
                 r.memory_bytes_per_s / 1e9,
             );
+            match &r.steps {
+                Ok(t) => {
+                    let params = host_steps::derive(&card.architecture, &host, run_dtype, t);
+                    check = check.with_steps(t, params);
+                }
+                Err(e) => report.warnings.push(format!(
+                    "host check: the model's step times were not measured ({e}); the report's host_check has no prefill_compute_efficiency or decode_seq_ms"
+                )),
+            }
             if let Some(m) = metrics {
                 if let Some(e) = check.ttft_error_ratio {
                     m.set_host_error(crate::metrics::HostMetric::Ttft, e);

@@ -316,13 +316,21 @@ pub fn run(a: RunArgs) -> Result<()> {
         .transpose()?;
 
     let host_rates = (!a.no_host_check).then(|| {
-        crate::hostbench::measure(
+        let mut r = crate::hostbench::measure(
             engine.device,
             engine.dtype.kind(),
             engine.matmul_precision,
             1024,
             256 << 20,
+        );
+        r.steps = crate::hostbench::measure_steps(
+            &engine,
+            crate::hostbench::step_rows(a.batch),
+            crate::hostbench::STEP_PROMPT_TOKENS,
+            5,
         )
+        .map_err(|e| format!("{e:#}"));
+        r
     });
 
     let mut writer = a
