@@ -120,6 +120,16 @@ impl Resolved {
         format!("{} ({})", self.m.file, self.m.label)
     }
 
+    /// Sequences in flight: the static batch or the closed loop's concurrency; `None` for
+    /// an open loop.
+    pub fn in_flight(&self) -> Option<u32> {
+        match self.m.load {
+            MeasuredLoad::StaticBatch { batch } => Some(batch),
+            MeasuredLoad::Concurrency { concurrency } => Some(concurrency),
+            MeasuredLoad::Rate { .. } | MeasuredLoad::Trace => None,
+        }
+    }
+
     /// The load in words.
     pub fn load_text(&self) -> String {
         load_text(&self.m.load)

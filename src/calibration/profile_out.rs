@@ -166,6 +166,9 @@ pub fn profile_text(
         t.insert("tp", value(i64::from(r.tp)));
         t.insert("weights_dtype", value(r.dtype.name()));
         t.insert("load", value(r.load_text()));
+        if let Some(n) = r.in_flight() {
+            t.insert("in_flight", value(i64::from(n)));
+        }
         t.insert("input_tokens", value(num(r.m.input_tokens)));
         t.insert("output_tokens", value(num(r.m.output_tokens)));
         t.insert("measured_ttft_ms", value(num(e.measured_ttft_ms)));
@@ -296,11 +299,11 @@ mod tests {
         // Projections elsewhere say the measurements do not cover them.
         assert!(p
             .calibration
-            .outside("inf2.xlarge", 2, WeightsDtype::Bf16)
+            .outside("inf2.xlarge", 2, WeightsDtype::Bf16, Some(4))
             .is_none());
         assert!(p
             .calibration
-            .outside("inf2.48xlarge", 24, WeightsDtype::Bf16)
+            .outside("inf2.48xlarge", 24, WeightsDtype::Bf16, Some(4))
             .is_some());
         let doc: DocumentMut = out.parse().unwrap();
         let ms = doc["calibration"]["measurements"]

@@ -106,12 +106,21 @@ pub struct CalibratedRun {
     pub instance: String,
     pub tp: u32,
     pub dtype: WeightsDtype,
+    /// Sequences in flight: the static batch, or the serving concurrency (`None` where
+    /// not recorded).
+    pub batch: Option<u32>,
 }
 
 impl Calibration {
     /// Why the calibration error does not vouch for a projection at this instance, TP
     /// degree and dtype (`None` when the points cover it, or when they were not read).
-    pub fn outside(&self, instance: &str, tp: u32, dtype: WeightsDtype) -> Option<String> {
+    pub fn outside(
+        &self,
+        instance: &str,
+        tp: u32,
+        dtype: WeightsDtype,
+        batch: Option<u32>,
+    ) -> Option<String> {
         let runs = self.runs.as_ref()?;
         let here = runs
             .iter()
@@ -122,21 +131,31 @@ impl Calibration {
             .map(|r| format!("{} at TP {}", r.instance, r.tp))
             .collect();
         seen.dedup();
-        let points = format!("points: {}", seen.join(", "));
-        match (here, dtype_seen) {
-            (true, true) => None,
-            (false, true) => Some(format!(
-                "calibration error not measured for {instance} at TP {tp} ({points})"
-            )),
-            (true, false) => Some(format!(
-                "calibration error not measured for {} weights (no point has them)",
-                dtype.name()
-            )),
-            (false, false) => Some(format!(
-                "calibration error not measured for {instance} at TP {tp} ({points}) nor for {} weights",
-                dtype.name()
-            )),
+        let mut why = Vec::new();
+        if !here {
+            why.push(format!(
+                "for {instance} at TP {tp} (points: {})",
+                seen.join(", ")
+            ));
         }
+        if !dtype_seen {
+            why.push(format!("for {} weights (no point has them)", dtype.name()));
+        }
+        let batches: Vec<u32> = runs.iter().filter_map(|r| r.batch).collect();
+        if let (Some(b), Some(&lo), Some(&hi)) = (batch, batches.iter().min(), batches.iter().max())
+        {
+            if b < lo || b > hi {
+                let range = if lo == hi {
+                    format!("{lo}")
+                } else {
+                    format!("{lo}–{hi}")
+                };
+                why.push(format!(
+                    "at batch {b} (points: batch or concurrency {range})"
+                ));
+            }
+        }
+        (!why.is_empty()).then(|| format!("calibration error not measured {}", why.join(" nor ")))
     }
 }
 
@@ -315,6 +334,7 @@ impl Profile {
                     instance: q.instance,
                     tp: q.tp,
                     dtype: q.weights_dtype,
+                    batch: Some(q.batch),
                 };
                 if !runs.contains(&r) {
                     runs.push(r);
@@ -936,10 +956,17 @@ impl<'a> Validator<'a> {
                             bail!("{what}: field `{f}.{k}` must be a positive number of milliseconds, got {v}");
                         }
                     }
+                    let batch = match m.in_flight {
+                        None => None,
+                        Some(n) => Some(u32::try_from(n).ok().filter(|&n| n > 0).with_context(
+                            || format!("{what}: field `{f}.in_flight` must be a positive integer, got {n}"),
+                        )?),
+                    };
                     let r = CalibratedRun {
                         instance: m.instance.clone(),
                         tp,
                         dtype,
+                        batch,
                     };
                     if !runs.contains(&r) {
                         runs.push(r);

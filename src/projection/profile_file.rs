@@ -131,6 +131,10 @@ pub struct MeasurementFile {
     pub tp: i64,
     pub weights_dtype: String,
     pub load: String,
+    /// Sequences in flight: the static batch or the concurrency (absent for an open-loop
+    /// rate, whose batch the file does not fix).
+    #[serde(default)]
+    pub in_flight: Option<i64>,
     pub input_tokens: f64,
     pub output_tokens: f64,
     pub measured_ttft_ms: f64,

@@ -248,7 +248,9 @@ fn build(
 
     // Intervals: TTFT and TPOT by the profile's error bar, the rest through them (e2e
     // grows with both; throughput falls as e2e grows; cost and energy fall with throughput).
-    let outside = profile.calibration.outside(&inst.name, t.tp, t.dtype);
+    let outside = profile
+        .calibration
+        .outside(&inst.name, t.tp, t.dtype, Some(t.batch));
     let bar = ErrorBar::of(&profile.calibration, outside.is_some());
     let (ttft_lo, ttft_hi) = ErrorBar::span(e.ttft_ms, bar.ttft);
     let (tpot_lo, tpot_hi) = ErrorBar::span(e.tpot_ms, bar.tpot);

@@ -93,7 +93,12 @@ pub fn run(
     // faster and slower by the profile's error bar), side by side.
     let outside = profile
         .calibration
-        .outside(&inst.name, m.dep.tp, m.dep.dtype)
+        .outside(
+            &inst.name,
+            m.dep.tp,
+            m.dep.dtype,
+            Some(in_flight(&m.dep, &req.load)),
+        )
         .is_some();
     let bar = ErrorBar::of(&profile.calibration, outside);
     let fast_m = m.scaled(1.0 / bar.ttft, 1.0 / bar.tpot);
@@ -111,6 +116,17 @@ pub fn run(
         report.intervals = SimIntervals::of(&report, &f, &s, bar.basis);
     }
     Ok((report, outcome))
+}
+
+/// The most sequences one replica has in flight: the closed loop's concurrency shared by
+/// the replicas, at most its slots; the slots under an open loop.
+pub fn in_flight(dep: &Deployment, load: &Load) -> u32 {
+    match load.arrivals {
+        Arrivals::Closed { concurrency } => concurrency
+            .div_ceil(dep.dp.max(1))
+            .clamp(1, dep.max_num_seqs.max(1)),
+        _ => dep.max_num_seqs,
+    }
 }
 
 /// Runs the load on a step model (no checks).
@@ -190,7 +206,12 @@ pub fn report_of(
         },
     };
     let mut r = SimReport::new(setup, outcome, req.slo, static_kv);
-    if let Some(why) = profile.calibration.outside(&inst.name, dep.tp, dep.dtype) {
+    if let Some(why) = profile.calibration.outside(
+        &inst.name,
+        dep.tp,
+        dep.dtype,
+        Some(in_flight(dep, &req.load)),
+    ) {
         r.notes.push(why);
     }
     if profile.calibration.status == CalibrationStatus::Assumed {

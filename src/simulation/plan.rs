@@ -190,9 +190,10 @@ fn row_intervals(
     rate0: f64,
     price: Option<f64>,
 ) -> PlanIntervals {
+    // An open loop: each replica may fill its slots.
     let outside = profile
         .calibration
-        .outside(&inst.name, m.dep.tp, m.dep.dtype)
+        .outside(&inst.name, m.dep.tp, m.dep.dtype, Some(m.dep.max_num_seqs))
         .is_some();
     let bar = ErrorBar::of(&profile.calibration, outside);
     let fast = m.scaled(1.0 / bar.ttft, 1.0 / bar.tpot);
