@@ -875,6 +875,7 @@ impl Llama {
 mod tests {
     use super::*;
     use crate::model::config::RopeScaling;
+    use crate::model::source::WeightSource;
 
     fn tiny(tie: bool) -> LlamaConfig {
         LlamaConfig {
@@ -903,6 +904,86 @@ mod tests {
             num_key_value_heads: kv_heads,
             max_position_embeddings: 64,
             ..tiny(tie)
+        }
+    }
+
+    /// Converting (or quantising) each part of a fused layer as it is taken gives the same
+    /// stored weight as stacking the f32 parts first and converting the stack, as loading
+    /// did before it went tensor by tensor; and the synthetic source draws the same weights
+    /// as `random_weights`.
+    #[test]
+    fn tensor_by_tensor_conversion_matches_converting_the_stack() {
+        let cfg = quantisable(4, 2, false);
+        let w = crate::model::synthetic::random_weights(&cfg, 13);
+        let stack = |names: &[&str]| {
+            let parts: Vec<&Tensor> = names
+                .iter()
+                .map(|n| &w[&format!("model.layers.0.{n}")])
+                .collect();
+            Tensor::cat(&parts, 0)
+        };
+        let qkv = stack(&[
+            "self_attn.q_proj.weight",
+            "self_attn.k_proj.weight",
+            "self_attn.v_proj.weight",
+        ]);
+        let gate_up = stack(&["mlp.gate_proj.weight", "mlp.up_proj.weight"]);
+        let same = |a: &Tensor, b: &Tensor| a.kind() == b.kind() && a.equal(b);
+        for mode in [
+            WeightsMode::Dense(Kind::Float),
+            WeightsMode::Dense(Kind::BFloat16),
+            WeightsMode::Dense(Kind::Half),
+            WeightsMode::Int8,
+            WeightsMode::Int4,
+        ] {
+            let mut src = crate::model::synthetic::SyntheticSource::new(&cfg, 13);
+            let m = Llama::build_from(&cfg, &mut src, Device::Cpu, mode).unwrap();
+            assert!(src.remaining().is_empty());
+            let b = &m.blocks[0];
+            for (got, whole) in [(&b.wqkv, &qkv), (&b.w_gate_up, &gate_up)] {
+                let ok = match (got, mode) {
+                    (Linear::Dense(t), WeightsMode::Dense(k)) => same(t, &whole.to_kind(k)),
+                    (Linear::Int8 { q, scales, .. }, WeightsMode::Int8) => {
+                        let Linear::Int8 {
+                            q: wq, scales: ws, ..
+                        } = Linear::int8(whole, Kind::BFloat16).unwrap()
+                        else {
+                            unreachable!()
+                        };
+                        same(q, &wq) && same(scales, &ws)
+                    }
+                    (
+                        Linear::Int4 {
+                            packed,
+                            scales_zeros,
+                            ..
+                        },
+                        WeightsMode::Int4,
+                    ) => {
+                        let codes = Int4Codes::quantize(whole).unwrap();
+                        let Linear::Int4 {
+                            packed: wp,
+                            scales_zeros: wz,
+                            ..
+                        } = Linear::int4(&codes, Kind::BFloat16).unwrap()
+                        else {
+                            unreachable!()
+                        };
+                        same(packed, &wp) && same(scales_zeros, &wz)
+                    }
+                    _ => false,
+                };
+                assert!(
+                    ok,
+                    "{mode:?}: a fused layer differs from the converted stack"
+                );
+            }
+            let embed_kind = mode.activation_kind();
+            let e = &w["model.embed_tokens.weight"];
+            assert!(
+                same(&m.embed, &e.to_kind(embed_kind)),
+                "{mode:?}: embedding"
+            );
         }
     }
 
