@@ -270,6 +270,43 @@ impl GgufFile {
         Ok(dequant::q4_codes(t.ggml_type, bytes))
     }
 
+    /// Refuses a file with any tensor of a type [`GgufFile::dequantize`] cannot read, naming
+    /// the first such tensor: checked before anything is read, since tensors are read one at
+    /// a time later.
+    pub fn check_supported(&self) -> Result<()> {
+        match self.tensors.iter().find(|t| !t.ggml_type.is_supported()) {
+            Some(t) => bail!(
+                "{}: unsupported quantisation type {} in tensor '{}' (supported: {})",
+                self.name,
+                t.ggml_type,
+                one_line(&t.name),
+                dequant::supported_list()
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// Lets the kernel drop the mapped pages of `t`'s data from this process once it has
+    /// been read: they stay in the page cache, but no longer count in the resident set, so
+    /// loading a file tensor by tensor does not hold the whole file resident besides the
+    /// converted weights. Reading the tensor again maps them back in from the file.
+    pub fn release(&self, t: &TensorInfo) {
+        let (Bytes::Mapped(m), Some(start), Some(len)) = (
+            &self.bytes,
+            usize::try_from(t.offset).ok(),
+            usize::try_from(t.n_bytes).ok(),
+        ) else {
+            return;
+        };
+        if start.checked_add(len).is_some_and(|end| end <= m.len()) {
+            // SAFETY: the mapping is private and read-only, so MADV_DONTNEED discards no
+            // data: the pages are read again from the file if touched. A refusal only
+            // leaves the pages resident, hence ignored.
+            let _ =
+                unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len) };
+        }
+    }
+
     /// `t`'s elements as f32, in file order (row-major with shape `dims` reversed).
     /// Types other than [`SUPPORTED_TYPES`] are an error naming the type and the tensor.
     pub fn dequantize(&self, t: &TensorInfo) -> Result<Vec<f32>> {

@@ -87,7 +87,7 @@ impl Engine {
         if matches!(opts.dtype, DType::Int8 | DType::Int4) && device != Device::Cpu {
             bail!("--weights-dtype {}: int8 and int4 weights run on the CPU only (libtorch's weight-only kernels); use --run-on cpu, or bf16/f16 on CUDA", opts.dtype.as_str());
         }
-        let mut w = load::load(&r, home, opts.seed, opts.dtype == DType::Int4)?;
+        let mut w = load::load(&r, home, opts.seed, (opts.dtype.mode(), device))?;
         let tokenizer = w.tokenizer.take();
         let (mut model, info) = load::build_model(w, device, opts.dtype.mode())?;
         if opts.matmul_precision == MatmulPrecision::High {

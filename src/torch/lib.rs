@@ -31,6 +31,7 @@ pub mod model {
     pub mod load;
     pub mod mkl;
     pub mod quant;
+    pub mod source;
     pub mod synthetic;
 }
 

@@ -41,7 +41,7 @@ fn logits(model: &Llama) -> Vec<Tensor> {
 
 fn build(home: &Home) -> Llama {
     let r = load::resolve("llama", home).unwrap();
-    let w = load::load(&r, home, 0, false).unwrap();
+    let w = load::load(&r, home, 0, (WeightsMode::Dense(Kind::Float), Device::Cpu)).unwrap();
     load::build_model(w, Device::Cpu, WeightsMode::Dense(Kind::Float))
         .unwrap()
         .0

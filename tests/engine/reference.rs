@@ -117,7 +117,7 @@ fn first_step_logits_match_within_1e3_relative() {
     let f = fixtures();
     let home = Home::at(common::home());
     let r = load::resolve("llama", &home).unwrap();
-    let w = load::load(&r, &home, 0, false).unwrap();
+    let w = load::load(&r, &home, 0, (WeightsMode::Dense(Kind::Float), Device::Cpu)).unwrap();
     let tok = w.tokenizer.as_ref().unwrap();
     let text_fed: Vec<(String, Vec<u32>)> = f["cases"]
         .as_array()
@@ -187,7 +187,13 @@ fn left_padded_batch_matches_transformers() {
     let f = fixtures();
     let b = &f["batch"];
     let home = Home::at(common::home());
-    let w = load::load(&load::resolve("llama", &home).unwrap(), &home, 0, false).unwrap();
+    let w = load::load(
+        &load::resolve("llama", &home).unwrap(),
+        &home,
+        0,
+        (WeightsMode::Dense(Kind::Float), Device::Cpu),
+    )
+    .unwrap();
     let (model, _) = load::build_model(w, Device::Cpu, WeightsMode::Dense(Kind::Float)).unwrap();
     // Unpadded prompts: the ids where the attention mask is 1.
     let prompts: Vec<Vec<u32>> = b["input_ids"]

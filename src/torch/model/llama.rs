@@ -10,6 +10,7 @@ use super::config::LlamaConfig;
 use super::fused::{self, Elem};
 use super::kv_cache::KvCache;
 use super::quant::{int4_fits, Int4Codes, Linear};
+use super::source::{InMemory, WeightSource};
 use anyhow::{bail, Context, Result};
 use half::bf16;
 use std::collections::HashMap;
@@ -112,10 +113,10 @@ pub fn inverse_frequencies(cfg: &LlamaConfig) -> Vec<f64> {
         .collect()
 }
 
-/// Takes `name` out of the map and checks its shape.
-fn take(w: &mut HashMap<String, Tensor>, name: &str, shape: &[i64]) -> Result<Tensor> {
+/// Takes `name` out of the source and checks its shape.
+fn take(w: &mut dyn WeightSource, name: &str, shape: &[i64]) -> Result<Tensor> {
     let t = w
-        .remove(name)
+        .take(name)?
         .with_context(|| format!("weights: tensor {name:?} is missing"))?;
     if t.size() != shape {
         bail!(
@@ -125,6 +126,64 @@ fn take(w: &mut HashMap<String, Tensor>, name: &str, shape: &[i64]) -> Result<Te
         );
     }
     Ok(t)
+}
+
+/// Bytes weight `shape` takes once stored as `mode` keeps it on the host: linear layers
+/// (`linear`) in the mode's form, the embedding in the activation dtype, 1-D norms in the
+/// residual dtype. Mirrors [`Llama::build_from`]; an int4 layer counts its packed codes,
+/// scales and zero points (0.75 byte per weight), an int8 one a byte per weight and its
+/// scales.
+pub fn stored_bytes(shape: &[i64], linear: bool, mode: WeightsMode) -> u64 {
+    let n = shape.iter().product::<i64>().max(0) as u64;
+    let rows = shape.first().copied().unwrap_or(0).max(0) as u64;
+    let act = mode.activation_kind().elt_size_in_bytes() as u64;
+    match (mode, shape.len(), linear) {
+        (WeightsMode::Dense(k), _, _) => n * k.elt_size_in_bytes() as u64,
+        (_, 1, _) => n * 4,
+        (_, _, false) => n * act,
+        (WeightsMode::Int8, _, true) => n + rows * (act + 4),
+        (WeightsMode::Int4, _, true) => n / 2 + n / 32 * 4 * act,
+    }
+}
+
+/// The LM head's f32 weight for `linear`, with the file's 4-bit codes of it if any.
+struct HeadSource<'a> {
+    head: Option<Tensor>,
+    file: &'a mut dyn WeightSource,
+}
+
+impl WeightSource for HeadSource<'_> {
+    fn take(&mut self, name: &str) -> Result<Option<Tensor>> {
+        Ok(if name == "lm_head.weight" {
+            self.head.take()
+        } else {
+            None
+        })
+    }
+    fn take_codes(&mut self, name: &str) -> Result<Option<Int4Codes>> {
+        self.file.take_codes(name)
+    }
+    fn remaining(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// An int8 layer of the named `[rows, in]` weights stacked, each quantised as it is taken
+/// (per output row, so the same as quantising the stacked weight).
+fn int8_parts(
+    w: &mut dyn WeightSource,
+    names: &[(String, i64)],
+    cols: i64,
+    act: Kind,
+) -> Result<Linear> {
+    let mut parts = Vec::with_capacity(names.len());
+    for (name, r) in names {
+        parts.push(Linear::int8(&take(w, name, &[*r, cols])?, act)?);
+    }
+    if parts.len() == 1 {
+        return Ok(parts.pop().expect("one part"));
+    }
+    Linear::cat_int8(&parts)
 }
 
 impl Llama {
@@ -144,8 +203,23 @@ impl Llama {
     /// mode uses them as they are instead of re-quantising the f32 weight.
     pub fn build(
         cfg: &LlamaConfig,
-        mut w: HashMap<String, Tensor>,
-        mut codes: HashMap<String, Int4Codes>,
+        w: HashMap<String, Tensor>,
+        codes: HashMap<String, Int4Codes>,
+        device: Device,
+        mode: WeightsMode,
+    ) -> Result<Self> {
+        let mut src = InMemory { tensors: w, codes };
+        Self::build_from(cfg, &mut src, device, mode)
+    }
+
+    /// As [`Llama::build`], taking the weights from `w` one at a time: each is converted to
+    /// the dtype it is kept in (or quantised) and its f32 form dropped before the next is
+    /// read, so the host holds the model at its run dtype plus one tensor in f32.
+    /// Conversions are elementwise and quantisation is per output row, so converting each
+    /// part of a fused layer before stacking gives the same weights as stacking first.
+    pub fn build_from(
+        cfg: &LlamaConfig,
+        w: &mut dyn WeightSource,
         device: Device,
         mode: WeightsMode,
     ) -> Result<Self> {
@@ -172,58 +246,81 @@ impl Llama {
         };
         let put = |t: Tensor| put_as(t, kind);
         let mut fallbacks = 0usize;
-        // Fuses the named `[rows, in]` weights into one layer stored as `mode` says.
-        let mut linear = |w: &mut HashMap<String, Tensor>,
+        // Fuses the named `[rows, in]` weights into one layer stored as `mode` says, each
+        // part converted as it is taken.
+        let mut linear = |w: &mut dyn WeightSource,
                           names: &[(String, i64)],
                           cols: i64,
                           head: bool|
          -> Result<Linear> {
-            let mut dense = Vec::with_capacity(names.len());
-            let mut native = Vec::with_capacity(names.len());
-            for (name, rows) in names {
-                dense.push(take(w, name, &[*rows, cols])?);
-                if let Some(c) = codes.remove(name) {
-                    if c.q.size() != [*rows, cols] {
-                        bail!("weights: 4-bit codes of {name:?} have shape {:?}, expected [{rows}, {cols}]", c.q.size());
-                    }
-                    native.push(c);
-                }
-            }
-            let fused = || -> Result<Tensor> {
-                Ok(if dense.len() == 1 {
-                    dense[0].shallow_clone()
-                } else {
-                    Tensor::f_cat(&dense, 0)?
-                })
-            };
             let rows: i64 = names.iter().map(|(_, r)| r).sum();
-            Ok(match mode {
-                WeightsMode::Dense(_) => Linear::Dense(put(fused()?)?),
-                WeightsMode::Int8 => Linear::int8(&fused()?, kind)?,
+            match mode {
+                WeightsMode::Dense(_) => {
+                    if let [(name, r)] = names {
+                        return Ok(Linear::Dense(put(take(w, name, &[*r, cols])?)?));
+                    }
+                    // Each part is copied into its rows of the fused weight, converted on
+                    // the way (the same rounding as converting the stacked f32 weight).
+                    let out = Tensor::f_empty([rows, cols], (kind, device))
+                        .context("cannot move weights to the device")?;
+                    let mut at = 0;
+                    for (name, r) in names {
+                        let part = take(w, name, &[*r, cols])?;
+                        out.f_narrow(0, at, *r)?
+                            .f_copy_(&part)
+                            .context("cannot move weights to the device")?;
+                        drop(part);
+                        at += r;
+                    }
+                    Ok(Linear::Dense(out))
+                }
+                WeightsMode::Int8 => int8_parts(w, names, cols, kind),
                 WeightsMode::Int4 if !int4_fits(rows, cols) => {
                     fallbacks += usize::from(!head);
-                    Linear::int8(&fused()?, kind)?
+                    int8_parts(w, names, cols, kind)
                 }
                 WeightsMode::Int4 => {
-                    let c = if native.len() == names.len() {
-                        Int4Codes::cat(&native)
-                    } else {
-                        Int4Codes::quantize(&fused()?)?
-                    };
-                    Linear::int4(&c, kind)?
+                    // The file's own codes when it has them for every part; otherwise every
+                    // part is quantised from f32.
+                    let mut native = Vec::with_capacity(names.len());
+                    for (name, r) in names {
+                        if let Some(c) = w.take_codes(name)? {
+                            if c.q.size() != [*r, cols] {
+                                bail!("weights: 4-bit codes of {name:?} have shape {:?}, expected [{r}, {cols}]", c.q.size());
+                            }
+                            native.push(c);
+                        }
+                    }
+                    let all_native = native.len() == names.len();
+                    let mut quantised = Vec::with_capacity(names.len());
+                    for (name, r) in names {
+                        let part = take(w, name, &[*r, cols])?;
+                        if !all_native {
+                            quantised.push(Int4Codes::quantize(&part)?);
+                        }
+                    }
+                    let c = Int4Codes::cat(if all_native { &native } else { &quantised });
+                    Linear::int4(&c, kind)
                 }
-            })
+            }
         };
-        let embed_f32 = take(&mut w, "model.embed_tokens.weight", &[v, h])?;
-        let norm = put_as(take(&mut w, "model.norm.weight", &[h])?, res_kind)?;
-        let head_f32 = if cfg.tie_word_embeddings {
-            embed_f32.shallow_clone()
+        let embed_f32 = take(w, "model.embed_tokens.weight", &[v, h])?;
+        // Untied, the embedding's f32 form is not needed again.
+        let (embed, embed_f32) = if cfg.tie_word_embeddings {
+            (put(embed_f32.shallow_clone())?, Some(embed_f32))
         } else {
-            take(&mut w, "lm_head.weight", &[v, h])?
+            (put(embed_f32)?, None)
         };
-        let mut head_map =
-            HashMap::from([("lm_head.weight".to_string(), head_f32.shallow_clone())]);
-        let lm_head = linear(&mut head_map, &[("lm_head.weight".into(), v)], h, true)?;
+        let norm = put_as(take(w, "model.norm.weight", &[h])?, res_kind)?;
+        let head_f32 = match embed_f32 {
+            Some(e) => e,
+            None => take(w, "lm_head.weight", &[v, h])?,
+        };
+        let mut head_src = HeadSource {
+            head: Some(head_f32.shallow_clone()),
+            file: &mut *w,
+        };
+        let lm_head = linear(&mut head_src, &[("lm_head.weight".into(), v)], h, true)?;
         // An int4 head's top logits are recomputed from an int8 copy (see
         // `refine_top_logits`), of which only a few rows are read per step.
         let head_rows = match (&mode, &lm_head) {
@@ -231,13 +328,12 @@ impl Llama {
             _ => None,
         };
         drop(head_f32);
-        let embed = put(embed_f32)?;
         let mut blocks = Vec::new();
         for i in 0..cfg.num_hidden_layers {
             let p = format!("model.layers.{i}");
             let n = |s: &str| format!("{p}.{s}");
             let wqkv = linear(
-                &mut w,
+                w,
                 &[
                     (n("self_attn.q_proj.weight"), nq * hd),
                     (n("self_attn.k_proj.weight"), nkv * hd),
@@ -246,9 +342,9 @@ impl Llama {
                 h,
                 false,
             )?;
-            let wo = linear(&mut w, &[(n("self_attn.o_proj.weight"), h)], nq * hd, false)?;
+            let wo = linear(w, &[(n("self_attn.o_proj.weight"), h)], nq * hd, false)?;
             let w_gate_up = linear(
-                &mut w,
+                w,
                 &[
                     (n("mlp.gate_proj.weight"), inter),
                     (n("mlp.up_proj.weight"), inter),
@@ -256,9 +352,9 @@ impl Llama {
                 h,
                 false,
             )?;
-            let w_down = linear(&mut w, &[(n("mlp.down_proj.weight"), h)], inter, false)?;
-            let an = take(&mut w, &n("input_layernorm.weight"), &[h])?;
-            let mn = take(&mut w, &n("post_attention_layernorm.weight"), &[h])?;
+            let w_down = linear(w, &[(n("mlp.down_proj.weight"), h)], inter, false)?;
+            let an = take(w, &n("input_layernorm.weight"), &[h])?;
+            let mn = take(w, &n("post_attention_layernorm.weight"), &[h])?;
             blocks.push(Block {
                 attn_norm: put_as(an, res_kind)?,
                 wqkv,
@@ -268,7 +364,9 @@ impl Llama {
                 w_down,
             });
         }
-        if let Some(extra) = w.keys().find(|k| !k.ends_with("rotary_emb.inv_freq")) {
+        let mut left = w.remaining();
+        left.sort();
+        if let Some(extra) = left.iter().find(|k| !k.ends_with("rotary_emb.inv_freq")) {
             bail!("weights: unexpected tensor {extra:?} for a Llama model");
         }
         let inv = inverse_frequencies(cfg);
@@ -777,6 +875,7 @@ impl Llama {
 mod tests {
     use super::*;
     use crate::model::config::RopeScaling;
+    use crate::model::source::WeightSource;
 
     fn tiny(tie: bool) -> LlamaConfig {
         LlamaConfig {
@@ -805,6 +904,86 @@ mod tests {
             num_key_value_heads: kv_heads,
             max_position_embeddings: 64,
             ..tiny(tie)
+        }
+    }
+
+    /// Converting (or quantising) each part of a fused layer as it is taken gives the same
+    /// stored weight as stacking the f32 parts first and converting the stack, as loading
+    /// did before it went tensor by tensor; and the synthetic source draws the same weights
+    /// as `random_weights`.
+    #[test]
+    fn tensor_by_tensor_conversion_matches_converting_the_stack() {
+        let cfg = quantisable(4, 2, false);
+        let w = crate::model::synthetic::random_weights(&cfg, 13);
+        let stack = |names: &[&str]| {
+            let parts: Vec<&Tensor> = names
+                .iter()
+                .map(|n| &w[&format!("model.layers.0.{n}")])
+                .collect();
+            Tensor::cat(&parts, 0)
+        };
+        let qkv = stack(&[
+            "self_attn.q_proj.weight",
+            "self_attn.k_proj.weight",
+            "self_attn.v_proj.weight",
+        ]);
+        let gate_up = stack(&["mlp.gate_proj.weight", "mlp.up_proj.weight"]);
+        let same = |a: &Tensor, b: &Tensor| a.kind() == b.kind() && a.equal(b);
+        for mode in [
+            WeightsMode::Dense(Kind::Float),
+            WeightsMode::Dense(Kind::BFloat16),
+            WeightsMode::Dense(Kind::Half),
+            WeightsMode::Int8,
+            WeightsMode::Int4,
+        ] {
+            let mut src = crate::model::synthetic::SyntheticSource::new(&cfg, 13);
+            let m = Llama::build_from(&cfg, &mut src, Device::Cpu, mode).unwrap();
+            assert!(src.remaining().is_empty());
+            let b = &m.blocks[0];
+            for (got, whole) in [(&b.wqkv, &qkv), (&b.w_gate_up, &gate_up)] {
+                let ok = match (got, mode) {
+                    (Linear::Dense(t), WeightsMode::Dense(k)) => same(t, &whole.to_kind(k)),
+                    (Linear::Int8 { q, scales, .. }, WeightsMode::Int8) => {
+                        let Linear::Int8 {
+                            q: wq, scales: ws, ..
+                        } = Linear::int8(whole, Kind::BFloat16).unwrap()
+                        else {
+                            unreachable!()
+                        };
+                        same(q, &wq) && same(scales, &ws)
+                    }
+                    (
+                        Linear::Int4 {
+                            packed,
+                            scales_zeros,
+                            ..
+                        },
+                        WeightsMode::Int4,
+                    ) => {
+                        let codes = Int4Codes::quantize(whole).unwrap();
+                        let Linear::Int4 {
+                            packed: wp,
+                            scales_zeros: wz,
+                            ..
+                        } = Linear::int4(&codes, Kind::BFloat16).unwrap()
+                        else {
+                            unreachable!()
+                        };
+                        same(packed, &wp) && same(scales_zeros, &wz)
+                    }
+                    _ => false,
+                };
+                assert!(
+                    ok,
+                    "{mode:?}: a fused layer differs from the converted stack"
+                );
+            }
+            let embed_kind = mode.activation_kind();
+            let e = &w["model.embed_tokens.weight"];
+            assert!(
+                same(&m.embed, &e.to_kind(embed_kind)),
+                "{mode:?}: embedding"
+            );
         }
     }
 

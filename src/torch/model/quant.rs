@@ -156,6 +156,31 @@ impl Linear {
         })
     }
 
+    /// int8 layers' rows stacked, as fused projections need (their scales are per row).
+    pub fn cat_int8(parts: &[Linear]) -> Result<Self> {
+        let mut q = Vec::with_capacity(parts.len());
+        let mut scales = Vec::with_capacity(parts.len());
+        let mut scales_f32 = Vec::with_capacity(parts.len());
+        for p in parts {
+            let Linear::Int8 {
+                q: pq,
+                scales: ps,
+                scales_f32: pf,
+            } = p
+            else {
+                bail!("int8: only int8 layers can be stacked");
+            };
+            q.push(pq);
+            scales.push(ps);
+            scales_f32.push(pf);
+        }
+        Ok(Linear::Int8 {
+            q: Tensor::f_cat(&q, 0)?,
+            scales: Tensor::f_cat(&scales, 0)?,
+            scales_f32: Tensor::f_cat(&scales_f32, 0)?,
+        })
+    }
+
     /// int4 from group-wise codes, packed for the CPU kernel.
     pub fn int4(codes: &Int4Codes, act: Kind) -> Result<Self> {
         let (out, inp) = dims(&codes.q)?;

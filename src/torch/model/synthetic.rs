@@ -2,6 +2,7 @@
 //! Outputs produced with them are meaningless text and are labelled `synthetic`.
 
 use super::config::LlamaConfig;
+use super::source::WeightSource;
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 
@@ -46,22 +47,92 @@ pub fn random_weights(cfg: &LlamaConfig, seed: i64) -> HashMap<String, Tensor> {
         tensor_shapes(cfg)
             .into_iter()
             .map(|(name, shape)| {
-                let t = if shape.len() == 1 {
-                    Tensor::ones(shape.as_slice(), (Kind::Float, Device::Cpu))
-                } else {
-                    Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)) * 0.02
-                };
+                let t = draw(&shape);
                 (name, t)
             })
             .collect()
     })
 }
 
+/// One weight: ones for a norm, else normal with std 0.02 (scaled in place, so that only
+/// one copy is ever held).
+fn draw(shape: &[i64]) -> Tensor {
+    if shape.len() == 1 {
+        Tensor::ones(shape, (Kind::Float, Device::Cpu))
+    } else {
+        let mut t = Tensor::randn(shape, (Kind::Float, Device::Cpu));
+        t *= 0.02;
+        t
+    }
+}
+
+/// The same weights as [`random_weights`], drawn one tensor at a time as they are taken
+/// (in [`tensor_shapes`] order, the order [`super::llama::Llama::build_from`] takes them),
+/// so a large card never needs all of them in f32 at once. Holds libtorch's generator from
+/// the first draw to the last, as [`seeded`] does.
+pub struct SyntheticSource {
+    seed: i64,
+    /// Weights not drawn yet, in order.
+    next: std::collections::VecDeque<(String, Vec<i64>)>,
+    /// Weights drawn before they were asked for (not in the usual order).
+    drawn: HashMap<String, Tensor>,
+    held: Option<std::sync::MutexGuard<'static, ()>>,
+}
+
+impl SyntheticSource {
+    pub fn new(cfg: &LlamaConfig, seed: i64) -> Self {
+        SyntheticSource {
+            seed,
+            next: tensor_shapes(cfg).into(),
+            drawn: HashMap::new(),
+            held: None,
+        }
+    }
+}
+
+impl WeightSource for SyntheticSource {
+    fn take(&mut self, name: &str) -> anyhow::Result<Option<Tensor>> {
+        if let Some(t) = self.drawn.remove(name) {
+            return Ok(Some(t));
+        }
+        if !self.next.iter().any(|(n, _)| n == name) {
+            return Ok(None);
+        }
+        if self.held.is_none() {
+            self.held = Some(GENERATOR.lock().unwrap_or_else(|e| e.into_inner()));
+            tch::manual_seed(self.seed);
+        }
+        let mut found = None;
+        while let Some((n, shape)) = self.next.pop_front() {
+            let t = draw(&shape);
+            if n == name {
+                found = Some(t);
+                break;
+            }
+            self.drawn.insert(n, t);
+        }
+        if self.next.is_empty() {
+            self.held = None;
+        }
+        Ok(found)
+    }
+
+    fn remaining(&self) -> Vec<String> {
+        self.next
+            .iter()
+            .map(|(n, _)| n.clone())
+            .chain(self.drawn.keys().cloned())
+            .collect()
+    }
+}
+
+/// libtorch's global generator, held by whoever seeds it and draws from it.
+static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs `f` right after seeding libtorch's global generator, with no other `seeded` call
 /// in between: threads (tests run in parallel) would otherwise draw from each other's
 /// sequences, and "reproducible for a seed" would hold only by luck.
 pub(crate) fn seeded<R>(seed: i64, f: impl FnOnce() -> R) -> R {
-    static GENERATOR: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _held = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
     tch::manual_seed(seed);
     f()

@@ -176,7 +176,12 @@ pub fn run(a: ServeArgs) -> Result<()> {
 pub fn export_tokenizer(a: ExportTokenizerArgs) -> Result<()> {
     let home = Home::locate()?;
     let r = crate::model::load::resolve(&a.model, &home)?;
-    let w = crate::model::load::load(&r, &home, 0, false)?;
+    // Weights are not taken: nothing is read but the tokenizer.
+    let to = (
+        crate::model::llama::WeightsMode::Dense(tch::Kind::BFloat16),
+        tch::Device::Cpu,
+    );
+    let w = crate::model::load::load(&r, &home, 0, to)?;
     let Some(tok) = w.tokenizer else {
         bail!("--model {}: synthetic weights have no tokenizer", a.model);
     };
