@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
 /// Where a model's weights came from; every output produced with synthetic weights says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,18 +327,6 @@ fn hf_name(gguf: &str, cfg: &LlamaConfig) -> Option<(String, Option<usize>)> {
     Some((format!("model.layers.{layer}.{name}"), heads))
 }
 
-/// Undoes the row permutation llama.cpp's converter applies to Q and K so that its
-/// interleaved RoPE can be used (`permute()` in llama.cpp `convert_hf_to_gguf.py`): rows of
-/// each head are stored as (pairs, 2) instead of (2, half).
-pub fn unpermute_rows(w: &Tensor, heads: usize) -> Tensor {
-    let size = w.size();
-    let (rows, cols) = (size[0], size[1]);
-    let h = heads as i64;
-    w.reshape([h, rows / h / 2, 2, cols])
-        .transpose(1, 2)
-        .reshape([rows, cols])
-}
-
 /// Opens a Llama GGUF file: config, tokenizer, and its tensors to be dequantised to f32
 /// one at a time (and, for int4, the 4-bit codes of its Q4_0/Q4_1 tensors).
 pub fn load_gguf(
@@ -575,6 +563,8 @@ pub struct ModelInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::source::unpermute_rows;
+    use tch::Tensor;
 
     /// Applying llama.cpp's permutation then ours gives back the original rows.
     #[test]

@@ -109,7 +109,7 @@ impl WeightSource for GgufSource {
                     t.name
                 );
             }
-            x = super::load::unpermute_rows(&x, h);
+            x = unpermute_rows(&x, h);
         }
         check_finite(&x, name, &file)?;
         // The codes, when asked for, are read again from the file (its page cache).
@@ -142,7 +142,7 @@ impl WeightSource for GgufSource {
             min: Tensor::f_from_slice(&c.min)?.view([rows, cols / 32]),
         };
         Ok(Some(match heads {
-            Some(h) => c.map_rows(|t| super::load::unpermute_rows(t, h)),
+            Some(h) => c.map_rows(|t| unpermute_rows(t, h)),
             None => c,
         }))
     }
@@ -292,6 +292,18 @@ impl WeightSource for SafetensorsSource {
     fn remaining(&self) -> Vec<String> {
         self.entries.keys().cloned().collect()
     }
+}
+
+/// Undoes the row permutation llama.cpp's converter applies to Q and K so that its
+/// interleaved RoPE can be used (`permute()` in llama.cpp `convert_hf_to_gguf.py`): rows of
+/// each head are stored as (pairs, 2) instead of (2, half).
+pub fn unpermute_rows(w: &Tensor, heads: usize) -> Tensor {
+    let size = w.size();
+    let (rows, cols) = (size[0], size[1]);
+    let h = heads as i64;
+    w.reshape([h, rows / h / 2, 2, cols])
+        .transpose(1, 2)
+        .reshape([rows, cols])
 }
 
 #[cfg(test)]
