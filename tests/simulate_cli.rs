@@ -629,6 +629,56 @@ fn plan_json_follows_the_contract() {
 }
 
 #[test]
+fn plan_chart_has_an_error_bar_per_point() {
+    let dir = common::tempdir();
+    let svg = dir.path().join("plan.svg");
+    let out = common::run_ok(&[
+        "plan",
+        "--model",
+        "llama-3.1-8b",
+        "--device",
+        "inf2-profile",
+        "--rate",
+        "2",
+        "--input-len",
+        "500",
+        "--output-len",
+        "100",
+        "--slo-ttft-ms",
+        "5000",
+        "--trial-requests",
+        "100",
+        "--plot",
+        svg.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let priced = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["meets_slo"] == true && !r["cost_usd_per_million_tokens"].is_null())
+        .count();
+    assert!(priced > 0);
+    let text = std::fs::read_to_string(&svg).unwrap();
+    // One horizontal (TTFT) and one vertical (cost) bar per point, each spanning the row's
+    // interval.
+    assert_eq!(text.matches("<circle").count(), priced);
+    assert_eq!(text.matches("class=\"error-bar\"").count(), 2 * priced);
+    let row = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["meets_slo"] == true && !r["cost_usd_per_million_tokens"].is_null())
+        .unwrap();
+    assert!(
+        row["ttft_ms_at_percentile_low"].as_f64() < row["ttft_ms_at_percentile_high"].as_f64(),
+        "{row}"
+    );
+}
+
+#[test]
 fn plan_bad_input_is_one_line() {
     let base = [
         "plan",

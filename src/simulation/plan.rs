@@ -705,7 +705,8 @@ pub fn pareto(rows: &[PlanRow]) -> Vec<usize> {
 }
 
 /// An SVG chart of cost per 1M tokens against TTFT at the SLO percentile for the ranked
-/// rows, with the Pareto frontier drawn through.
+/// rows, with the Pareto frontier drawn through and each point's interval (the profile's
+/// error bar, see [`crate::projection::interval`]) as error bars in both directions.
 pub fn plot_svg(r: &PlanReport) -> Result<String> {
     let pts: Vec<(&PlanRow, f64, f64)> = r
         .rows
@@ -716,8 +717,32 @@ pub fn plot_svg(r: &PlanReport) -> Result<String> {
         bail!("no priced instance meets the SLOs");
     }
     let (w, h, m) = (900.0, 560.0, 70.0);
-    let xmax = pts.iter().map(|p| p.1).fold(0.0, f64::max) * 1.1 + 1e-9;
-    let ymax = pts.iter().map(|p| p.2).fold(0.0, f64::max) * 1.1 + 1e-9;
+    // The axes hold the error bars too.
+    let span = |row: &PlanRow, x: f64, y: f64| {
+        let i = &row.intervals;
+        (
+            (
+                i.ttft_ms_at_percentile_low.unwrap_or(x),
+                i.ttft_ms_at_percentile_high.unwrap_or(x),
+            ),
+            (
+                i.cost_usd_per_million_tokens_low.unwrap_or(y),
+                i.cost_usd_per_million_tokens_high.unwrap_or(y),
+            ),
+        )
+    };
+    let xmax = pts
+        .iter()
+        .map(|p| span(p.0, p.1, p.2).0 .1.max(p.1))
+        .fold(0.0, f64::max)
+        * 1.1
+        + 1e-9;
+    let ymax = pts
+        .iter()
+        .map(|p| span(p.0, p.1, p.2).1 .1.max(p.2))
+        .fold(0.0, f64::max)
+        * 1.1
+        + 1e-9;
     let sx = |x: f64| m + x / xmax * (w - 2.0 * m);
     let sy = |y: f64| h - m - y / ymax * (h - 2.0 * m);
     let esc = |s: &str| {
@@ -770,6 +795,18 @@ pub fn plot_svg(r: &PlanReport) -> Result<String> {
         );
     }
     for (row, x, y) in &pts {
+        let ((x_lo, x_hi), (y_lo, y_hi)) = span(row, *x, *y);
+        s += &format!(
+            "<line class=\"error-bar\" x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#1f77b4\" stroke-opacity=\"0.5\"/>\n<line class=\"error-bar\" x1=\"{:.1}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#1f77b4\" stroke-opacity=\"0.5\"/>\n",
+            sx(x_lo),
+            sy(*y),
+            sx(x_hi),
+            sy(*y),
+            sx(*x),
+            sy(y_lo),
+            sx(*x),
+            sy(y_hi)
+        );
         s += &format!(
             "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"#1f77b4\"/>\n<text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n",
             sx(*x),
