@@ -760,3 +760,38 @@ fn a_failed_forward_pass_is_one_line_naming_the_batch() {
     let ok = Tensor::from_slice(&[1i64, 2, 3, 1, 2, 3]).view([2, 3]);
     assert!(model.forward(&ok, &pos, None, &mut cache).is_ok());
 }
+
+/// On CUDA a KV cache beyond the device's free memory is refused before it is asked for,
+/// in one line naming the batch, the positions and the memory (the CPU's counterpart is the
+/// table's "a KV cache larger than the memory" case). Synthetic weights: nothing to download.
+#[test]
+#[cfg_attr(
+    not(feature = "gpu-tests"),
+    ignore = "needs a CUDA GPU (scripts/test turns on gpu-tests where nvidia-smi lists one)"
+)]
+fn an_impossible_batch_on_cuda_is_one_line() {
+    let out = common::profiler()
+        .args([
+            "run",
+            "--model",
+            "llama-3.2-1b",
+            "--run-on",
+            "cuda",
+            "--weights-dtype",
+            "bf16",
+            "--requests",
+            "1",
+            "--input-len",
+            "8",
+            "--output-len",
+            "2",
+            "--batch",
+            "100000000",
+        ])
+        .output()
+        .expect("cannot start profiler");
+    assert_eq!(out.status.code(), Some(1));
+    common::assert_one_line_error(&out, "batch 100000000 × 10 positions: the KV cache needs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("GiB is free"), "{err}");
+}
