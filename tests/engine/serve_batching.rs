@@ -142,6 +142,58 @@ fn batched(
     (outs, served)
 }
 
+/// Largest gap, in logits, between generate's best next token and the batched run's, where
+/// the two may part (see [`first_difference_is_a_tie`]): two bf16 rounding steps of a logit
+/// of this model's size (one step is 0.125 between 16 and 32), far below the gaps between a
+/// model's choices in general (the ties seen on an AVX512-BF16 CPU: 0.045 and 0).
+const TIE: f64 = 0.25;
+
+/// With bf16 activations (int8, int4) the matrix products of one row and of several need not
+/// round alike: on CPUs with bf16 dot-product instructions (AVX512-BF16, AMX) libtorch's
+/// kernels for one row and for several sum in different orders. A request may then leave
+/// generate's path, but only where generate's own two best next tokens are all but tied.
+/// Checks exactly that: the tokens agree up to the first difference, and there the batched
+/// token's logit, from the model's own forward pass over the common prefix (batch of one),
+/// is within [`TIE`] of the best. Identical tokens pass.
+fn first_difference_is_a_tie(
+    e: &Engine,
+    prompt: &[u32],
+    got: &[u32],
+    want: &[u32],
+) -> Result<(), String> {
+    let Some(d) = got.iter().zip(want).position(|(a, b)| a != b) else {
+        return Ok(());
+    };
+    let prefix: Vec<i64> = prompt
+        .iter()
+        .chain(&want[..d])
+        .map(|&t| i64::from(t))
+        .collect();
+    let n = prefix.len() as i64;
+    let mut cache = e.model.new_cache(1, prefix.len() + 1).unwrap();
+    let toks = tch::Tensor::from_slice(&prefix).view([1, n]);
+    let pos = tch::Tensor::arange(n, (tch::Kind::Int64, tch::Device::Cpu)).view([1, n]);
+    let logits = e.model.forward(&toks, &pos, None, &mut cache).unwrap();
+    let at = |t: u32| logits.double_value(&[0, i64::from(t)]);
+    let best = logits.max().double_value(&[]);
+    let gap = best - at(got[d]);
+    eprintln!(
+        "first difference at token {d}: batched {} (logit {:.3}), alone {} (logit {:.3}), best {best:.3}, gap {gap:.3}",
+        got[d],
+        at(got[d]),
+        want[d],
+        at(want[d])
+    );
+    if gap <= TIE {
+        Ok(())
+    } else {
+        Err(format!(
+            "at token {d} the batched token {} is {gap:.3} logits below the best (tie: {TIE})",
+            got[d]
+        ))
+    }
+}
+
 fn check(dtype: DType) {
     let f = fixtures();
     let cases = f["cases"].as_array().unwrap();
@@ -151,11 +203,18 @@ fn check(dtype: DType) {
     for slots in [3, 1] {
         let (got, served) = batched(&e, &prompts, slots);
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-            assert_eq!(
-                g, w,
+            let what = format!(
                 "{dtype:?}, {slots} slots: request {i} ({}) differs from generate alone",
                 cases[i]["name"]
             );
+            if dtype == DType::F32 {
+                assert_eq!(g, w, "{what}");
+            } else {
+                assert_eq!(g.len(), w.len(), "{what}");
+                if let Err(e) = first_difference_is_a_tie(&e, &prompts[i], g, w) {
+                    panic!("{what}: {e}\n  batched: {g:?}\n  alone:   {w:?}");
+                }
+            }
         }
         assert_eq!(served.samples.len(), prompts.len());
         assert!(served.samples.iter().all(|s| s.is_ok()));
