@@ -86,10 +86,10 @@ pub struct CalibrationReport {
     pub sum_squared_log_error: f64,
     /// Parameters the points cannot tell apart, kept at the profile's values, and why
     /// (where the fit chose its own parameters).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub not_fitted: Vec<String>,
     /// Settings a point does not state, taken from documented defaults, in words.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub notes: Vec<String>,
     /// The fitted parameter set (fitted names changed, the others as loaded).
     #[serde(skip, default = "start")]
