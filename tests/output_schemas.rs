@@ -139,6 +139,17 @@ fn calibrate_output_validates_and_reads_back() {
     let out = common::run_ok(&["calibrate", "--device", "inf2-profile", "--format", "json"]);
     let v = check::<profiler::projection::calibrate::CalibrationOutput>("calibrate", &out);
     assert!(v["calibration"]["points"].as_array().unwrap().len() > 10);
+    // A points file of serving runs, replayed through the simulator: the same schema, with
+    // the settings assumed for rows that do not state them.
+    let out = common::run_ok(&["calibrate", "--device", "h100-profile", "--format", "json"]);
+    let v = check::<profiler::projection::calibrate::CalibrationOutput>("calibrate", &out);
+    let c = &v["calibration"];
+    assert_eq!(c["points"].as_array().unwrap().len(), 4);
+    assert!(c["leave_one_source_out"]["error"].is_null());
+    let notes = c["notes"].as_array().unwrap();
+    assert!(notes
+        .iter()
+        .any(|n| n.as_str().unwrap().contains("max_num_seqs 256")));
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! already run ([`import`]) become calibration points, static runs projected through
 //! [`crate::projection::latency`] and serving runs replayed through [`crate::simulation`]
 //! ([`fit`]); the base profile's parameters are fitted on them ([`fit::calibrate_from`])
-//! and written out as a new profile ([`profile_out`]), reported by [`export`].
+//! and written out as a new profile ([`profile_out`]), reported by [`export`]. A shipped
+//! profile's points CSV with serving rows is fitted the same way ([`points`]).
 //!
 //! Sits above both the projection and the simulation (it needs the two), so neither
 //! depends on it.
@@ -10,6 +11,7 @@
 pub mod export;
 pub mod fit;
 pub mod import;
+pub mod points;
 pub mod profile_out;
 
 use crate::model::card::{self, ModelCard};

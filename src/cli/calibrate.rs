@@ -103,7 +103,7 @@ pub fn calibrate(a: CalibrateArgs) -> Result<()> {
             bail!("{flag} describes the runs of --from files; a --points file states its own");
         }
     }
-    let r = proj::calibrate(
+    let r = calibration::points::calibrate(
         &home.profiles_dir(),
         &home.models_dir(),
         &a.device,

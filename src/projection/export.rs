@@ -419,6 +419,12 @@ fn mape_line(r: &CalibrationReport) -> String {
             lines.join(", ")
         ));
     }
+    for n in &r.not_fitted {
+        s.push_str(&format!("\nNot fitted: {n}"));
+    }
+    for n in &r.notes {
+        s.push_str(&format!("\nNote: {n}"));
+    }
     s
 }
 

@@ -4,13 +4,14 @@
 //! The profiles record the mean absolute percentage error of their held-out projections
 //! (leave-one-source-out and leave-one-model-out, `[calibration]`), not the signed errors
 //! themselves, so the interval is derived from those: with `r` the larger of the two
-//! held-out errors of a metric (the fit error where neither was computed), the measured
+//! held-out errors of a metric, the measured
 //! value is taken to lie within a factor `1 + r` of the projection either way,
 //! `[p / (1 + r), p · (1 + r)]` (symmetric in `ln(projected / measured)`, the quantity the
 //! fit minimises). Outside the calibrated runs (another instance or TP degree, or a weights
-//! dtype no point used) the error was never measured, and the factor is squared. Profiles
-//! with assumed parameters have no measured error: they get [`ASSUMED_FACTOR`] on every
-//! metric. These are conventions stated here and in the README, not fitted quantities.
+//! dtype no point used, a batch outside the points') the error was never measured, and the
+//! factor is squared. Profiles with assumed parameters, and fitted ones without a held-out
+//! error (their fit error is in-sample), have no measured error: they get
+//! [`ASSUMED_FACTOR`] on every metric. These are conventions stated here and in the README, not fitted quantities.
 
 use super::profile::{Calibration, CalibrationStatus};
 use super::types::CalibrationError;
@@ -41,11 +42,18 @@ impl ErrorBar {
         .filter_map(|(name, h)| Some((name, h.as_ref()?.error?)))
         .collect();
         let (r_ttft, r_tpot, from) = match (&cal.status, held.as_slice(), cal.error) {
-            (CalibrationStatus::Fitted, [], Some(fit)) => (
-                fit.ttft,
-                fit.tpot,
-                "the fit MAPE; no held-out error recorded".to_string(),
-            ),
+            (CalibrationStatus::Fitted, [], _) => {
+                // An in-sample fit error (as many parameters as points, at the extreme) says
+                // nothing of a new projection's: such a profile is judged as unmeasured.
+                let f = ASSUMED_FACTOR;
+                return ErrorBar {
+                    ttft: f,
+                    tpot: f,
+                    basis: format!(
+                        "factor {f} (fitted, but no held-out error: one source and one model; the fit MAPE is in-sample)"
+                    ),
+                };
+            }
             (CalibrationStatus::Fitted, [_, ..], _) => {
                 let names: Vec<&str> = held.iter().map(|h| h.0).collect();
                 (
@@ -137,13 +145,13 @@ mod tests {
             out.basis,
             "factor 1.69 TTFT, 1.96 TPOT ((1 + the larger of the leave-one-source-out and leave-one-model-out MAPEs)², outside the calibrated runs)"
         );
-        // Only the fit error recorded.
+        // Only the (in-sample) fit error recorded: judged as unmeasured.
         let mut c = cal(CalibrationStatus::Fitted);
         c.leave_one_source_out = Some(HeldOut::none(1, "one source"));
         c.leave_one_model_out = None;
         let b = ErrorBar::of(&c, false);
-        assert!((b.ttft - 1.2).abs() < 1e-12 && (b.tpot - 1.05).abs() < 1e-12);
-        assert!(b.basis.contains("fit MAPE"), "{}", b.basis);
+        assert_eq!((b.ttft, b.tpot), (ASSUMED_FACTOR, ASSUMED_FACTOR));
+        assert!(b.basis.contains("no held-out error"), "{}", b.basis);
         // Assumed: the fixed factor, not widened further.
         let a = ErrorBar::of(&cal(CalibrationStatus::Assumed), true);
         assert_eq!((a.ttft, a.tpot), (ASSUMED_FACTOR, ASSUMED_FACTOR));

@@ -2,7 +2,10 @@
 //! a CSV file such as `profiles/calibration/neuron_published_points.csv`.
 //!
 //! Required columns: `model, instance, tp, batch, input_len, output_len, ttft_p50_ms,
-//! tpot_p50_ms`; optional: `compiled_seq_len, weight_dtype, source`. Other columns are kept
+//! tpot_p50_ms`; optional: `compiled_seq_len, weight_dtype, source`, and for a serving run
+//! `concurrency` (a closed loop of that many clients; the row is then replayed through the
+//! serving simulator, not projected as a static batch), `max_num_seqs` (the engine's batch
+//! limit) and `use` (`validation…` keeps the row out of every fit). Other columns are kept
 //! out of the way. A line starting with `#` is a comment.
 
 use super::dtype::WeightsDtype;
@@ -27,6 +30,23 @@ pub struct Point {
     pub ttft_ms: f64,
     pub tpot_ms: f64,
     pub source: String,
+    /// Client concurrency of a serving run (closed loop); `None`: a static batch.
+    pub concurrency: Option<u32>,
+    /// The serving engine's batch limit, where the row states it.
+    pub max_num_seqs: Option<u32>,
+    /// The `use` column as written (`fit`, `validation …`; empty where there is none).
+    pub use_for: String,
+}
+
+impl Point {
+    /// Whether the row is kept out of fits (its `use` column starts with `validation`):
+    /// values read off a chart, or points kept to judge the model.
+    pub fn validation_only(&self) -> bool {
+        self.use_for
+            .trim()
+            .to_ascii_lowercase()
+            .starts_with("validation")
+    }
 }
 
 /// Splits one CSV record (RFC 4180 quoting, no embedded newlines).
@@ -80,6 +100,7 @@ pub fn parse(text: &str, what: &str) -> Result<Vec<Point>> {
         need("tpot_p50_ms")?,
     );
     let (c_seq, c_dtype, c_src) = (col("compiled_seq_len"), col("weight_dtype"), col("source"));
+    let (c_conc, c_mns, c_use) = (col("concurrency"), col("max_num_seqs"), col("use"));
     let mut points = Vec::new();
     for (i, line) in lines {
         let n = i + 1;
@@ -105,6 +126,13 @@ pub fn parse(text: &str, what: &str) -> Result<Vec<Point>> {
                 _ => bail!("{what}: line {n}: column `{name}` is {s:?}, expected a positive number of milliseconds"),
             }
         };
+        // An optional integer column: empty is `None`.
+        let opt_int = |c: Option<usize>, name: &str| -> Result<Option<u32>> {
+            match c.and_then(|c| f.get(c)).map(|s| s.trim()) {
+                None | Some("") => Ok(None),
+                Some(_) => int(c.unwrap_or_default(), name).map(Some),
+            }
+        };
         let weights_dtype = match c_dtype.map(|c| get(c, "weight_dtype")).transpose()? {
             Some(s) if !s.is_empty() => WeightsDtype::parse(s)
                 .with_context(|| format!("{what}: line {n}: column `weight_dtype`"))?,
@@ -118,11 +146,17 @@ pub fn parse(text: &str, what: &str) -> Result<Vec<Point>> {
             batch: int(c_batch, "batch")?,
             input_len: int(c_in, "input_len")?,
             output_len: int(c_out, "output_len")?,
-            compiled_seq_len: c_seq.map(|c| int(c, "compiled_seq_len")).transpose()?,
+            compiled_seq_len: opt_int(c_seq, "compiled_seq_len")?,
             weights_dtype,
             ttft_ms: ms(c_ttft, "ttft_p50_ms")?,
             tpot_ms: ms(c_tpot, "tpot_p50_ms")?,
             source: c_src
+                .and_then(|c| f.get(c))
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+            concurrency: opt_int(c_conc, "concurrency")?,
+            max_num_seqs: opt_int(c_mns, "max_num_seqs")?,
+            use_for: c_use
                 .and_then(|c| f.get(c))
                 .map(|s| s.trim().to_string())
                 .unwrap_or_default(),
@@ -153,6 +187,23 @@ Llama-2-7b,inf2.48xlarge,24,1,4096,128,3968,bf16,27.6,6.47,\"repo, file (2024-04
         assert_eq!(p[0].compiled_seq_len, Some(4096));
         assert_eq!(p[0].source, "repo, file (2024-04-30)");
         assert_eq!(p[0].tpot_ms, 6.47);
+        assert_eq!((p[0].concurrency, p[0].max_num_seqs), (None, None));
+        assert!(!p[0].validation_only());
+    }
+
+    #[test]
+    fn serving_columns_are_read() {
+        let csv = "model,instance,tp,batch,concurrency,max_num_seqs,input_len,output_len,ttft_p50_ms,tpot_p50_ms,use\n\
+m,i,2,5,5,,500,20,40,10,fit\n\
+m,i,2,1,1,2,500,20,40,10,validation (read off a chart)\n";
+        let p = parse(csv, "p.csv").unwrap();
+        assert_eq!((p[0].concurrency, p[0].max_num_seqs), (Some(5), None));
+        assert_eq!((p[1].concurrency, p[1].max_num_seqs), (Some(1), Some(2)));
+        assert!(!p[0].validation_only() && p[1].validation_only());
+        let e = parse(&csv.replace(",5,5,,", ",5,x,,"), "p.csv")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("`concurrency`"), "{e}");
     }
 
     #[test]

@@ -327,7 +327,8 @@ impl Profile {
             })?;
             let mut runs: Vec<CalibratedRun> = Vec::new();
             for q in pts {
-                if p.instance(&q.instance).is_err() {
+                // Validation rows are not fitted on: the calibration error says nothing there.
+                if p.instance(&q.instance).is_err() || q.validation_only() {
                     continue;
                 }
                 let r = CalibratedRun {

@@ -729,8 +729,8 @@ mod tests {
             .unwrap()
             .contains("outside the calibrated runs"));
         // An assumed profile: a factor 2.3 either way on every metric.
-        let h100 = vec![profile::load(&root().join("profiles"), "h100-profile").unwrap()];
-        let p = &project_profiles(&card("llama-3.1-8b"), &h100, &req(128, 128)).unwrap()[0];
+        let h200 = vec![profile::load(&root().join("profiles"), "h200-profile").unwrap()];
+        let p = &project_profiles(&card("llama-3.1-8b"), &h200, &req(128, 128)).unwrap()[0];
         let x = &p.projection;
         assert!(close(x.intervals.ttft_ms_high.unwrap(), x.ttft_ms * 2.3));
         assert!(close(x.intervals.tpot_ms_low.unwrap(), x.tpot_ms / 2.3));
@@ -738,11 +738,25 @@ mod tests {
 
     #[test]
     fn gpu_projection_has_energy_and_natural_tp() {
-        let profiles = vec![profile::load(&root().join("profiles"), "h100-profile").unwrap()];
-        let p = &project_profiles(&card("llama-3.1-8b"), &profiles, &req(128, 128)).unwrap()[0];
-        assert_eq!(p.projection.tp, 8);
-        assert!(p.projection.energy_kwh_per_million_tokens.unwrap() > 0.0);
-        assert!(p.projection.calibration_mape.is_none());
+        let profiles = vec![
+            profile::load(&root().join("profiles"), "h200-profile").unwrap(),
+            profile::load(&root().join("profiles"), "h100-profile").unwrap(),
+        ];
+        let rows = project_profiles(&card("llama-3.1-8b"), &profiles, &req(128, 128)).unwrap();
+        for p in &rows {
+            assert_eq!(p.projection.tp, 8);
+            assert!(p.projection.energy_kwh_per_million_tokens.unwrap() > 0.0);
+        }
+        // An assumed GPU profile has no calibration error; the fitted H100 has its fit's.
+        let mape = |name: &str| {
+            rows.iter()
+                .find(|p| p.projection.profile == name)
+                .unwrap()
+                .projection
+                .calibration_mape
+        };
+        assert!(mape("h200-profile").is_none());
+        assert!(mape("h100-profile").is_some());
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub enum Tool {
     /// This tool's samples file (`run --samples` or `serve --samples`, JSON lines).
     #[serde(rename = "profiler-samples")]
     ProfilerSamples,
+    /// A row of a calibration points CSV (`profiles/calibration/*.csv`).
+    #[serde(rename = "points-csv")]
+    PointsCsv,
 }
 
 /// Which statistic of the per-request distribution a figure is.
