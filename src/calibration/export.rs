@@ -1,10 +1,10 @@
 //! Renders `profiler calibrate --from` output in the one output layer's formats.
 
 use super::fit::FromReport;
-use crate::output::number::{pct, sig, signed_pct};
+use crate::output::number::{sig, signed_pct};
 use crate::output::table::{LineEnd, Table};
 use crate::output::{json_bytes, Format};
-use crate::projection::export::held_out_text;
+use crate::projection::export::error_lines;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -70,22 +70,15 @@ fn params_grid(r: &FromReport) -> Table {
 }
 
 fn summary(r: &FromReport, written: Option<&str>) -> String {
-    let mut s = format!(
-        "Fit error (MAPE on the {} measurements): TTFT {} (base {}), TPOT {} (base {})\n",
-        r.after.points,
-        pct(r.after.ttft),
-        pct(r.before.ttft),
-        pct(r.after.tpot),
-        pct(r.before.tpot)
+    let mut s = error_lines(
+        "measurements",
+        &r.before,
+        &r.after,
+        &r.leave_one_source_out,
+        &r.leave_one_model_out,
+        "file",
     );
-    s.push_str(&format!(
-        "Leave-one-source-out (each file projected by a fit on the other files): {}\n",
-        held_out_text(&r.leave_one_source_out, "files")
-    ));
-    s.push_str(&format!(
-        "Leave-one-model-out (each model projected by a fit on the other models): {}\n",
-        held_out_text(&r.leave_one_model_out, "models")
-    ));
+    s.push('\n');
     for n in &r.not_fitted {
         s.push_str(&format!("Kept at {}'s value: {n}\n", r.profile));
     }

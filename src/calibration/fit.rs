@@ -11,11 +11,8 @@
 
 use super::import::{MeasuredLoad, Measurement, Stat};
 use crate::model::card::ModelCard;
-use crate::projection::calibrate::{
-    from_free, leave_one_group_out_by, to_free, FittedParam, START,
-};
+use crate::projection::calibrate::{fit_free, leave_one_group_out_by, FittedParam, START};
 use crate::projection::latency::{estimate, Target};
-use crate::projection::lsq::levenberg_marquardt_h;
 use crate::projection::params::{LatencyParams, PARAM_NAMES};
 use crate::projection::profile::{DeviceKind, PriceKind, Profile};
 use crate::projection::step::{Deployment, StepModel};
@@ -599,35 +596,18 @@ fn fit(profile: &Profile, rs: &[Resolved], names: &[String]) -> Result<FitResult
             names.len()
         );
     }
-    let mut base = profile.latency;
-    for n in names {
-        base.set(n, START.get(n).unwrap_or(1.0));
-    }
-    let params_of = |x: &[f64]| {
-        let mut p = base;
-        for (n, v) in names.iter().zip(x) {
-            p.set(n, from_free(n, *v));
-        }
-        p
-    };
-    let residuals = |x: &[f64]| -> Vec<f64> {
-        let p = params_of(x);
+    // Serving runs are simulated: their medians move in small jumps where the order of
+    // events changes, so the Jacobian is taken over a step wider than those jumps.
+    let (params, f) = fit_free(&profile.latency, names, 200, 1e-3, |p| {
         rs.iter()
             .flat_map(|r| {
-                let (ttft, tpot) = predict(r, profile, &p);
+                let (ttft, tpot) = predict(r, profile, p);
                 [(ttft / r.m.ttft.ms).ln(), (tpot / r.m.tpot.ms).ln()]
             })
             .collect()
-    };
-    let x0: Vec<f64> = names
-        .iter()
-        .map(|n| to_free(n, base.get(n).unwrap_or(1.0)))
-        .collect();
-    // Serving runs are simulated: their medians move in small jumps where the order of
-    // events changes, so the Jacobian is taken over a step wider than those jumps.
-    let f = levenberg_marquardt_h(residuals, &x0, 200, 1e-3);
+    });
     Ok(FitResult {
-        params: params_of(&f.x),
+        params,
         iterations: f.iterations,
         cost: f.cost,
     })

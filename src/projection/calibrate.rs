@@ -8,12 +8,12 @@
 //! re-fitting reproduces the shipped parameters only if the data and the model agree.
 
 use super::latency::{estimate, Target};
-use super::lsq::levenberg_marquardt;
+use super::lsq::levenberg_marquardt_h;
 use super::params::{LatencyParams, PARAM_NAMES};
-use super::points::{self, Point};
-use super::profile::{self, Profile};
+use super::points::Point;
+use super::profile::Profile;
 use super::types::{CalibrationError, HeldOut};
-use crate::model::card::{self, ModelCard};
+use crate::model::card::ModelCard;
 use anyhow::{bail, Context, Result};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -215,6 +215,36 @@ pub fn from_free(name: &str, x: f64) -> f64 {
     }
 }
 
+/// Fits the parameters `names` of `base` by Levenberg–Marquardt on the log errors
+/// `residuals(params)`, each started at [`START`] and kept in its range by [`to_free`] (the
+/// others stay `base`'s), at most `max_iter` iterations with forward differences of
+/// `rel_h`; the fitted set and the fit.
+pub fn fit_free(
+    base: &LatencyParams,
+    names: &[String],
+    max_iter: usize,
+    rel_h: f64,
+    residuals: impl Fn(&LatencyParams) -> Vec<f64>,
+) -> (LatencyParams, crate::projection::lsq::Fit) {
+    let mut start = *base;
+    for n in names {
+        start.set(n, START.get(n).unwrap_or(1.0));
+    }
+    let params_of = |x: &[f64]| {
+        let mut p = start;
+        for (n, v) in names.iter().zip(x) {
+            p.set(n, from_free(n, *v));
+        }
+        p
+    };
+    let x0: Vec<f64> = names
+        .iter()
+        .map(|n| to_free(n, start.get(n).unwrap_or(1.0)))
+        .collect();
+    let fit = levenberg_marquardt_h(|x| residuals(&params_of(x)), &x0, max_iter, rel_h);
+    (params_of(&fit.x), fit)
+}
+
 /// Fits `profile`'s fitted parameters (or every parameter when it lists none) on the points
 /// that ran on one of its instances; `cards` resolve the points' model names.
 pub fn calibrate_profile(
@@ -404,33 +434,15 @@ fn fit_cases(profile: &Profile, cases: &[Case], points_file: &str) -> Result<Cal
             names.len()
         );
     }
-    let mut base = profile.latency;
-    for n in &names {
-        base.set(n, START.get(n).unwrap_or(1.0));
-    }
-    let params_of = |x: &[f64]| {
-        let mut p = base;
-        for (n, v) in names.iter().zip(x) {
-            p.set(n, from_free(n, *v));
-        }
-        p
-    };
-    let residuals = |x: &[f64]| -> Vec<f64> {
-        let p = params_of(x);
+    let (fitted, fit) = fit_free(&profile.latency, &names, 500, 1e-6, |p| {
         let mut r = Vec::with_capacity(cases.len() * 2);
         for c in cases {
-            let e = estimate(&c.card.architecture, profile, &p, &target(c.point));
+            let e = estimate(&c.card.architecture, profile, p, &target(c.point));
             r.push((e.ttft_ms / c.point.ttft_ms).ln());
             r.push((e.tpot_ms / c.point.tpot_ms).ln());
         }
         r
-    };
-    let x0: Vec<f64> = names
-        .iter()
-        .map(|n| to_free(n, base.get(n).unwrap_or(1.0)))
-        .collect();
-    let fit = levenberg_marquardt(residuals, &x0, 500);
-    let fitted = params_of(&fit.x);
+    });
     let before = mape(&errors(profile, &profile.latency, cases));
     let after_points = errors(profile, &fitted, cases);
     Ok(CalibrationReport {
@@ -458,31 +470,6 @@ fn fit_cases(profile: &Profile, cases: &[Case], points_file: &str) -> Result<Cal
         profile_path: profile.path.clone(),
         points_path: PathBuf::new(),
     })
-}
-
-/// `profiler calibrate --device NAME [--points FILE]`: loads the profile from
-/// `profiles_dir`, the model cards from `models_dir`, and the points (default: the
-/// profile's own `calibration.points`), and fits.
-pub fn calibrate(
-    profiles_dir: &Path,
-    models_dir: &Path,
-    profile_name: &str,
-    points_path: Option<&Path>,
-) -> Result<CalibrationReport> {
-    let profile = profile::load(profiles_dir, profile_name)?;
-    let path = match (points_path, &profile.calibration.points) {
-        (Some(p), _) => p.to_path_buf(),
-        (None, Some(p)) => p.clone(),
-        (None, None) => bail!(
-            "{}: field `calibration.points` is missing and no --points file was given",
-            profile.path.display()
-        ),
-    };
-    let pts = points::load(&path)?;
-    let cards = card::load_all(models_dir)?;
-    let mut r = calibrate_profile(&profile, &cards, &pts, &path.display().to_string())?;
-    r.points_path = path;
-    Ok(r)
 }
 
 /// Rounds to 4 significant digits for writing; below 1e-6 is written as 0.
@@ -671,6 +658,8 @@ pub fn write_profile(profile_path: &Path, report: &CalibrationReport) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::card;
+    use crate::projection::{points, profile};
 
     fn root() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR"))

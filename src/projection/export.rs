@@ -5,7 +5,7 @@
 use super::calibrate::{CalibrationOutput, CalibrationReport};
 use super::compare::CompareReport;
 use super::project::{ProjectReport, Projected};
-use super::types::HeldOut;
+use super::types::{CalibrationError, HeldOut};
 use crate::output::number::{self, gib, pct, ranged, usd, SHORT};
 use crate::output::{json_bytes, Format, LineEnd, Table};
 
@@ -390,23 +390,39 @@ pub fn held_out_text(h: &HeldOut, groups: &str) -> String {
     }
 }
 
+/// The three error lines of a calibration, side by side: the fit's MAPE on `what` (before
+/// → after), and the two held-out MAPEs, `source` naming what a source is.
+pub fn error_lines(
+    what: &str,
+    before: &CalibrationError,
+    after: &CalibrationError,
+    loso: &HeldOut,
+    lomo: &HeldOut,
+    source: &str,
+) -> String {
+    format!(
+        "Fit error (MAPE on the {} {what}): TTFT {} (before {}), TPOT {} (before {})\n\
+         Leave-one-source-out (each {source}'s points projected by a fit on the other {source}s): {}\n\
+         Leave-one-model-out (each model's points projected by a fit on the other models): {}",
+        after.points,
+        pct(after.ttft),
+        pct(before.ttft),
+        pct(after.tpot),
+        pct(before.tpot),
+        held_out_text(loso, &format!("{source}s")),
+        held_out_text(lomo, "models")
+    )
+}
+
 fn mape_line(r: &CalibrationReport) -> String {
-    let mut s = format!(
-        "Fit error (MAPE on the {} points fitted): TTFT {} (before {}), TPOT {} (before {})",
-        r.after.points,
-        pct(r.after.ttft),
-        pct(r.before.ttft),
-        pct(r.after.tpot),
-        pct(r.before.tpot)
+    let mut s = error_lines(
+        "points fitted",
+        &r.before,
+        &r.after,
+        &r.leave_one_source_out,
+        &r.leave_one_model_out,
+        "source",
     );
-    s.push_str(&format!(
-        "\nLeave-one-source-out (each source's points projected by a fit on the other sources): {}",
-        held_out_text(&r.leave_one_source_out, "sources")
-    ));
-    s.push_str(&format!(
-        "\nLeave-one-model-out (each model's points projected by a fit on the other models): {}",
-        held_out_text(&r.leave_one_model_out, "models")
-    ));
     if !r.repeated.is_empty() {
         let lines: Vec<String> = r
             .repeated

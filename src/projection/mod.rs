@@ -28,7 +28,7 @@ pub mod project;
 pub mod step;
 pub mod types;
 
-pub use calibrate::{calibrate, write_profile, CalibrationReport};
+pub use calibrate::{write_profile, CalibrationReport};
 pub use compare::{compare, CompareReport, CompareRequest, Slo};
 pub use dtype::WeightsDtype;
 pub use plot::plot_svg;
