@@ -41,14 +41,8 @@ pub fn from_files(
     for path in files {
         let bytes =
             std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let text = String::from_utf8(bytes.clone()).map_err(|_| {
-            anyhow::anyhow!(
-                "{}: not a text file (expected a benchmark tool's JSON result or a samples file)",
-                path.display()
-            )
-        })?;
         let file = path.display().to_string();
-        let ms = import::parse(&text, &file)?;
+        let ms = import::parse_bytes(&bytes, &file)?;
         let tool = ms
             .first()
             .and_then(|m| serde_json::to_value(m.tool).ok())

@@ -8,7 +8,7 @@ use crate::calibration::{self, export as from_export, fit::Flags, profile_out};
 use crate::output::Format;
 use crate::paths::Home;
 use crate::projection::export;
-use crate::projection::neuron_config::{self as nconf, Explicit};
+use crate::projection::neuron_config as nconf;
 use crate::projection::profile;
 use crate::projection::{self as proj, WeightsDtype};
 use anyhow::{bail, Context, Result};
@@ -138,15 +138,7 @@ fn calibrate_from(a: CalibrateArgs, home: &Home) -> Result<()> {
         crate::paths::check_output_file("--write-profile", out)?;
     }
     let nc = nconf::read_opt(a.neuron_config.as_deref())?;
-    let explicit = Explicit {
-        tp: a.tp,
-        max_num_seqs: a.compile.max_num_seqs,
-        ctx_batch_size: a.compile.ctx_batch_size,
-        seq_len: a.compile.seq_len,
-        buckets: a.compile.buckets.clone(),
-        weights_dtype: a.weights_dtype,
-        ..Explicit::default()
-    };
+    let explicit = a.compile.explicit(a.tp, None, a.weights_dtype);
     let mut s = nconf::settings(nc.as_ref(), &explicit, false);
     if nc.is_some() {
         nconf::hold(

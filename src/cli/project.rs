@@ -96,6 +96,26 @@ pub struct CompileArgs {
     pub dp: u32,
 }
 
+impl CompileArgs {
+    /// The flags given explicitly, for `--neuron-config` to fill what they leave out.
+    pub fn explicit(
+        &self,
+        tp: Option<u32>,
+        batch: Option<u32>,
+        weights_dtype: Option<WeightsDtype>,
+    ) -> Explicit {
+        Explicit {
+            tp,
+            batch,
+            max_num_seqs: self.max_num_seqs,
+            ctx_batch_size: self.ctx_batch_size,
+            seq_len: self.seq_len,
+            buckets: self.buckets.clone(),
+            weights_dtype,
+        }
+    }
+}
+
 /// Zero replicas, positions, slots or prompts per call: one line naming the flag.
 fn check_counts(
     dp: u32,
@@ -150,15 +170,7 @@ pub fn project(a: ProjectArgs) -> Result<()> {
     let format = a.basis.format;
     let nc = nconf::read_opt(a.neuron_config.as_deref())?;
     let card = nconf::model_card(&home.models_dir(), a.model.as_deref(), nc.as_ref())?;
-    let explicit = Explicit {
-        tp: a.tp,
-        batch: a.batch,
-        max_num_seqs: a.compile.max_num_seqs,
-        ctx_batch_size: a.compile.ctx_batch_size,
-        seq_len: a.compile.seq_len,
-        buckets: a.compile.buckets.clone(),
-        weights_dtype: a.basis.weights_dtype,
-    };
+    let explicit = a.compile.explicit(a.tp, a.batch, a.basis.weights_dtype);
     let mut s = nconf::settings(nc.as_ref(), &explicit, true);
     let dtype = s.weights_dtype.unwrap_or(WeightsDtype::Bf16);
     let mut req = ProjectRequest::new(a.input_len, a.output_len, dtype);
@@ -222,15 +234,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     let format = a.basis.format;
     let nc = nconf::read_opt(a.neuron_config.as_deref())?;
     let card = nconf::model_card(&home.models_dir(), a.model.as_deref(), nc.as_ref())?;
-    let explicit = Explicit {
-        batch: a.batch,
-        max_num_seqs: a.compile.max_num_seqs,
-        ctx_batch_size: a.compile.ctx_batch_size,
-        seq_len: a.compile.seq_len,
-        buckets: a.compile.buckets.clone(),
-        weights_dtype: a.basis.weights_dtype,
-        ..Explicit::default()
-    };
+    let explicit = a.compile.explicit(None, a.batch, a.basis.weights_dtype);
     let mut s = nconf::settings(nc.as_ref(), &explicit, true);
     for (flag, v) in [
         ("--slo-ttft-ms", a.slo_ttft_ms),

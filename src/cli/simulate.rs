@@ -175,15 +175,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         );
     };
     let inst = p.instance(&a.instance)?;
-    let explicit = Explicit {
-        tp: a.tp,
-        max_num_seqs: a.compile.max_num_seqs,
-        ctx_batch_size: a.compile.ctx_batch_size,
-        seq_len: a.compile.seq_len,
-        buckets: a.compile.buckets.clone(),
-        weights_dtype: a.weights_dtype,
-        ..Explicit::default()
-    };
+    let explicit = a.compile.explicit(a.tp, None, a.weights_dtype);
     let mut s = nconf::settings(nc.as_ref(), &explicit, false);
     let mut compile = a.compile.clone();
     compile.max_num_seqs = s.max_num_seqs;

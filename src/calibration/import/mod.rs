@@ -133,13 +133,18 @@ pub struct Measurement {
 pub fn read(path: &Path) -> Result<Vec<Measurement>> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {file}"))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
+    parse_bytes(&bytes, &file)
+}
+
+/// [`parse`] on the bytes of a file, refusing what is not UTF-8 text.
+pub fn parse_bytes(bytes: &[u8], file: &str) -> Result<Vec<Measurement>> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
         anyhow::anyhow!(
             "{file}: not UTF-8 text (byte {}); expected {EXPECTED}",
-            e.utf8_error().valid_up_to()
+            e.valid_up_to()
         )
     })?;
-    parse(&text, &file)
+    parse(text, file)
 }
 
 /// [`read`] on text; `file` names it in errors and in the measurements.
