@@ -8,10 +8,12 @@
 //! first token. Then one decode step runs for the busy slots together (the rows from the
 //! first up to the last busy slot; free rows among them compute a throw-away token). A
 //! sequence that ends (length, end-of-sequence, a stop string, its client gone) frees its
-//! slot at once, so the next waiting request is prefilled before the next step. Free slots
-//! are taken lowest first, which keeps the decoded rows few. The same choice as Neuron's
-//! static-slot continuous batching (slots and context length fixed when the model is
-//! compiled), without chunked prefill.
+//! slot at once, so the next waiting request is prefilled before the next step. Before new
+//! requests are admitted the busy slots are packed first: the sequence in the last busy slot
+//! moves (its cached keys and values copied, a few megabytes) into a freed slot below it, so
+//! a decode step runs exactly as many rows as sequences are decoding, as vLLM's decode
+//! batch does and as the serving simulator prices it. Slots and context length fixed up
+//! front, as in Neuron's static-slot continuous batching, without chunked prefill.
 
 use crate::engine::Engine;
 use crate::generate::{sync, Sampler, Sampling};
@@ -44,6 +46,8 @@ pub struct Served {
     pub peak_busy: usize,
     /// Decode steps run.
     pub steps: u64,
+    /// Sequences moved down into a freed slot (see the module's policy).
+    pub moves: u64,
 }
 
 /// One busy slot.
@@ -135,6 +139,7 @@ impl<'a> Batcher<'a> {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
+            self.pack()?;
             // Admit: every free slot takes the oldest waiting request.
             while open {
                 let Some(free) = self.slots.iter().position(Option::is_none) else {
@@ -188,6 +193,26 @@ impl<'a> Batcher<'a> {
             let _ = job.events.send(Event::Failed("server stopping".into()));
         }
         Ok(self.served)
+    }
+
+    /// Moves sequences from the last busy slots into the free slots below them, until the
+    /// busy slots are `0..busy`: a decode step then runs no throw-away rows.
+    fn pack(&mut self) -> Result<()> {
+        loop {
+            let Some(free) = self.slots.iter().position(Option::is_none) else {
+                return Ok(());
+            };
+            let Some(last) = self.slots.iter().rposition(Option::is_some) else {
+                return Ok(());
+            };
+            if last < free {
+                return Ok(());
+            }
+            let cols = self.slots[last].as_ref().map_or(0, |s| s.len);
+            self.cache.copy_row(last, free, cols)?;
+            self.slots[free] = self.slots[last].take();
+            self.served.moves += 1;
+        }
     }
 
     fn busy(&self) -> usize {
@@ -270,7 +295,8 @@ impl<'a> Batcher<'a> {
         Ok(())
     }
 
-    /// One decode step for every busy slot.
+    /// One decode step for every busy slot (packed first by [`Self::pack`], unless a request
+    /// ended while others were being admitted).
     fn step(&mut self) -> Result<()> {
         let rows = self
             .slots

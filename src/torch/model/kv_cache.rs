@@ -138,6 +138,32 @@ impl KvCache {
         })
     }
 
+    /// Copies the first `cols` columns of row `from` into row `to` in every layer, so a
+    /// sequence can move to another slot (continuous batching keeps its busy slots first).
+    pub fn copy_row(&mut self, from: usize, to: usize, cols: usize) -> Result<()> {
+        if from >= self.batch || to >= self.batch || cols > self.max_len {
+            bail!(
+                "row {from} to row {to}, {cols} columns, in a cache of {} rows and {} columns",
+                self.batch,
+                self.max_len
+            );
+        }
+        if from == to || cols == 0 {
+            return Ok(());
+        }
+        for t in self.k.iter().chain(&self.v) {
+            let src = t.narrow(0, from as i64, 1).narrow(2, 0, cols as i64);
+            let mut dst = t.narrow(0, to as i64, 1).narrow(2, 0, cols as i64);
+            dst.f_copy_(&src).map_err(|e| {
+                anyhow::anyhow!(
+                    "moving a sequence of {cols} positions from slot {from} to slot {to} failed: {}",
+                    crate::model::guard::first_line(&e.to_string())
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// Records which columns of the next prompt are padding (`[batch, t]` bool, true = real).
     pub(crate) fn set_prompt_mask(&mut self, mask: &Tensor) {
         let t = mask.size()[1];
