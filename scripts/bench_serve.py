@@ -9,8 +9,10 @@ of the same load on this machine's host profile.
 2. GuideLLM at CONCURRENCY closed-loop streams measures the server's capacity (requests/s),
    then Poisson loads at fractions of it, from light to near saturation; each load on a
    fresh `profiler serve --max-num-seqs 4 --seq-len 256 --threads T --samples FILE`.
-3. `profiler simulate --device host --host-check RUN.json --no-chunked-prefill` (whole
-   prompts in their own steps, as the server's prefill-first policy) of each load: the
+3. `profiler simulate --device host --host-check RUN.json --no-chunked-prefill
+   --max-num-batched-tokens 1` (whole prompts, one per step, before the decode steps, as
+   the server's prefill-first policy; the server packs its busy slots, so a decode step
+   runs one row per decoding sequence, as simulated) of each load: the
    Poisson loads replay the server's samples file (the same arrival times and lengths), the
    closed loop runs the same lengths at the same concurrency.
 4. A table of measured (GuideLLM's per-request values) against simulated: mean and p90 of
@@ -107,7 +109,7 @@ def simulate(bin_dir, host_report, extra):
     cmd = [os.path.join(bin_dir, "profiler"), "simulate", "--model", "llama", "--device", "host",
            "--host-check", host_report, "--instance", "host", "--weights-dtype", "fp32",
            "--max-num-seqs", str(CONCURRENCY), "--seq-len", str(SEQ_LEN),
-           "--no-chunked-prefill", "--format", "json"] + extra
+           "--no-chunked-prefill", "--max-num-batched-tokens", "1", "--format", "json"] + extra
     r = subprocess.run(cmd, capture_output=True, text=True, check=True)
     s = json.loads(r.stdout)
     return {

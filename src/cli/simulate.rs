@@ -96,7 +96,8 @@ pub struct SimulateArgs {
     /// GPU: run whole prompts in their own steps instead of chunks mixed into decode steps.
     #[arg(long)]
     no_chunked_prefill: bool,
-    /// GPU: token budget of one step (default: vLLM's for the chip).
+    /// GPU: token budget of one step (default: vLLM's for the chip); without chunked
+    /// prefill a prompt above it runs alone in its step.
     #[arg(long)]
     max_num_batched_tokens: Option<u32>,
     /// Prompt tokens.

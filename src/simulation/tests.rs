@@ -588,3 +588,41 @@ fn a_run_stopped_early_misses_the_objectives_the_full_run_misses() {
     }
     assert!(stops >= 4, "the rule never stopped a run ({stops})");
 }
+
+#[test]
+fn prefill_first_with_a_budget_below_a_prompt_prefills_one_prompt_per_step() {
+    // Three 500-token prompts arrive at 0; the first starts a step on its own (a step starts
+    // as soon as a request arrives). Hand computation from the step model's own prompt
+    // steps: with a 2048-token budget the other two share the next step; with a budget
+    // of 1 every prompt has a step of its own, so first tokens come at p, 2p, 3p.
+    let c = card8b();
+    let p = prof("h100-profile");
+    let mut d = dep(8, 4, 2048);
+    d.chunked_prefill = false;
+    let l = fixed(500, 4, Arrivals::Closed { concurrency: 3 }, 3, 1);
+    let firsts = |m: &StepModel| {
+        let mut f: Vec<f64> = run_model(m, &l)
+            .records
+            .iter()
+            .map(|r| r.first_token)
+            .collect();
+        f.sort_by(f64::total_cmp);
+        f
+    };
+    let together = StepModel::new(&c.architecture, &p, &p.latency, &d);
+    let one = together.mixed_step_s(&[], &[(500, 0)]);
+    let two = together.mixed_step_s(&[], &[(500, 0), (500, 0)]);
+    let f = firsts(&together);
+    for (t, want) in f.iter().zip([one, one + two, one + two]) {
+        assert!(close(*t, want, 1e-12), "{f:?}: {one} then {two}");
+    }
+    d.max_num_batched_tokens = 1;
+    let alone = StepModel::new(&c.architecture, &p, &p.latency, &d);
+    let f = firsts(&alone);
+    for (k, t) in f.iter().enumerate() {
+        assert!(
+            close(*t, (k + 1) as f64 * one, 1e-12),
+            "{f:?}: steps of {one}"
+        );
+    }
+}
