@@ -125,7 +125,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("bin_dir")
     ap.add_argument("out")
-    ap.add_argument("--requests", type=int, default=16)
+    ap.add_argument("--requests", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     work = tempfile.mkdtemp(prefix="bench-serve.")
