@@ -23,13 +23,13 @@ impl<'a> Names<'a> {
     }
 
     /// The value `s` took from the file, as typed on a command line.
-    fn from_file(&self, s: Setting) -> Option<String> {
+    fn file_value(&self, s: Setting) -> Option<String> {
         self.file.and_then(|a| a.file_value(s.key()))
     }
 
     /// `s` as the user gave it.
     pub fn name(&self, s: Setting) -> String {
-        match self.from_file(s) {
+        match self.file_value(s) {
             Some(_) => s.key().to_string(),
             None => s.flag().to_string(),
         }
@@ -40,7 +40,7 @@ impl<'a> Names<'a> {
     fn source(&self, named: &[Setting]) -> String {
         let read: Vec<String> = named
             .iter()
-            .filter_map(|&s| self.from_file(s).map(|v| format!("{} {v}", s.key())))
+            .filter_map(|&s| self.file_value(s).map(|v| format!("{} {v}", s.key())))
             .collect();
         match self.file {
             Some(a) if !read.is_empty() => format!(" ({} read from {})", read.join(", "), a.path),
@@ -75,8 +75,8 @@ mod tests {
     use serde_json::json;
     use std::collections::BTreeMap;
 
-    /// What `--neuron-config` reports after setting `seq_len` and `buckets`, with `--tp`
-    /// given over the file's.
+    /// What `--neuron-config` reports after setting `seq_len` and `buckets` (the flags set
+    /// the rest).
     fn applied() -> Applied {
         Applied {
             path: "compiled/neuron_config.json".into(),
