@@ -409,6 +409,39 @@ fn compare_simulate_and_plan_take_it_too() {
         }
     }
     assert_eq!(v["neuron_config"]["format"], "optimum-neuron");
+    // A row's reason names a value the file set as the file's.
+    let v = json_of(&[
+        "plan",
+        "--neuron-config",
+        &fixture(TNX),
+        "--device",
+        "inf2-profile",
+        "--rate",
+        "1",
+        "--input-len",
+        "2000",
+        "--output-len",
+        "200",
+        "--slo-tpot-ms",
+        "100",
+        "--format",
+        "json",
+    ]);
+    let reasons: Vec<&str> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["reason"].as_str())
+        .filter(|r| r.contains("below input + output"))
+        .collect();
+    assert!(!reasons.is_empty(), "{v}");
+    for r in reasons {
+        assert!(
+            r.starts_with("seq_len 2048 is below input + output = 2000 + 200 = 2200 tokens (seq_len 2048 read from ")
+                && r.ends_with("config.json)"),
+            "{r}"
+        );
+    }
 }
 
 #[test]
@@ -475,7 +508,8 @@ fn bad_files_are_one_line_errors_naming_file_and_field() {
         &out,
         "--neuron-config: no chosen instance holds tp_degree 32 at LNC 2",
     );
-    // A value the file set is named as the file's in the error it causes.
+    // A value the file set is named as the file's in the error it causes: by its key, not
+    // by a flag the user never typed.
     let out = common::run_err(&[
         "project",
         "--neuron-config",
@@ -489,7 +523,7 @@ fn bad_files_are_one_line_errors_naming_file_and_field() {
     ]);
     common::assert_one_line_error(
         &out,
-        "--seq-len 2048 is below input + output = 2000 + 200 = 2200 tokens (--seq-len 2048 read from ",
+        "error: seq_len 2048 is below input + output = 2000 + 200 = 2200 tokens (seq_len 2048 read from ",
     );
     common::assert_one_line_error(
         &out,

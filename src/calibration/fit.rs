@@ -15,6 +15,7 @@ use crate::projection::calibrate::{fit_free, leave_one_group_out_by, FittedParam
 use crate::projection::latency::{estimate, Target};
 use crate::projection::params::{LatencyParams, PARAM_NAMES};
 use crate::projection::profile::{DeviceKind, PriceKind, Profile};
+use crate::projection::setting::{Setting, SettingError};
 use crate::projection::step::{Deployment, StepModel};
 use crate::projection::types::{CalibrationError, HeldOut};
 use crate::projection::WeightsDtype;
@@ -169,7 +170,7 @@ fn dtype_of_file(s: &str) -> Option<WeightsDtype> {
 /// Resolves one measurement: the model card (the flag, else the file's model name), the
 /// instance, TP, dtype and serving settings (flags first, then the file, then the
 /// documented defaults of the profile's software; a setting with none is an error naming
-/// its flag), and the load to replay.
+/// it), and the load to replay.
 pub fn resolve(
     mut m: Measurement,
     flags: &Flags,
@@ -177,58 +178,86 @@ pub fn resolve(
     find_card: &dyn Fn(&str) -> Result<ModelCard>,
 ) -> Result<Resolved> {
     let what = format!("{} ({})", m.file, m.label);
+    // "FILE (LABEL): the file does not state X: give --flag VALUE…".
+    let give = |missing: &str, setting: Setting, rest: String| {
+        SettingError::text(format!("{what}: {missing}: give ")).then(setting, rest)
+    };
     let card = match (&flags.card, &m.model) {
         (Some(c), _) => c.clone(),
-        (None, Some(n)) => {
-            find_card(n).with_context(|| format!("{what}: its model {n:?} (give --model CARD)"))?
-        }
-        (None, None) => {
-            bail!("{what}: the file does not name its model: give --model CARD")
-        }
+        (None, Some(n)) => find_card(n).map_err(|e| {
+            SettingError::text(format!("{what}: its model {n:?} (give "))
+                .then(Setting::Model, format!(" CARD): {e:#}"))
+        })?,
+        (None, None) => bail!(give(
+            "the file does not name its model",
+            Setting::Model,
+            " CARD".into()
+        )),
     };
     let instance = match (&flags.instance, &m.settings.instance) {
         (Some(i), _) | (None, Some(i)) => i.clone(),
-        (None, None) => bail!(
-            "{what}: the file does not say which instance it ran on: give --instance NAME (one of {})",
-            instance_names(profile)
-        ),
+        (None, None) => bail!(give(
+            "the file does not say which instance it ran on",
+            Setting::Instance,
+            format!(" NAME (one of {})", instance_names(profile))
+        )),
     };
     let inst = profile.instance(&instance)?;
     let only_tp = (profile.runtime.tp_degrees == [1]).then_some(1);
     let tp = match flags.tp.or(m.settings.tp).or(only_tp) {
         Some(t) => t,
-        None => bail!(
-            "{what}: the file does not state its tensor-parallel degree: give --tp N (one of {:?})",
-            profile.runtime.tp_degrees
-        ),
+        None => bail!(give(
+            "the file does not state its tensor-parallel degree",
+            Setting::Tp,
+            format!(" N (one of {:?})", profile.runtime.tp_degrees)
+        )),
     };
     profile.check_tp(inst, tp)?;
     let dtype = match (flags.weights_dtype, &m.settings.dtype) {
         (Some(d), _) => d,
-        (None, Some(s)) => dtype_of_file(s).with_context(|| {
-            format!("{what}: the file's dtype {s:?} is not one this tool models: give --weights-dtype D")
+        (None, Some(s)) => dtype_of_file(s).ok_or_else(|| {
+            give(
+                &format!("the file's dtype {s:?} is not one this tool models"),
+                Setting::WeightsDtype,
+                " D".into(),
+            )
         })?,
-        (None, None) => bail!(
-            "{what}: the file does not state the weights dtype: give --weights-dtype D (bf16, fp16, fp8, int8, int4 or fp32)"
-        ),
+        (None, None) => bail!(give(
+            "the file does not state the weights dtype",
+            Setting::WeightsDtype,
+            " D (bf16, fp16, fp8, int8, int4 or fp32)".into()
+        )),
     };
     for missing in m.missing() {
         match missing {
             "batch" => {
-                let b = flags.max_num_seqs.or(m.settings.max_num_seqs).with_context(|| {
-                    format!("{what}: the file does not state its batch: give --max-num-seqs B (the compiled batch it ran)")
-                })?;
+                let b = flags
+                    .max_num_seqs
+                    .or(m.settings.max_num_seqs)
+                    .ok_or_else(|| {
+                        give(
+                            "the file does not state its batch",
+                            Setting::MaxNumSeqs,
+                            " B (the compiled batch it ran)".into(),
+                        )
+                    })?;
                 m.load = MeasuredLoad::StaticBatch { batch: b };
             }
             "input_tokens" => {
-                m.input_tokens = f64::from(flags.input_len.with_context(|| {
-                    format!("{what}: the file does not state its prompt length: give --input-len N")
+                m.input_tokens = f64::from(flags.input_len.ok_or_else(|| {
+                    give(
+                        "the file does not state its prompt length",
+                        Setting::InputLen,
+                        " N".into(),
+                    )
                 })?)
             }
             "output_tokens" => {
-                m.output_tokens = f64::from(flags.output_len.with_context(|| {
-                    format!(
-                        "{what}: the file does not state its output length: give --output-len N"
+                m.output_tokens = f64::from(flags.output_len.ok_or_else(|| {
+                    give(
+                        "the file does not state its output length",
+                        Setting::OutputLen,
+                        " N".into(),
                     )
                 })?)
             }
@@ -254,10 +283,14 @@ pub fn resolve(
                 profile.runtime.static_shapes.is_some() || profile.kind == DeviceKind::Host;
             let slots = match max_num_seqs {
                 Some(b) => b,
-                None if static_slots => bail!(
-                    "{what}: a serving run on {} needs the slots it was served with: give --max-num-seqs B",
-                    profile.name
-                ),
+                None if static_slots => bail!(give(
+                    &format!(
+                        "a serving run on {} needs the slots it was served with",
+                        profile.name
+                    ),
+                    Setting::MaxNumSeqs,
+                    " B".into()
+                )),
                 None => {
                     assumed.push(format!(
                         "max_num_seqs {VLLM_DEFAULT_MAX_NUM_SEQS} (vLLM's default)"
@@ -273,10 +306,14 @@ pub fn resolve(
                 .unwrap_or(input + output);
             let seq_len = match (seq_len, profile.runtime.static_shapes) {
                 (Some(s), _) => s,
-                (None, Some(_)) => bail!(
-                    "{what}: a serving run on {} needs the compiled sequence length: give --seq-len S",
-                    profile.name
-                ),
+                (None, Some(_)) => bail!(give(
+                    &format!(
+                        "a serving run on {} needs the compiled sequence length",
+                        profile.name
+                    ),
+                    Setting::SeqLen,
+                    " S".into()
+                )),
                 (None, None) => {
                     assumed.push(format!(
                         "maximum model length {longest} (the longest request)"
@@ -522,14 +559,14 @@ pub fn parameters(
     if let Some(names) = explicit {
         for n in names {
             if !PARAM_NAMES.contains(&n.as_str()) {
-                bail!(
-                    "--fit names {n:?}, expected some of {}",
-                    PARAM_NAMES.join(", ")
-                );
+                bail!(SettingError::new(
+                    Setting::Fit,
+                    format!(" names {n:?}, expected some of {}", PARAM_NAMES.join(", "))
+                ));
             }
         }
         if names.is_empty() {
-            bail!("--fit names no parameter");
+            bail!(SettingError::new(Setting::Fit, " names no parameter"));
         }
         return Ok((names.to_vec(), Vec::new()));
     }
@@ -719,6 +756,7 @@ mod tests {
     use super::*;
     use crate::calibration::import::{FileSettings, Observed, RequestShape, Tool};
     use crate::model::card;
+    use crate::projection::setting;
     use std::path::PathBuf;
 
     fn root() -> PathBuf {
@@ -808,56 +846,73 @@ mod tests {
                 128.0,
             )
         };
-        let cases: [(Flags, &str); 5] = [
+        let cases: [(Flags, Setting); 5] = [
             (
                 Flags {
                     instance: None,
                     ..flags()
                 },
-                "--instance",
+                Setting::Instance,
             ),
             (
                 Flags {
                     tp: None,
                     ..flags()
                 },
-                "--tp",
+                Setting::Tp,
             ),
             (
                 Flags {
                     weights_dtype: None,
                     ..flags()
                 },
-                "--weights-dtype",
+                Setting::WeightsDtype,
             ),
             (
                 Flags {
                     max_num_seqs: None,
                     ..flags()
                 },
-                "--max-num-seqs",
+                Setting::MaxNumSeqs,
             ),
             (
                 Flags {
                     seq_len: None,
                     ..flags()
                 },
-                "--seq-len",
+                Setting::SeqLen,
             ),
         ];
-        for (f, flag) in cases {
-            let e = format!("{:#}", resolve(m(), &f, &p, &find).unwrap_err());
-            assert!(e.contains(flag) && e.contains("a.json"), "{flag}: {e}");
-            assert_eq!(e.lines().count(), 1, "{e}");
+        for (f, setting) in cases {
+            let e = resolve(m(), &f, &p, &find).unwrap_err();
+            let plain = format!("{e:#}");
+            let give = format!("give {} ", setting.key());
+            assert!(
+                plain.contains(&give) && plain.contains("a.json"),
+                "{setting:?}: {plain}"
+            );
+            assert!(!plain.contains("--"), "{plain}");
+            let flags = setting::chain_with_flags(&e);
+            assert!(
+                flags.contains(&format!("give {} ", setting.flag())),
+                "{flags}"
+            );
+            assert_eq!(flags.lines().count(), 1, "{flags}");
         }
         let mut unnamed = m();
         unnamed.model = None;
-        let e = format!("{:#}", resolve(unnamed, &flags(), &p, &find).unwrap_err());
-        assert!(e.contains("--model"), "{e}");
+        let e = resolve(unnamed, &flags(), &p, &find).unwrap_err();
+        assert!(
+            setting::chain_with_flags(&e).contains("give --model CARD"),
+            "{e}"
+        );
         let mut unknown = m();
         unknown.model = Some("org/Unknown-7B".into());
-        let e = format!("{:#}", resolve(unknown, &flags(), &p, &find).unwrap_err());
-        assert!(e.contains("--model"), "{e}");
+        let e = resolve(unknown, &flags(), &p, &find).unwrap_err();
+        assert!(
+            setting::chain_with_flags(&e).contains("(give --model CARD): "),
+            "{e}"
+        );
         // The file's own settings fill what the flags leave out.
         let mut said = m();
         said.settings = FileSettings {
@@ -967,7 +1022,7 @@ mod tests {
             "{why}"
         );
         let e = parameters(&p, &[one], Some(&["speed".to_string()])).unwrap_err();
-        assert!(e.to_string().contains("--fit names \"speed\""), "{e}");
+        assert!(e.to_string().starts_with("fit names \"speed\""), "{e}");
     }
 
     #[test]

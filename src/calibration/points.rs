@@ -11,6 +11,7 @@ use crate::model::card::{self, ModelCard};
 use crate::projection::calibrate::{calibrate_profile, CalibrationReport, PointError};
 use crate::projection::points::{self, Point};
 use crate::projection::profile::{self, CalibrationStatus, Profile};
+use crate::projection::setting::{Setting, SettingError};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -212,10 +213,11 @@ pub fn calibrate(
     let path = match (points_path, &profile.calibration.points) {
         (Some(p), _) => p.to_path_buf(),
         (None, Some(p)) => p.clone(),
-        (None, None) => bail!(
-            "{}: field `calibration.points` is missing and no --points file was given",
+        (None, None) => bail!(SettingError::text(format!(
+            "{}: field `calibration.points` is missing and no ",
             profile.path.display()
-        ),
+        ))
+        .then(Setting::Points, " file was given")),
     };
     let pts = points::load(&path)?;
     let mut r = calibrate_points(&profile, models_dir, &pts, &path.display().to_string())?;

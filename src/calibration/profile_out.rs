@@ -7,6 +7,7 @@
 use super::fit::{FromReport, Resolved};
 use crate::projection::calibrate::round_sig;
 use crate::projection::profile::Profile;
+use crate::projection::setting::{Setting, SettingError};
 use crate::projection::types::HeldOut;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -17,21 +18,19 @@ const SOURCE_KEY: &str = "calibrate-from";
 
 /// The profile name a written file gets: its file stem.
 pub fn name_of(out: &Path) -> Result<String> {
+    let bad = || {
+        SettingError::new(
+            Setting::WriteProfile,
+            format!(" {}: expected a file name ending in .toml", out.display()),
+        )
+    };
     let stem = out
         .file_stem()
         .and_then(|s| s.to_str())
         .filter(|s| !s.is_empty())
-        .with_context(|| {
-            format!(
-                "--write-profile {}: expected a file name ending in .toml",
-                out.display()
-            )
-        })?;
+        .ok_or_else(bad)?;
     if out.extension().and_then(|e| e.to_str()) != Some("toml") {
-        bail!(
-            "--write-profile {}: expected a file name ending in .toml",
-            out.display()
-        );
+        bail!(bad());
     }
     Ok(stem.to_string())
 }
@@ -320,7 +319,7 @@ mod tests {
             name_of(Path::new("dir/my-inf2.json"))
                 .unwrap_err()
                 .to_string(),
-            "--write-profile dir/my-inf2.json: expected a file name ending in .toml"
+            "write_profile dir/my-inf2.json: expected a file name ending in .toml"
         );
     }
 }

@@ -1,6 +1,7 @@
 //! `profiler calibrate`: a profile refitted on its points file (`--points`), or a new
 //! profile fitted on benchmark result files (`--from`).
 
+use super::names::Names;
 use super::project::{format, weights_dtype, CompileArgs};
 use super::simulate::host_from_report;
 use super::write_out;
@@ -176,7 +177,7 @@ fn calibrate_from(a: CalibrateArgs, home: &Home) -> Result<()> {
     };
     let (report, resolved) =
         calibration::from_files(&base, &home.models_dir(), &a.from, &flags, a.fit.as_deref())
-            .map_err(|e| s.explain(e))?;
+            .map_err(|e| Names::with_file(s.report.as_ref()).error(e))?;
     let written = match (&a.write_profile, &out_name) {
         (Some(out), Some(name)) => {
             let base_text = std::fs::read_to_string(&base.path).with_context(|| {

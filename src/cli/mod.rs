@@ -4,6 +4,7 @@ pub mod accuracy;
 mod calibrate;
 mod engine_handoff;
 pub mod generate;
+pub mod names;
 pub mod project;
 mod report;
 pub mod run;
@@ -37,7 +38,8 @@ pub fn emit_report(text: &str, out: Option<&Path>) -> Result<()> {
 }
 
 /// Runs `command` as a process's main: a panic prints one line, an error prints the first
-/// line of its chain (libtorch messages carry C++ backtraces after it), and the process
+/// line of its chain (libtorch messages carry C++ backtraces after it), the settings the
+/// library names in it named by their flags, and the process
 /// exits with 0, 1, or the status an [`Exit`] asks for.
 pub fn main_with(command: fn() -> Result<()>) {
     std::panic::set_hook(Box::new(|info| {
@@ -55,7 +57,7 @@ pub fn main_with(command: fn() -> Result<()>) {
         Err(e) => match e.downcast_ref::<Exit>() {
             Some(Exit(code)) => *code,
             None => {
-                let msg = format!("{e:#}");
+                let msg = names::Names::flags().error_text(&e);
                 eprintln!("error: {}", msg.lines().next().unwrap_or(""));
                 1
             }

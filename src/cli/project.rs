@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
 
+use super::names::Names;
 use super::write_out;
 
 /// Profiles named by `--device` (comma-separated or `all`); none when not given.
@@ -186,7 +187,8 @@ pub fn project(a: ProjectArgs) -> Result<()> {
     req.dp = a.compile.dp;
     let profiles = profile::load_selection(&home.profiles_dir(), &a.device)?;
     let profiles = nconf::hold(profiles, &mut s, req.dp, req.instance.as_deref())?;
-    let rows = proj::project::project_profiles(&card, &profiles, &req).map_err(|e| s.explain(e))?;
+    let rows = proj::project::project_profiles(&card, &profiles, &req)
+        .map_err(|e| Names::with_file(s.report.as_ref()).error(e))?;
     let out = export::projections(
         format,
         &card.name,
@@ -263,7 +265,10 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         req.tp = s.tp;
         req.max_batch = req.batch;
     }
-    let r = proj::compare::compare_profiles(&card, &profiles, &req).map_err(|e| s.explain(e))?;
+    let names = Names::with_file(s.report.as_ref());
+    let mut r =
+        proj::compare::compare_profiles(&card, &profiles, &req).map_err(|e| names.error(e))?;
+    r.name_settings(&|why| names.reason(why));
     if let Some(path) = &a.plot {
         crate::paths::check_output_file("--plot", path)?;
     }

@@ -1,5 +1,6 @@
 //! `profiler simulate` and `profiler plan`: the serving simulator and capacity planning.
 
+use super::names::Names;
 use super::project::CompileArgs;
 use super::write_out;
 use crate::model::card;
@@ -277,7 +278,8 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
         crate::paths::check_output_file("--per-request", path)?;
     }
     let started = std::time::Instant::now();
-    let (report, outcome) = sim::run(&card, p, inst, &req).map_err(|e| s.explain(e))?;
+    let (report, outcome) =
+        sim::run(&card, p, inst, &req).map_err(|e| Names::with_file(s.report.as_ref()).error(e))?;
     if a.timing {
         eprintln!(
             "timing: simulated {} requests in {:.1} ms",
@@ -499,7 +501,9 @@ pub fn plan(a: PlanArgs) -> Result<()> {
         compiled,
     };
     let started = std::time::Instant::now();
-    let r = plan::plan(&card, &profiles, &req)?;
+    let names = Names::with_file(s.report.as_ref());
+    let mut r = plan::plan(&card, &profiles, &req).map_err(|e| names.error(e))?;
+    r.name_settings(&|why| names.reason(why));
     if a.timing {
         eprintln!(
             "timing: planned {} instance types in {:.1} ms",

@@ -12,6 +12,7 @@ use super::lsq::levenberg_marquardt_h;
 use super::params::{LatencyParams, PARAM_NAMES};
 use super::points::Point;
 use super::profile::Profile;
+use super::setting::{Setting, SettingError};
 use super::types::{CalibrationError, HeldOut};
 use crate::model::card::ModelCard;
 use anyhow::{bail, Context, Result};
@@ -642,12 +643,15 @@ pub fn write_profile(profile_path: &Path, report: &CalibrationReport) -> Result<
     };
     match own {
         Some(own) if same(&own, &report.points_path) => {}
-        own => bail!(
-            "--write: the fit used {}, but {} names {} as its calibration points; point `calibration.points` (and its note and sources) at the new file first",
-            report.points_path.display(),
-            profile_path.display(),
-            own.map_or("none".to_string(), |p| p.display().to_string())
-        ),
+        own => bail!(SettingError::new(
+            Setting::Write,
+            format!(
+                ": the fit used {}, but {} names {} as its calibration points; point `calibration.points` (and its note and sources) at the new file first",
+                report.points_path.display(),
+                profile_path.display(),
+                own.map_or("none".to_string(), |p| p.display().to_string())
+            )
+        )),
     }
     let new = write_back(&text, report)?;
     Profile::parse(&new, profile_path)?;

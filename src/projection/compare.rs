@@ -6,6 +6,7 @@ use super::dtype::WeightsDtype;
 use super::profile::{self, PriceKind, Profile};
 use super::project::{check_compile, check_settings, natural_tp_for, project_one};
 use super::project::{ProjectRequest, Projected};
+use super::setting::{Setting, SettingError};
 use crate::model::card::ModelCard;
 use anyhow::{bail, Result};
 use schemars::JsonSchema;
@@ -29,6 +30,19 @@ impl Slo {
         self.ttft_ms.is_none_or(|x| p.projection.ttft_ms <= x)
             && self.tpot_ms.is_none_or(|y| p.projection.tpot_ms <= y)
     }
+}
+
+/// Refuses a latency objective that is not a positive number of milliseconds.
+pub fn check_slo_ms(ttft_ms: Option<f64>, tpot_ms: Option<f64>) -> Result<()> {
+    for (setting, v) in [(Setting::SloTtftMs, ttft_ms), (Setting::SloTpotMs, tpot_ms)] {
+        if v.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+            bail!(SettingError::new(
+                setting,
+                " must be a positive number of milliseconds"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What to compare.
@@ -105,6 +119,21 @@ pub struct CompareRow {
     pub meets_slo: bool,
     /// Why the row is not usable, when it is not.
     pub reason: Option<String>,
+    /// `reason` with the settings it names kept, for the command line to name them as the
+    /// user gave them (`reason` names them by their keys).
+    #[serde(skip)]
+    pub reason_settings: Option<SettingError>,
+}
+
+impl CompareReport {
+    /// Rewrites each row's reason with its settings named by `name`.
+    pub fn name_settings(&mut self, name: &dyn Fn(&SettingError) -> String) {
+        for r in &mut self.rows {
+            if let Some(s) = &r.reason_settings {
+                r.reason = Some(name(s));
+            }
+        }
+    }
 }
 
 /// Result of `profiler compare` (JSON schema version 1).
@@ -189,10 +218,12 @@ fn row(card: &ModelCard, profile: &Profile, inst_idx: usize, req: &CompareReques
     // Settings this instance cannot run (replicas beyond it, a prompt beyond its buckets):
     // listed with the reason, not ranked.
     if let Err(e) = check_compile(card, profile, inst, tp, &preq) {
+        let why = SettingError::from_chain(&e);
         return CompareRow {
             projected: base,
             meets_slo: false,
-            reason: Some(format!("{e:#}")),
+            reason: Some(why.to_string()),
+            reason_settings: Some(why),
         };
     }
     if !base.projection.fits {
@@ -201,6 +232,7 @@ fn row(card: &ModelCard, profile: &Profile, inst_idx: usize, req: &CompareReques
             projected: base,
             meets_slo: false,
             reason,
+            reason_settings: None,
         };
     }
     if !req.slo.is_set() {
@@ -208,6 +240,7 @@ fn row(card: &ModelCard, profile: &Profile, inst_idx: usize, req: &CompareReques
             projected: base,
             meets_slo: true,
             reason: None,
+            reason_settings: None,
         };
     }
     let hi = base
@@ -220,6 +253,7 @@ fn row(card: &ModelCard, profile: &Profile, inst_idx: usize, req: &CompareReques
             projected: p,
             meets_slo: true,
             reason: None,
+            reason_settings: None,
         },
         None => {
             let x = &base.projection;
@@ -234,6 +268,7 @@ fn row(card: &ModelCard, profile: &Profile, inst_idx: usize, req: &CompareReques
                 projected: base,
                 meets_slo: false,
                 reason: Some(why.join("; ")),
+                reason_settings: None,
             }
         }
     }
@@ -258,21 +293,16 @@ pub fn compare_profiles(
     req: &CompareRequest,
 ) -> Result<CompareReport> {
     if req.input_len == 0 || req.output_len == 0 || req.batch == 0 {
-        bail!("--input-len, --output-len and --batch must be positive");
+        bail!(SettingError::new(Setting::InputLen, ", ")
+            .then(Setting::OutputLen, " and ")
+            .then(Setting::Batch, " must be positive"));
     }
     super::project::check_positions(card, req.input_len, req.output_len)?;
     if req.dp == 0 {
-        bail!("--dp must be at least 1");
+        bail!(SettingError::new(Setting::Dp, " must be at least 1"));
     }
     check_settings(&req.project_request(1))?;
-    for (name, v) in [
-        ("--slo-ttft-ms", req.slo.ttft_ms),
-        ("--slo-tpot-ms", req.slo.tpot_ms),
-    ] {
-        if v.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
-            bail!("{name} must be a positive number of milliseconds");
-        }
-    }
+    check_slo_ms(req.slo.ttft_ms, req.slo.tpot_ms)?;
     let mut rows: Vec<CompareRow> = profiles
         .iter()
         .flat_map(|p| (0..p.instances.len()).map(move |i| (p, i)))
@@ -467,8 +497,11 @@ mod tests {
         let small = get("inf2.xlarge");
         assert!(!small.meets_slo);
         let why = small.reason.as_deref().unwrap();
+        // The command line names the settings by their flags.
+        let named = small.reason_settings.as_ref().unwrap().with_flags();
+        assert!(named.starts_with("--dp 3 × --tp "), "{named}");
         assert!(
-            why.contains("--dp 3") && why.contains("inf2.xlarge"),
+            why.starts_with("dp 3 × tp ") && why.contains("inf2.xlarge"),
             "{why}"
         );
         assert_eq!(sort_key(small).0, 2);
@@ -479,6 +512,6 @@ mod tests {
         let e = compare(&root().join("profiles"), &c, "inf2-profile", &bad)
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("--seq-len 1024 is below"), "{e}");
+        assert!(e.starts_with("seq_len 1024 is below"), "{e}");
     }
 }

@@ -25,6 +25,7 @@ pub mod points;
 pub mod profile;
 pub mod profile_file;
 pub mod project;
+pub mod setting;
 pub mod step;
 pub mod types;
 

@@ -34,6 +34,7 @@
 
 use super::dtype::WeightsDtype;
 use super::profile::{DeviceKind, Instance, Profile};
+use super::setting::{Setting, SettingError};
 use crate::model::card::{self, ModelCard};
 use crate::model::hf_config;
 use crate::output::Format;
@@ -259,16 +260,23 @@ pub fn read(path: &Path) -> Result<NeuronConfig> {
         } else if cj.is_file() {
             cj
         } else {
-            bail!(
-                "--neuron-config {}: the directory holds neither {NEURON_CONFIG_FILE} nor config.json",
-                path.display()
-            );
+            bail!(SettingError::new(
+                Setting::NeuronConfig,
+                format!(
+                    " {}: the directory holds neither {NEURON_CONFIG_FILE} nor config.json",
+                    path.display()
+                )
+            ));
         }
     } else {
         path.to_path_buf()
     };
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("--neuron-config: cannot read {}", file.display()))?;
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        SettingError::new(
+            Setting::NeuronConfig,
+            format!(": cannot read {}: {e}", file.display()),
+        )
+    })?;
     parse(&text, &file)
 }
 
@@ -673,29 +681,6 @@ impl Settings {
         }
     }
 
-    /// `e`, saying which of the flags it names came from the file: an error about
-    /// `--seq-len` the user never typed must point at where the value was read.
-    pub fn explain(&self, e: anyhow::Error) -> anyhow::Error {
-        let Some(r) = &self.report else { return e };
-        let msg = format!("{e:#}");
-        let from: Vec<String> = r
-            .applied
-            .iter()
-            .map(|(k, v)| (format!("--{}", k.replace('_', "-")), v))
-            .filter(|(flag, _)| {
-                msg.match_indices(flag.as_str()).any(|(i, _)| {
-                    !msg[i + flag.len()..]
-                        .starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-')
-                })
-            })
-            .map(|(flag, v)| format!("{flag} {}", flag_value(v)))
-            .collect();
-        if from.is_empty() {
-            return e;
-        }
-        anyhow::anyhow!("{msg} ({} read from {})", from.join(", "), r.path)
-    }
-
     /// Records that `flags` are not taken by this command (`why`), dropping their values.
     pub fn not_taken(&mut self, flags: &[&str], why: &str) {
         let Some(r) = &mut self.report else { return };
@@ -908,13 +893,17 @@ pub fn model_card(
         return card::find(models_dir, m);
     }
     let Some(c) = cfg else {
-        bail!("--model is required (a model card, a config.json or a directory holding one)");
+        bail!(SettingError::new(
+            Setting::Model,
+            " is required (a model card, a config.json or a directory holding one)"
+        ));
     };
     let Some(src) = &c.model_config else {
-        bail!(
-            "{}: no config.json beside it and no model attributes in it: give --model",
+        bail!(SettingError::text(format!(
+            "{}: no config.json beside it and no model attributes in it: give ",
             c.path.display()
-        );
+        ))
+        .then(Setting::Model, ""));
     };
     let mut card = ModelCard::from_hf(hf_config::read(src)?);
     // NxD Inference's own file: name the card after the compiled model's directory.
@@ -950,10 +939,13 @@ pub fn hold(
                     .iter()
                     .any(|i| i.name.eq_ignore_ascii_case(name))
         }) {
-            bail!(
-                "--instance {name} is in {}: a Neuron-compiled configuration runs on Neuron instances only",
-                p.name
-            );
+            bail!(SettingError::new(
+                Setting::Instance,
+                format!(
+                    " {name} is in {}: a Neuron-compiled configuration runs on Neuron instances only",
+                    p.name
+                )
+            ));
         }
     }
     if !other.is_empty() {
@@ -967,22 +959,28 @@ pub fn hold(
             .iter()
             .find(|n| n.instance.eq_ignore_ascii_case(name))
         {
-            bail!(
-                "--instance {name} cannot hold the configuration of {}: {}",
-                report.path,
-                n.line()
-            );
+            bail!(SettingError::new(
+                Setting::Instance,
+                format!(
+                    " {name} cannot hold the configuration of {}: {}",
+                    report.path,
+                    n.line()
+                )
+            ));
         }
         not_held.clear();
     }
     if kept.is_empty() && not_held.is_empty() {
-        bail!(
-            "--neuron-config: {} not Neuron profiles: a Neuron-compiled configuration runs on Neuron instances only",
-            other.join(", ")
-        );
+        bail!(SettingError::new(
+            Setting::NeuronConfig,
+            format!(
+                ": {} not Neuron profiles: a Neuron-compiled configuration runs on Neuron instances only",
+                other.join(", ")
+            )
+        ));
     }
     if kept.is_empty() {
-        return Err(none_held(tp, s.lnc, &not_held));
+        bail!(none_held(tp, s.lnc, &not_held));
     }
     report.not_held = not_held;
     Ok(kept)
@@ -997,21 +995,30 @@ pub fn attach(report: Option<&Applied>, format: Format, out: Vec<u8>) -> Vec<u8>
 }
 
 /// One error line when no chosen instance holds the configuration.
-pub fn none_held(tp: u32, lnc: Option<u32>, not_held: &[NotHeld]) -> anyhow::Error {
+pub fn none_held(tp: u32, lnc: Option<u32>, not_held: &[NotHeld]) -> SettingError {
     let lines: Vec<String> = not_held
         .iter()
         .take(4)
         .map(|n| format!("{}: {}", n.instance, n.reason))
         .collect();
-    anyhow::anyhow!(
-        "--neuron-config: no chosen instance holds tp_degree {tp}{}: {}{}",
-        lnc.map_or(String::new(), |l| format!(" at LNC {l}")),
-        lines.join("; "),
-        if not_held.len() > 4 { "; …" } else { "" }
+    SettingError::new(
+        Setting::NeuronConfig,
+        format!(
+            ": no chosen instance holds tp_degree {tp}{}: {}{}",
+            lnc.map_or(String::new(), |l| format!(" at LNC {l}")),
+            lines.join("; "),
+            if not_held.len() > 4 { "; …" } else { "" }
+        ),
     )
 }
 
 impl Applied {
+    /// The value the file set for the setting `key` (`seq_len`), as typed on a command
+    /// line; `None` when the file did not set it or a flag won.
+    pub fn file_value(&self, key: &str) -> Option<String> {
+        self.applied.get(key).map(flag_value)
+    }
+
     /// The note lines of the text formats.
     pub fn text(&self) -> String {
         let mut s = format!("Neuron config: {} ({})\n", self.path, self.format);
@@ -1317,23 +1324,15 @@ mod tests {
         let t = r.text();
         assert!(t.contains("--tp 16 given: wins over the file's 32"), "{t}");
         assert!(t.contains("--buckets 512,1024,2048"), "{t}");
-        let e = resolve(&c, &Explicit::default(), true)
-            .explain(anyhow::anyhow!("--seq-len 4096 is below input + output"))
-            .to_string();
-        assert!(
-            e.ends_with(&format!(
-                "below input + output (--seq-len 4096 read from {})",
-                r.path
-            )),
-            "{e}"
-        );
-        let e = s
-            .explain(anyhow::anyhow!("--tp 16 is not allowed"))
-            .to_string();
+        // What the file set is its to name (an error names `seq_len 4096 read from` it);
+        // a flag that won is the user's own.
+        let from_file = resolve(&c, &Explicit::default(), true).report.unwrap();
+        assert_eq!(from_file.file_value("seq_len").as_deref(), Some("4096"));
         assert_eq!(
-            e, "--tp 16 is not allowed",
-            "an explicit flag is the user's own"
+            from_file.file_value("buckets").as_deref(),
+            Some("512,1024,2048")
         );
+        assert_eq!(r.file_value("tp"), None);
         let mut s = s;
         s.not_taken(&["buckets"], "no --buckets here");
         assert_eq!(s.buckets, None);
@@ -1444,6 +1443,6 @@ mod tests {
             .reason
             .contains("tp_degree 32 is not a degree inf2-profile runs"));
         let e = none_held(32, Some(1), &not).to_string();
-        assert!(e.starts_with("--neuron-config: no chosen instance holds tp_degree 32 at LNC 1"));
+        assert!(e.starts_with("neuron_config: no chosen instance holds tp_degree 32 at LNC 1"));
     }
 }

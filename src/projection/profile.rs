@@ -5,6 +5,7 @@ use super::dtype::{ComputeRate, WeightsDtype};
 use super::params::{LatencyParams, PARAM_NAMES};
 use super::points;
 use super::profile_file::{self, HeldOutFile, Num, PriceFile, ProfileFile, Qty};
+use super::setting::{Setting, SettingError};
 use super::types::{CalibrationError, HeldOut};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -268,19 +269,22 @@ impl Profile {
     pub fn check_tp(&self, inst: &Instance, tp: u32) -> Result<()> {
         let units = self.units(inst);
         if !self.runtime.tp_degrees.contains(&tp) {
-            bail!(
-                "--tp {tp} is not allowed on {}: {} allows TP degrees {:?}",
-                inst.name,
-                self.name,
-                self.runtime.tp_degrees
-            );
+            bail!(SettingError::new(
+                Setting::Tp,
+                format!(
+                    " {tp} is not allowed on {}: {} allows TP degrees {:?}",
+                    inst.name, self.name, self.runtime.tp_degrees
+                )
+            ));
         }
         if tp > units {
-            bail!(
-                "--tp {tp} is more than the {units} {}s of {}",
-                self.runtime.tp_unit,
-                inst.name
-            );
+            bail!(SettingError::new(
+                Setting::Tp,
+                format!(
+                    " {tp} is more than the {units} {}s of {}",
+                    self.runtime.tp_unit, inst.name
+                )
+            ));
         }
         Ok(())
     }
@@ -403,7 +407,10 @@ pub fn load_selection(dir: &Path, selection: &str) -> Result<Vec<Profile>> {
         return load_all(dir);
     }
     if selection.split(',').any(|n| n.trim().is_empty()) {
-        bail!("--device {selection:?}: expected profile names (comma-separated) or `all`, with no empty name (see `profiler devices`)");
+        bail!(SettingError::new(
+            Setting::Device,
+            format!(" {selection:?}: expected profile names (comma-separated) or `all`, with no empty name (see `profiler devices`)")
+        ));
     }
     let mut out: Vec<Profile> = Vec::new();
     for n in selection.split(',') {

@@ -12,6 +12,7 @@ use super::dtype::WeightsDtype;
 use super::interval::ErrorBar;
 use super::latency::{deployment, estimate, Estimate, Target};
 use super::profile::{self, CalibrationStatus, DeviceKind, Instance, PriceKind, Profile};
+use super::setting::{Setting, SettingError};
 use super::step::StepModel;
 use super::types::{Intervals, Projection};
 use crate::model::card::ModelCard;
@@ -172,28 +173,33 @@ pub fn project_one(
 }
 
 /// Refuses compile and serving settings no instance can run for `req`: a compiled length
-/// below the request, a batch above the slots. One line naming the flag.
+/// below the request, a batch above the slots. One line naming the setting.
 pub fn check_settings(req: &ProjectRequest) -> Result<()> {
     let total = req.input_len as u64 + req.output_len as u64;
     if let Some(s) = req.seq_len {
         if (s as u64) < total {
-            bail!(
-                "--seq-len {s} is below input + output = {} + {} = {total} tokens",
-                req.input_len,
-                req.output_len
-            );
+            bail!(SettingError::new(
+                Setting::SeqLen,
+                format!(
+                    " {s} is below input + output = {} + {} = {total} tokens",
+                    req.input_len, req.output_len
+                )
+            ));
         }
     }
     if let Some(m) = req.max_num_seqs {
         if m < req.batch {
-            bail!("--batch {} is more than --max-num-seqs {m}", req.batch);
+            bail!(
+                SettingError::new(Setting::Batch, format!(" {} is more than ", req.batch))
+                    .then(Setting::MaxNumSeqs, format!(" {m}"))
+            );
         }
     }
     Ok(())
 }
 
 /// Refuses compile and serving settings `profile` cannot run for `req` at TP `tp` on
-/// `inst`: one line naming the flag.
+/// `inst`: one line naming the setting.
 pub fn check_compile(
     card: &ModelCard,
     profile: &Profile,
@@ -205,12 +211,7 @@ pub fn check_compile(
     let units = profile.units(inst);
     let dp = req.dp.max(1);
     if dp as u64 * tp as u64 > units as u64 {
-        bail!(
-            "--dp {dp} × --tp {tp} = {} {}s, more than the {units} of {}",
-            dp as u64 * tp as u64,
-            profile.runtime.tp_unit,
-            inst.name
-        );
+        bail!(replicas_beyond(dp, tp, profile, inst));
     }
     let target = req.target(profile, tp, req.batch);
     let dep = deployment(profile, &target);
@@ -220,6 +221,21 @@ pub fn check_compile(
     }
     StepModel::new(&card.architecture, profile, &profile.latency, &dep)
         .check_request(req.input_len, req.output_len)
+}
+
+/// "dp × tp = n units, more than the instance has": `dp` replicas of TP `tp` that `inst`
+/// cannot hold.
+pub fn replicas_beyond(dp: u32, tp: u32, profile: &Profile, inst: &Instance) -> SettingError {
+    let units = profile.units(inst);
+    SettingError::new(Setting::Dp, format!(" {dp} × ")).then(
+        Setting::Tp,
+        format!(
+            " {tp} = {} {}s, more than the {units} of {}",
+            dp as u64 * tp as u64,
+            profile.runtime.tp_unit,
+            inst.name
+        ),
+    )
 }
 
 fn build(
@@ -472,8 +488,13 @@ pub fn check_positions(card: &ModelCard, input_len: u32, output_len: u32) -> Res
     let max = card.architecture.max_position_embeddings as u64;
     if total > max {
         bail!(
-            "--input-len {input_len} + --output-len {output_len} = {total} tokens, more than the {max} positions of {}",
-            card.name
+            SettingError::new(Setting::InputLen, format!(" {input_len} + ")).then(
+                Setting::OutputLen,
+                format!(
+                    " {output_len} = {total} tokens, more than the {max} positions of {}",
+                    card.name
+                )
+            )
         );
     }
     Ok(())
@@ -487,7 +508,9 @@ pub fn project_profiles(
     req: &ProjectRequest,
 ) -> Result<Vec<Projected>> {
     if req.batch == 0 || req.input_len == 0 || req.output_len == 0 {
-        bail!("--batch, --input-len and --output-len must be positive");
+        bail!(SettingError::new(Setting::Batch, ", ")
+            .then(Setting::InputLen, " and ")
+            .then(Setting::OutputLen, " must be positive"));
     }
     check_positions(card, req.input_len, req.output_len)?;
     let mut out = Vec::new();
@@ -503,10 +526,13 @@ pub fn project_profiles(
                 .iter()
                 .flat_map(|p| p.instances.iter().map(|i| i.name.as_str()))
                 .collect();
-            bail!(
-                "--instance {name:?} is not in the chosen profiles: expected one of {}",
-                all.join(", ")
-            );
+            bail!(SettingError::new(
+                Setting::Instance,
+                format!(
+                    " {name:?} is not in the chosen profiles: expected one of {}",
+                    all.join(", ")
+                )
+            ));
         };
         let tp = match req.tp {
             Some(tp) => {
@@ -542,10 +568,13 @@ pub fn project_profiles(
         }
     }
     if out.is_empty() {
-        bail!(
-            "--tp {} is not allowed on any instance of the chosen profiles",
-            req.tp.unwrap_or(0)
-        );
+        bail!(SettingError::new(
+            Setting::Tp,
+            format!(
+                " {} is not allowed on any instance of the chosen profiles",
+                req.tp.unwrap_or(0)
+            )
+        ));
     }
     Ok(out)
 }

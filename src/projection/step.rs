@@ -28,6 +28,7 @@ use super::dtype::WeightsDtype;
 use super::model_cost::ModelCost;
 use super::params::LatencyParams;
 use super::profile::Profile;
+use super::setting::{Setting, SettingError};
 use crate::model::architecture::Architecture;
 use crate::model::config::LlamaConfig;
 use anyhow::{bail, Result};
@@ -69,57 +70,75 @@ impl Deployment {
     pub fn check_positions(&self, cfg: &LlamaConfig) -> Result<()> {
         let max_pos = cfg.max_position_embeddings as u64;
         if self.seq_len as u64 > max_pos {
-            bail!(
-                "--seq-len {} is more than the model's {max_pos} positions",
-                self.seq_len
-            );
+            bail!(SettingError::new(
+                Setting::SeqLen,
+                format!(
+                    " {} is more than the model's {max_pos} positions",
+                    self.seq_len
+                )
+            ));
         }
         Ok(())
     }
 
-    /// Checks the settings against each other and the profile; one line naming the flag.
+    /// Checks the settings against each other and the profile; one line naming the
+    /// setting.
     pub fn validate(&self, profile: &Profile) -> Result<()> {
-        for (flag, v) in [
-            ("--tp", self.tp),
-            ("--dp", self.dp),
-            ("--max-num-seqs", self.max_num_seqs),
-            ("--seq-len", self.seq_len),
-            ("--ctx-batch-size", self.ctx_batch_size),
-            ("--max-num-batched-tokens", self.max_num_batched_tokens),
+        for (setting, v) in [
+            (Setting::Tp, self.tp),
+            (Setting::Dp, self.dp),
+            (Setting::MaxNumSeqs, self.max_num_seqs),
+            (Setting::SeqLen, self.seq_len),
+            (Setting::CtxBatchSize, self.ctx_batch_size),
+            (Setting::MaxNumBatchedTokens, self.max_num_batched_tokens),
         ] {
             if v == 0 {
-                bail!("{flag} must be at least 1");
+                bail!(SettingError::new(setting, " must be at least 1"));
             }
         }
         if self.ctx_batch_size > self.max_num_seqs {
-            bail!(
-                "--ctx-batch-size {} is more than --max-num-seqs {}: a context-encoding call cannot hold more prompts than there are slots",
-                self.ctx_batch_size,
-                self.max_num_seqs
-            );
+            bail!(SettingError::new(
+                Setting::CtxBatchSize,
+                format!(" {} is more than ", self.ctx_batch_size)
+            )
+            .then(
+                Setting::MaxNumSeqs,
+                format!(
+                    " {}: a context-encoding call cannot hold more prompts than there are slots",
+                    self.max_num_seqs
+                )
+            ));
         }
         if let Some(b) = &self.buckets {
+            let buckets = |text: String| SettingError::new(Setting::Buckets, text);
             if b.is_empty() {
-                bail!("--buckets is empty: expected increasing token counts, e.g. 128,512,2048");
+                bail!(buckets(
+                    " is empty: expected increasing token counts, e.g. 128,512,2048".into()
+                ));
             }
             if b[0] == 0 {
-                bail!("--buckets: a bucket of 0 tokens (expected at least 1)");
+                bail!(buckets(
+                    ": a bucket of 0 tokens (expected at least 1)".into()
+                ));
             }
             if let Some(w) = b.windows(2).find(|w| w[1] <= w[0]) {
-                bail!("--buckets must increase: {} is followed by {}", w[0], w[1]);
+                bail!(buckets(format!(
+                    " must increase: {} is followed by {}",
+                    w[0], w[1]
+                )));
             }
             let last = *b.last().unwrap_or(&0);
             if last > self.seq_len {
-                bail!(
-                    "--buckets: bucket {last} is above --seq-len {} (the compiled positions)",
-                    self.seq_len
-                );
+                bail!(buckets(format!(": bucket {last} is above ")).then(
+                    Setting::SeqLen,
+                    format!(" {} (the compiled positions)", self.seq_len)
+                ));
             }
             if profile.runtime.static_shapes.is_none() {
-                bail!(
-                    "--buckets applies to static-shape (Neuron) profiles; {} runs dynamic shapes",
+                bail!(buckets(format!(
+                    " applies to static-shape (Neuron) profiles; {} runs dynamic shapes",
                     profile.name
-                );
+                )));
             }
         }
         Ok(())
@@ -271,10 +290,13 @@ impl StepModel {
     pub fn check_request(&self, input: u32, output: u32) -> Result<()> {
         let total = input as u64 + output as u64;
         if total > self.dep.seq_len as u64 {
-            bail!(
-                "--seq-len {} is below input + output = {input} + {output} = {total} tokens",
-                self.dep.seq_len
-            );
+            bail!(SettingError::new(
+                Setting::SeqLen,
+                format!(
+                    " {} is below input + output = {input} + {output} = {total} tokens",
+                    self.dep.seq_len
+                )
+            ));
         }
         if self.static_shapes && input > self.max_prompt() {
             bail!(
@@ -490,17 +512,20 @@ impl StepModel {
             1.0
         };
         if fit < need {
-            bail!(
-                "--max-num-seqs {}: the KV cache of {} × {} tokens needs {:.2} GiB per {unit_name} beside {:.2} GiB of weights, {:.2} GiB usable (at most {} sequences of --seq-len {} fit)",
-                self.dep.max_num_seqs,
-                need,
-                self.dep.seq_len,
-                need * per_seq / GIB,
-                w / GIB,
-                self.unit.memory / GIB,
-                fit,
-                self.dep.seq_len
-            );
+            bail!(SettingError::new(
+                Setting::MaxNumSeqs,
+                format!(
+                    " {}: the KV cache of {} × {} tokens needs {:.2} GiB per {unit_name} beside {:.2} GiB of weights, {:.2} GiB usable (at most {} sequences of ",
+                    self.dep.max_num_seqs,
+                    need,
+                    self.dep.seq_len,
+                    need * per_seq / GIB,
+                    w / GIB,
+                    self.unit.memory / GIB,
+                    fit,
+                )
+            )
+            .then(Setting::SeqLen, format!(" {} fit)", self.dep.seq_len)));
         }
         Ok(())
     }
@@ -603,8 +628,17 @@ mod tests {
         assert_eq!(m.encode_s(&[300]), m.encode_s(&[512]));
         let e = m.check_request(3000, 10).unwrap_err().to_string();
         assert!(e.contains("largest context-encoding bucket (2048)"), "{e}");
-        let e = m.check_request(2000, 3000).unwrap_err().to_string();
-        assert!(e.contains("--seq-len 4096 is below input + output"), "{e}");
+        let e = m.check_request(2000, 3000).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("seq_len 4096 is below input + output"),
+            "{e}"
+        );
+        let named = crate::projection::setting::chain_with_flags(&e);
+        assert!(
+            named.starts_with("--seq-len 4096 is below input + output"),
+            "{named}"
+        );
         assert!(m.check_request(2000, 2000).is_ok());
     }
 
@@ -616,25 +650,25 @@ mod tests {
         d.buckets = Some(vec![512, 256]);
         let e = d.validate(&p).unwrap_err().to_string();
         assert!(
-            e.contains("--buckets must increase: 512 is followed by 256"),
+            e.contains("buckets must increase: 512 is followed by 256"),
             "{e}"
         );
         d.buckets = Some(vec![128, 8192]);
         let e = d.validate(&p).unwrap_err().to_string();
-        assert!(e.contains("bucket 8192 is above --seq-len 4096"), "{e}");
+        assert!(e.contains("bucket 8192 is above seq_len 4096"), "{e}");
         let mut d = dep();
         d.ctx_batch_size = 9;
         assert!(d
             .validate(&p)
             .unwrap_err()
             .to_string()
-            .contains("--ctx-batch-size 9"));
+            .starts_with("ctx_batch_size 9 is more than max_num_seqs 8"));
         let mut d = dep();
         d.max_num_seqs = 4096;
         let m = StepModel::new(&cfg.clone().into(), &p, &p.latency, &d);
         let e = m.check_fits("NeuronCore").unwrap_err().to_string();
         assert!(
-            e.contains("--max-num-seqs 4096") && e.contains("GiB usable"),
+            e.starts_with("max_num_seqs 4096") && e.contains("sequences of seq_len 4096 fit)"),
             "{e}"
         );
     }

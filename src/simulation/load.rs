@@ -4,6 +4,7 @@
 //! of a workload or samples file).
 
 use super::rng::Rng;
+use crate::projection::setting::{Setting, SettingError};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use std::path::Path;
@@ -62,14 +63,23 @@ impl Load {
     pub fn validate(&self) -> Result<()> {
         match self.arrivals {
             Arrivals::Closed { concurrency: 0 } => {
-                bail!("--concurrency must be at least 1 (got 0)")
+                bail!(SettingError::new(
+                    Setting::Concurrency,
+                    " must be at least 1 (got 0)"
+                ))
             }
             Arrivals::Rate { rate, burstiness } => {
                 if !(rate > 0.0 && rate.is_finite()) {
-                    bail!("--rate must be a positive number of requests per second (got {rate})");
+                    bail!(SettingError::new(
+                        Setting::Rate,
+                        format!(" must be a positive number of requests per second (got {rate})")
+                    ));
                 }
                 if !(burstiness > 0.0 && burstiness.is_finite()) {
-                    bail!("--burstiness must be positive (got {burstiness}); 1 is Poisson");
+                    bail!(SettingError::new(
+                        Setting::Burstiness,
+                        format!(" must be positive (got {burstiness}); 1 is Poisson")
+                    ));
                 }
             }
             _ => {}
@@ -82,27 +92,33 @@ impl Load {
         } = &self.lengths
         {
             if *input == 0 || *output == 0 {
-                bail!("--input-len and --output-len must be at least 1");
+                bail!(SettingError::new(Setting::InputLen, " and ")
+                    .then(Setting::OutputLen, " must be at least 1"));
             }
-            for (flag, v) in [
-                ("--input-len-stddev", input_stddev),
-                ("--output-len-stddev", output_stddev),
+            for (setting, v) in [
+                (Setting::InputLenStddev, input_stddev),
+                (Setting::OutputLenStddev, output_stddev),
             ] {
                 if !(*v >= 0.0 && v.is_finite()) {
-                    bail!("{flag} must be zero or positive (got {v})");
+                    bail!(SettingError::new(
+                        setting,
+                        format!(" must be zero or positive (got {v})")
+                    ));
                 }
             }
         }
         if self.requests == Some(0) {
-            bail!("--requests must be at least 1");
+            bail!(SettingError::new(Setting::Requests, " must be at least 1"));
         }
         if let Some(d) = self.duration_s {
             if !(d > 0.0 && d.is_finite()) {
-                bail!("--duration must be positive");
+                bail!(SettingError::new(Setting::Duration, " must be positive"));
             }
         }
         if self.requests.is_none() && self.duration_s.is_none() {
-            bail!("give --requests N or --duration D");
+            bail!(SettingError::text("give ")
+                .then(Setting::Requests, " N or ")
+                .then(Setting::Duration, " D"));
         }
         Ok(())
     }
@@ -390,13 +406,17 @@ mod tests {
             duration_s: None,
             seed: 0,
         };
-        assert!(l.validate().unwrap_err().to_string().contains("--rate"));
+        assert!(l
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("rate must be"));
         l.arrivals = Arrivals::Closed { concurrency: 0 };
         assert!(l
             .validate()
             .unwrap_err()
             .to_string()
-            .contains("--concurrency"));
+            .starts_with("concurrency must be"));
         l.arrivals = Arrivals::Closed { concurrency: 1 };
         l.lengths = Lengths::Spread {
             input: 10,
@@ -408,7 +428,7 @@ mod tests {
             .validate()
             .unwrap_err()
             .to_string()
-            .contains("--input-len-stddev"));
+            .starts_with("input_len_stddev must be"));
     }
 
     #[test]

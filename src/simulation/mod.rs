@@ -12,10 +12,13 @@ pub mod report;
 pub mod rng;
 
 use crate::model::card::ModelCard;
+use crate::projection::compare::check_slo_ms;
 use crate::projection::interval::ErrorBar;
 use crate::projection::profile::{CalibrationStatus, Instance, PriceKind, Profile};
+use crate::projection::project::replicas_beyond;
+use crate::projection::setting::{Setting, SettingError};
 use crate::projection::step::{Deployment, StepModel};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use engine::Outcome;
 use load::{Arrivals, Lengths, Load, Source};
 use report::{SimIntervals, SimReport, SimSetup, SloSpec};
@@ -43,27 +46,16 @@ pub fn check(
     profile.check_tp(inst, dep.tp)?;
     let units = profile.units(inst);
     if dep.dp as u64 * dep.tp as u64 > units as u64 {
-        bail!(
-            "--dp {} × --tp {} = {} {}s, more than the {units} of {}",
-            dep.dp,
-            dep.tp,
-            dep.dp as u64 * dep.tp as u64,
-            profile.runtime.tp_unit,
-            inst.name
-        );
+        bail!(replicas_beyond(dep.dp, dep.tp, profile, inst));
     }
     let p = req.slo.percentile;
     if !(p > 0.0 && p <= 100.0) {
-        bail!("--slo-percentile must be in (0, 100] (got {p})");
+        bail!(SettingError::new(
+            Setting::SloPercentile,
+            format!(" must be in (0, 100] (got {p})")
+        ));
     }
-    for (flag, v) in [
-        ("--slo-ttft-ms", req.slo.ttft_ms),
-        ("--slo-tpot-ms", req.slo.tpot_ms),
-    ] {
-        if v.is_some_and(|x| !(x > 0.0 && x.is_finite())) {
-            bail!("{flag} must be a positive number of milliseconds");
-        }
-    }
+    check_slo_ms(req.slo.ttft_ms, req.slo.tpot_ms)?;
     let m = StepModel::new(&card.architecture, profile, &profile.latency, dep);
     m.check_fits(&profile.runtime.tp_unit)?;
     match &req.load.lengths {
@@ -71,7 +63,7 @@ pub fn check(
         Lengths::List(v) => {
             for (i, e) in v.iter().enumerate() {
                 m.check_request(e.prompt, e.output)
-                    .map_err(|err| anyhow::anyhow!("request {}: {err}", i + 1))?;
+                    .with_context(|| format!("request {}", i + 1))?;
             }
         }
     }

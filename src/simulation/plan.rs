@@ -13,6 +13,7 @@ use crate::projection::bucket::compiled_seq_len;
 use crate::projection::dtype::WeightsDtype;
 use crate::projection::interval::{overlap, ErrorBar};
 use crate::projection::profile::{Instance, PriceKind, Profile};
+use crate::projection::setting::{Setting, SettingError};
 use crate::projection::step::{
     Deployment, StepModel, DEFAULT_MAX_NUM_BATCHED_TOKENS, LARGE_GPU_MAX_NUM_BATCHED_TOKENS,
 };
@@ -77,6 +78,10 @@ pub struct PlanRow {
     pub meets_slo: bool,
     /// Why the row is not ranked, when it is not.
     pub reason: Option<String>,
+    /// `reason` with the settings it names kept, for the command line to name them as the
+    /// user gave them (`reason` names them by their keys).
+    #[serde(skip)]
+    pub reason_settings: Option<SettingError>,
     /// TTFT and TPOT at the SLO percentile with the target rate spread over the fleet.
     pub ttft_ms_at_percentile: Option<f64>,
     pub tpot_ms_at_percentile: Option<f64>,
@@ -139,6 +144,17 @@ pub struct PlanReport {
     /// or not (`None` with fewer than two ranked rows).
     #[serde(default)]
     pub ranking: Option<String>,
+}
+
+impl PlanReport {
+    /// Rewrites each row's reason with its settings named by `name`.
+    pub fn name_settings(&mut self, name: &dyn Fn(&SettingError) -> String) {
+        for r in &mut self.rows {
+            if let Some(s) = &r.reason_settings {
+                r.reason = Some(name(s));
+            }
+        }
+    }
 }
 
 /// Bisection steps for the ends of an interval (within `hi / 32`).
@@ -366,7 +382,7 @@ fn search(
     profile: &Profile,
     inst: &Instance,
     req: &PlanRequest,
-) -> std::result::Result<(Deployment, f64), String> {
+) -> std::result::Result<(Deployment, f64), SettingError> {
     let units = profile.units(inst);
     let seq_len = plan_seq_len(
         profile,
@@ -374,13 +390,15 @@ fn search(
         card.architecture.max_position_embeddings as u32,
     );
     let mut best: Option<(Deployment, f64)> = None;
-    let mut why = String::from("the weights do not fit at any allowed TP degree");
+    let mut why = SettingError::text("the weights do not fit at any allowed TP degree");
     let (tps, slots): (Vec<u32>, Vec<u32>) = match &req.compiled {
         Some(c) => {
             if let Some(w) =
                 crate::projection::neuron_config::why_not_held(profile, inst, c.tp, c.lnc, 1)
             {
-                return Err(format!("cannot hold the compiled configuration: {w}"));
+                return Err(SettingError::text(format!(
+                    "cannot hold the compiled configuration: {w}"
+                )));
             }
             (vec![c.tp], vec![c.max_num_seqs])
         }
@@ -415,13 +433,13 @@ fn search(
             let m = StepModel::new(&card.architecture, profile, &profile.latency, &dep);
             if let Err(e) = m.check_fits(&profile.runtime.tp_unit) {
                 if b == slots[0] {
-                    why = format!("TP {tp}: {e}");
+                    why = SettingError::from_chain(&e.context(format!("TP {tp}")));
                 }
                 break;
             }
             if let Err(e) = m.check_request(req.input_len, req.output_len) {
                 if compiled.is_some() {
-                    why = format!("{e:#}");
+                    why = SettingError::from_chain(&e);
                 }
                 break;
             }
@@ -433,12 +451,12 @@ fn search(
             );
             if !ok {
                 if best.is_none() {
-                    why = format!(
+                    why = SettingError::text(format!(
                         "misses the SLOs with no load at TP {tp}, {b} slot(s): p{} TTFT {:.0} ms, TPOT {:.1} ms",
                         req.slo.percentile,
                         t0.unwrap_or(f64::NAN),
                         p0.unwrap_or(f64::NAN)
-                    );
+                    ));
                 }
                 break;
             }
@@ -553,13 +571,17 @@ fn plan_row(card: &ModelCard, profile: &Profile, inst: &Instance, req: &PlanRequ
         cost_usd_per_million_tokens: None,
         meets_slo: false,
         reason: None,
+        reason_settings: None,
         ttft_ms_at_percentile: None,
         tpot_ms_at_percentile: None,
         label: lab,
         intervals: PlanIntervals::default(),
     };
     match search(card, profile, inst, req) {
-        Err(why) => row.reason = Some(why),
+        Err(why) => {
+            row.reason = Some(why.to_string());
+            row.reason_settings = Some(why);
+        }
         Ok((dep, max_rate)) => {
             let n = (req.rate / max_rate).ceil().max(1.0);
             row.tp = Some(dep.tp);
@@ -593,16 +615,25 @@ fn plan_row(card: &ModelCard, profile: &Profile, inst: &Instance, req: &PlanRequ
 /// Plans `req` on every instance of `profiles`.
 pub fn plan(card: &ModelCard, profiles: &[Profile], req: &PlanRequest) -> Result<PlanReport> {
     if !(req.rate > 0.0 && req.rate.is_finite()) {
-        bail!(
-            "--rate must be a positive number of requests per second (got {})",
-            req.rate
-        );
+        bail!(SettingError::new(
+            Setting::Rate,
+            format!(
+                " must be a positive number of requests per second (got {})",
+                req.rate
+            )
+        ));
     }
     if req.input_len == 0 || req.output_len == 0 {
-        bail!("--input-len and --output-len must be at least 1");
+        bail!(SettingError::new(Setting::InputLen, " and ")
+            .then(Setting::OutputLen, " must be at least 1"));
     }
     if req.slo.ttft_ms.is_none() && req.slo.tpot_ms.is_none() {
-        bail!("give --slo-ttft-ms and/or --slo-tpot-ms: plan searches for the cheapest fleet within them");
+        bail!(SettingError::text("give ")
+            .then(Setting::SloTtftMs, " and/or ")
+            .then(
+                Setting::SloTpotMs,
+                ": plan searches for the cheapest fleet within them"
+            ));
     }
     let probe = SimRequest {
         dep: Deployment {
@@ -630,7 +661,10 @@ pub fn plan(card: &ModelCard, profiles: &[Profile], req: &PlanRequest) -> Result
     probe.load.validate()?;
     let p = req.slo.percentile;
     if !(p > 0.0 && p <= 100.0) {
-        bail!("--slo-percentile must be in (0, 100] (got {p})");
+        bail!(SettingError::new(
+            Setting::SloPercentile,
+            format!(" must be in (0, 100] (got {p})")
+        ));
     }
     crate::projection::project::check_positions(card, req.input_len, req.output_len)?;
     // Every instance's search is independent and deterministic: spread them over the

@@ -368,7 +368,7 @@ impl SimReport {
         let mut notes = Vec::new();
         if o.clipped > 0 {
             notes.push(format!(
-                "{} sampled length(s) cut to the deployment's limits (largest prompt bucket, --seq-len)",
+                "{} sampled length(s) cut to the deployment's limits (largest prompt bucket, compiled or maximum length)",
                 o.clipped
             ));
         }

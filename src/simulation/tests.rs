@@ -163,6 +163,7 @@ fn plan_ranking_says_whether_cost_intervals_overlap() {
         cost_usd_per_million_tokens: Some(cost),
         meets_slo: true,
         reason: None,
+        reason_settings: None,
         ttft_ms_at_percentile: Some(1.0),
         tpot_ms_at_percentile: Some(1.0),
         label: String::new(),
@@ -406,7 +407,7 @@ fn prompts_beyond_the_buckets_or_the_compiled_length_are_refused() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("--seq-len 1024 is below input + output"), "{e}");
+    assert!(e.contains("seq_len 1024 is below input + output"), "{e}");
     // A workload line too long is named by its request number.
     let mut r = req(dep(8, 4, 1024), fixed(10, 10, Arrivals::Trace, 2, 0));
     r.load.lengths = Lengths::List(vec![
@@ -421,8 +422,13 @@ fn prompts_beyond_the_buckets_or_the_compiled_length_are_refused() {
             arrival_s: Some(1.0),
         },
     ]);
-    let e = check(&c, &p, inst, &r).unwrap_err().to_string();
-    assert!(e.starts_with("request 2:"), "{e}");
+    let e = check(&c, &p, inst, &r).unwrap_err();
+    assert!(
+        format!("{e:#}").starts_with("request 2: seq_len 1024"),
+        "{e:#}"
+    );
+    let named = crate::projection::setting::chain_with_flags(&e);
+    assert!(named.starts_with("request 2: --seq-len 1024"), "{named}");
 }
 
 #[test]
@@ -441,7 +447,7 @@ fn replicas_beyond_the_instance_and_oversized_slots_are_refused() {
     .unwrap_err()
     .to_string();
     assert!(
-        e.contains("--dp 2 × --tp 8 = 16 NeuronCores, more than the 12"),
+        e.contains("dp 2 × tp 8 = 16 NeuronCores, more than the 12"),
         "{e}"
     );
     let e = check(
@@ -456,7 +462,7 @@ fn replicas_beyond_the_instance_and_oversized_slots_are_refused() {
     .unwrap_err()
     .to_string();
     assert!(
-        e.contains("--max-num-seqs 4096") && e.contains("GiB usable"),
+        e.starts_with("max_num_seqs 4096") && e.contains("GiB usable"),
         "{e}"
     );
 }
