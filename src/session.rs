@@ -265,3 +265,116 @@ pub fn publish_projection(m: &Metrics, p: &proj::Projected) {
         cost_usd_per_million_tokens: x.cost_usd_per_million_tokens,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::samples::SampleStatus;
+    use std::io::{Read, Write};
+    use std::path::Path;
+
+    fn sample(ok: bool) -> RequestSample {
+        RequestSample {
+            index: 0,
+            start_offset_ms: 0.0,
+            prompt_tokens: 32,
+            output_tokens: 8,
+            tokenize_ms: 0.1,
+            ttft_ms: ok.then_some(12.0),
+            e2e_ms: 47.0,
+            tpot_ms: ok.then_some(5.0),
+            decode_step_ms: vec![5.0; 7],
+            batch: 1,
+            status: if ok {
+                SampleStatus::Ok
+            } else {
+                SampleStatus::Error {
+                    message: "out of memory".into(),
+                }
+            },
+        }
+    }
+
+    fn scrape(addr: std::net::SocketAddr) -> String {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        c.read_to_string(&mut body).unwrap();
+        body
+    }
+
+    fn value(body: &str, series: &str) -> Option<f64> {
+        body.lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    fn options(live: Option<LiveProjections>) -> SessionOptions<'static> {
+        SessionOptions {
+            listener: Some(TcpListener::bind("127.0.0.1:0").unwrap()),
+            pushgateway: None,
+            push_interval: Duration::from_secs(5),
+            model: "test/tiny",
+            run_on: "cpu",
+            build: BuildInfo::default(),
+            live,
+        }
+    }
+
+    #[test]
+    fn without_a_server_or_gateway_nothing_is_kept() {
+        let mut o = options(None);
+        o.listener = None;
+        let s = Session::start(o).unwrap();
+        assert!(s.metrics().is_none() && s.metrics_addr().is_none());
+        s.request(&sample(true));
+        assert_eq!(s.finish(), None);
+    }
+
+    #[test]
+    fn serves_what_it_observes_and_stops_serving_when_dropped() {
+        let s = Session::start(options(None)).unwrap();
+        let addr = s.metrics_addr().unwrap();
+        s.tokens(3);
+        s.request(&sample(true));
+        s.request(&sample(false));
+        let body = scrape(addr);
+        let ok = r#"profiler_requests_total{model="test/tiny",run_on="cpu",status="ok"}"#;
+        let err = r#"profiler_requests_total{model="test/tiny",run_on="cpu",status="error"}"#;
+        assert_eq!(value(&body, ok), Some(1.0), "{body}");
+        assert_eq!(value(&body, err), Some(1.0), "{body}");
+        drop(s);
+        assert!(std::net::TcpStream::connect(addr).is_err());
+    }
+
+    #[test]
+    fn projection_gauges_follow_the_run_off_its_thread() {
+        let home = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let live = LiveProjections {
+            card: crate::model::card::find(&home.join("models"), "llama").unwrap(),
+            profiles: crate::projection::profile::load_selection(
+                &home.join("profiles"),
+                "inf2-profile",
+            )
+            .unwrap(),
+            dtype: WeightsDtype::Bf16,
+            batch: 1,
+        };
+        let s = Session::start(options(Some(live))).unwrap();
+        let addr = s.metrics_addr().unwrap();
+        let gauge = "profiler_projected_tpot_seconds{";
+        assert_eq!(value(&scrape(addr), gauge), None, "nothing to project yet");
+        s.request(&sample(true));
+        // The timer publishes within a second or so; wait far longer before giving up.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut body = scrape(addr);
+        while value(&body, gauge).is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            body = scrape(addr);
+        }
+        assert!(value(&body, gauge).is_some_and(|t| t > 0.0), "{body}");
+        assert_eq!(s.finish(), None);
+    }
+}

@@ -7,7 +7,9 @@ use crate::generation::Sampling;
 use crate::measure::rfc3339::format_utc;
 use crate::measure::runner::{self, Corpus, PromptSource, RunPlan};
 use crate::metrics::BuildInfo;
+use crate::model::card::ModelCard;
 use crate::paths::Home;
+use crate::projection::profile::Profile;
 use crate::projection::WeightsDtype;
 use crate::report::{self, Environment, Workload};
 use crate::run::{RunSpec, Targets};
@@ -140,18 +142,16 @@ pub(crate) fn environment(engine: &Engine, started: SystemTime) -> Environment {
     }
 }
 
-pub fn run(a: RunArgs) -> Result<()> {
-    let started = SystemTime::now();
-    let (plan, workload) = plan(&a)?;
-    // Outputs that cannot be created fail now, not after the run.
+/// The checks of the outputs and projection targets, before the model loads: the files
+/// that cannot be created, the profiles (`--device`) and `--project-model`.
+fn before_load(a: &RunArgs, home: &Home) -> Result<(Vec<Profile>, Option<ModelCard>)> {
     if let Some(out) = &a.out {
         crate::paths::check_output_file("--out", out)?;
     }
     if let Some(samples) = &a.samples {
         crate::paths::check_new_samples_file("--samples", samples)?;
     }
-    let home = Home::locate()?;
-    let profiles = crate::cli::project::resolve_profiles(a.device.as_deref(), &home)?;
+    let profiles = crate::cli::project::resolve_profiles(a.device.as_deref(), home)?;
     let project_model = a
         .project_model
         .as_deref()
@@ -160,6 +160,15 @@ pub fn run(a: RunArgs) -> Result<()> {
                 .with_context(|| format!("--project-model {m}"))
         })
         .transpose()?;
+    Ok((profiles, project_model))
+}
+
+/// `profiler run`: loads the model, starts the run's telemetry, measures, prints the report.
+pub fn run(a: RunArgs) -> Result<()> {
+    let started = SystemTime::now();
+    let (plan, workload) = plan(&a)?;
+    let home = Home::locate()?;
+    let (profiles, project_model) = before_load(&a, &home)?;
     let listener = a.metrics_addr.as_deref().map(server::bind).transpose()?;
     let engine = Engine::load(&a.engine.options(), &home)?;
     let corpus = Corpus::load(engine.tokenizer.as_ref(), &home.corpus())?;
