@@ -113,7 +113,7 @@ fn the_core_runner_measures_the_real_engine_through_the_trait() {
     let g = generate(
         &engine.model,
         &mut cache,
-        &[prompt.clone()],
+        std::slice::from_ref(&prompt),
         &opts,
         None,
         |_| {},
