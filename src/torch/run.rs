@@ -3,6 +3,7 @@
 //! engine, and the report with its projections (computed once, at the end).
 
 use crate::engine::{DTypeExt, Engine};
+use crate::generation::Inference;
 use crate::hostbench::HostRates;
 use crate::measure::clock::MonotonicClock;
 use crate::measure::runner::{self, Corpus, RunObserver, RunPlan, RunResult};
@@ -107,8 +108,9 @@ pub fn measure(
         .map(|p| SamplesWriter::create(p, &spec.environment, &spec.workload))
         .transpose()?;
     let flags = StopFlags::install()?;
+    let mut inference = engine.inference();
     let result = runner::execute(
-        &mut engine.inference(),
+        &mut inference,
         &MonotonicClock::new(),
         spec.plan,
         spec.corpus,
@@ -117,7 +119,8 @@ pub fn measure(
         &(session, progress),
     )?;
     session.stop_live();
-    let memory = crate::generation::Inference::memory(&engine.inference());
+    let memory = inference.memory();
+    drop(inference);
     let end = RunEnd {
         peak_rss_bytes: memory.peak_rss_bytes,
         cuda_peak_allocated_bytes: memory.device_peak_bytes,
