@@ -7,6 +7,7 @@
 
 pub mod calibration;
 pub mod cli;
+pub mod generation;
 pub mod inference;
 pub mod jobs;
 pub mod measure;
@@ -20,6 +21,7 @@ pub mod report;
 pub mod schema;
 pub mod serve;
 pub mod server;
+pub mod session;
 pub mod signals;
 pub mod simulation;
 pub mod sysinfo;

@@ -1,33 +1,17 @@
-//! Token generation: batched prefill with left padding, then decode steps through the
-//! KV cache, with greedy or seeded temperature/top-p sampling, timed per step.
+//! Token generation on libtorch: the engine's side of [`crate::generation::Inference`]
+//! (batched prefill with left padding, then decode steps through the KV cache, with greedy
+//! or seeded temperature/top-p sampling), and [`generate`] over a model and its cache.
 
+use crate::engine::Engine;
+pub use crate::generation::{GenerateOptions, Generation, Sampling};
+use crate::generation::{Inference, MemoryStats};
+use crate::measure::clock::MonotonicClock;
 use crate::model::kv_cache::KvCache;
 use crate::model::llama::Llama;
-use anyhow::{bail, Result};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use crate::model::tokenizer::Tokenizer;
+use anyhow::{bail, Context, Result};
+use std::sync::atomic::AtomicBool;
 use tch::{Device, Kind, Tensor};
-
-/// How the next token is chosen.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sampling {
-    /// 0 means greedy (argmax).
-    pub temperature: f64,
-    /// Nucleus sampling mass (Holtzman et al. 2019); 1.0 keeps the whole distribution.
-    pub top_p: f64,
-    pub seed: i64,
-}
-
-impl Sampling {
-    /// Greedy decoding.
-    pub fn greedy() -> Self {
-        Sampling {
-            temperature: 0.0,
-            top_p: 1.0,
-            seed: 0,
-        }
-    }
-}
 
 /// Chooses next tokens; seeded with its own generator so results do not depend on
 /// libtorch's global random state (shared by every thread).
@@ -95,31 +79,6 @@ impl Sampler {
     }
 }
 
-/// What a generation produced, and how long each part took.
-#[derive(Debug, Clone)]
-pub struct Generation {
-    /// Generated ids per row (EOS included as the last id when it stopped a row).
-    pub tokens: Vec<Vec<u32>>,
-    /// Prefill plus the first sampled token.
-    pub ttft: Duration,
-    /// Each later decode step (one token for every row).
-    pub step_times: Vec<Duration>,
-    /// Prefill start to last token.
-    pub total: Duration,
-    /// Stopped early by the stop flag.
-    pub interrupted: bool,
-}
-
-/// Limits and stopping rules of one generation.
-#[derive(Debug, Clone)]
-pub struct GenerateOptions {
-    pub max_new_tokens: usize,
-    pub eos_ids: Vec<u32>,
-    /// Generate exactly `max_new_tokens` even past EOS (comparable benchmark runs).
-    pub ignore_eos: bool,
-    pub sampling: Sampling,
-}
-
 /// Waits for queued device work so clock reads are true (a no-op on the CPU).
 pub fn sync(device: Device) {
     if let Device::Cuda(i) = device {
@@ -136,105 +95,186 @@ pub fn generate(
     prompts: &[Vec<u32>],
     opts: &GenerateOptions,
     stop: Option<&AtomicBool>,
-    mut on_step: impl FnMut(usize),
+    on_step: impl FnMut(usize),
 ) -> Result<Generation> {
-    let b = prompts.len();
-    if b == 0 || b != cache.batch() {
-        bail!("{b} prompts for a cache of {} rows", cache.batch());
-    }
-    let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
-    if prompts.iter().any(Vec::is_empty) {
-        bail!("a prompt has no tokens (expected at least one)");
-    }
-    let window = cache.max_len();
-    if longest + opts.max_new_tokens > window {
-        bail!(
-            "prompt of {longest} tokens plus {} new tokens exceeds the context of {window} positions",
-            opts.max_new_tokens
-        );
-    }
-    let _guard = tch::no_grad_guard();
-    cache.reset();
-    let device = model.device();
-    let padded = prompts.iter().any(|p| p.len() != longest);
-    let mut ids = Vec::with_capacity(b * longest);
-    let mut pos = Vec::with_capacity(b * longest);
-    let mut real = Vec::with_capacity(b * longest);
-    for p in prompts {
-        let pad = longest - p.len();
-        for j in 0..longest {
-            let is_real = j >= pad;
-            ids.push(if is_real { p[j - pad] as i64 } else { 0 });
-            pos.push(j.saturating_sub(pad) as i64);
-            real.push(is_real);
-        }
-    }
-    let shape = [b as i64, longest as i64];
-    let tokens = Tensor::from_slice(&ids).view(shape).to_device(device);
-    let positions = Tensor::from_slice(&pos).view(shape).to_device(device);
-    let mask = padded.then(|| Tensor::from_slice(&real).view(shape).to_device(device));
-    let mut next_pos: Vec<i64> = prompts.iter().map(|p| p.len() as i64).collect();
+    let mut inf = TchInference::over(model, cache);
+    crate::generation::generate(
+        &mut inf,
+        &MonotonicClock::new(),
+        prompts,
+        opts,
+        stop,
+        on_step,
+    )
+}
 
-    let mut out: Vec<Vec<u32>> = vec![Vec::new(); b];
-    let mut done = vec![opts.max_new_tokens == 0; b];
-    let mut step_times = Vec::new();
-    sync(device);
-    let t0 = Instant::now();
-    let mut last = t0;
-    let mut ttft = Duration::ZERO;
-    let mut interrupted = false;
-    if opts.max_new_tokens > 0 {
-        let logits = model.forward(&tokens, &positions, mask.as_ref(), cache)?;
-        let mut sampler = Sampler::new(opts.sampling);
-        let mut next = sampler.pick(&logits)?;
-        loop {
-            let picked: Vec<i64> = Vec::<i64>::try_from(&next.to_device(Device::Cpu))?;
-            let now = Instant::now();
-            if out.iter().all(Vec::is_empty) {
-                ttft = now - t0;
-            } else {
-                step_times.push(now - last);
-            }
-            last = now;
-            let mut produced = 0;
-            for (r, id) in picked.iter().enumerate() {
-                if done[r] {
-                    continue;
-                }
-                let id = *id as u32;
-                out[r].push(id);
-                produced += 1;
-                if out[r].len() >= opts.max_new_tokens
-                    || (!opts.ignore_eos && opts.eos_ids.contains(&id))
-                {
-                    done[r] = true;
-                }
-            }
-            on_step(produced);
-            if done.iter().all(|d| *d) {
-                break;
-            }
-            if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-                interrupted = true;
-                break;
-            }
-            let step_pos = Tensor::from_slice(&next_pos)
-                .view([b as i64, 1])
-                .to_device(device);
-            for p in next_pos.iter_mut() {
-                *p += 1;
-            }
-            let logits = model.forward(&next.view([b as i64, 1]), &step_pos, None, cache)?;
-            next = sampler.pick(&logits)?;
+/// The KV cache a [`TchInference`] runs in: its own once reserved, or one it was lent.
+enum Cache<'a> {
+    None,
+    Owned(KvCache),
+    Lent(&'a mut KvCache),
+}
+
+/// A model generating through libtorch, one step at a time ([`Inference`]).
+pub struct TchInference<'a> {
+    model: &'a Llama,
+    tokenizer: Option<&'a Tokenizer>,
+    name: &'a str,
+    cache: Cache<'a>,
+    sampler: Sampler,
+    /// The loaded prompts' ids, positions and padding mask, until the prefill.
+    inputs: Option<(Tensor, Tensor, Option<Tensor>)>,
+    /// The tokens last picked (`[batch]`, on the device), fed to the next step.
+    next: Option<Tensor>,
+    /// Each row's position of its next token.
+    next_pos: Vec<i64>,
+}
+
+impl Engine {
+    /// The loaded model as an [`Inference`] (its KV cache made by `reserve`).
+    pub fn inference(&self) -> TchInference<'_> {
+        TchInference {
+            tokenizer: self.tokenizer.as_ref(),
+            name: &self.info.name,
+            ..TchInference::new(&self.model, Cache::None)
         }
     }
-    Ok(Generation {
-        tokens: out,
-        ttft,
-        step_times,
-        total: last - t0,
-        interrupted,
-    })
+}
+
+impl<'a> TchInference<'a> {
+    fn new(model: &'a Llama, cache: Cache<'a>) -> Self {
+        TchInference {
+            model,
+            tokenizer: None,
+            name: "",
+            cache,
+            sampler: Sampler::new(Sampling::greedy()),
+            inputs: None,
+            next: None,
+            next_pos: Vec::new(),
+        }
+    }
+
+    /// `model` generating into `cache` (no tokenizer: prompts are ids).
+    pub fn over(model: &'a Llama, cache: &'a mut KvCache) -> Self {
+        Self::new(model, Cache::Lent(cache))
+    }
+
+    fn cache(&mut self) -> Result<&mut KvCache> {
+        match &mut self.cache {
+            Cache::None => bail!("no KV cache: reserve one before loading prompts"),
+            Cache::Owned(c) => Ok(c),
+            Cache::Lent(c) => Ok(c),
+        }
+    }
+
+    /// Keeps `next` for the following step and returns it on the host (which waits for
+    /// the device).
+    fn picked(&mut self, next: Tensor) -> Result<Vec<u32>> {
+        let ids = Vec::<i64>::try_from(&next.to_device(Device::Cpu))?;
+        self.next = Some(next);
+        Ok(ids.into_iter().map(|id| id as u32).collect())
+    }
+}
+
+impl Inference for TchInference<'_> {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn tokenizer(&self) -> Option<&Tokenizer> {
+        self.tokenizer
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.model.config().vocab_size
+    }
+
+    fn context_window(&self) -> usize {
+        self.model.config().max_position_embeddings
+    }
+
+    fn reserve(&mut self, batch: usize, max_len: usize) -> Result<()> {
+        self.cache = Cache::Owned(self.model.new_cache(batch, max_len)?);
+        Ok(())
+    }
+
+    fn load(&mut self, prompts: &[Vec<u32>], opts: &GenerateOptions) -> Result<()> {
+        let b = prompts.len();
+        let cache = self.cache()?;
+        if b == 0 || b != cache.batch() {
+            bail!("{b} prompts for a cache of {} rows", cache.batch());
+        }
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(0);
+        if prompts.iter().any(Vec::is_empty) {
+            bail!("a prompt has no tokens (expected at least one)");
+        }
+        let window = cache.max_len();
+        if longest + opts.max_new_tokens > window {
+            bail!(
+                "prompt of {longest} tokens plus {} new tokens exceeds the context of {window} positions",
+                opts.max_new_tokens
+            );
+        }
+        cache.reset();
+        let device = self.model.device();
+        let padded = prompts.iter().any(|p| p.len() != longest);
+        let mut ids = Vec::with_capacity(b * longest);
+        let mut pos = Vec::with_capacity(b * longest);
+        let mut real = Vec::with_capacity(b * longest);
+        for p in prompts {
+            let pad = longest - p.len();
+            for j in 0..longest {
+                let is_real = j >= pad;
+                ids.push(if is_real { p[j - pad] as i64 } else { 0 });
+                pos.push(j.saturating_sub(pad) as i64);
+                real.push(is_real);
+            }
+        }
+        let shape = [b as i64, longest as i64];
+        let tokens = Tensor::from_slice(&ids).view(shape).to_device(device);
+        let positions = Tensor::from_slice(&pos).view(shape).to_device(device);
+        let mask = padded.then(|| Tensor::from_slice(&real).view(shape).to_device(device));
+        self.inputs = Some((tokens, positions, mask));
+        self.next = None;
+        self.next_pos = prompts.iter().map(|p| p.len() as i64).collect();
+        self.sampler = Sampler::new(opts.sampling);
+        sync(device);
+        Ok(())
+    }
+
+    fn prefill(&mut self) -> Result<Vec<u32>> {
+        let _guard = tch::no_grad_guard();
+        let (tokens, positions, mask) = self.inputs.take().context("prefill before load")?;
+        let model = self.model;
+        let logits = model.forward(&tokens, &positions, mask.as_ref(), self.cache()?)?;
+        let next = self.sampler.pick(&logits)?;
+        self.picked(next)
+    }
+
+    fn decode_step(&mut self) -> Result<Vec<u32>> {
+        let _guard = tch::no_grad_guard();
+        let next = self.next.take().context("decode step before prefill")?;
+        let b = self.next_pos.len() as i64;
+        let device = self.model.device();
+        let step_pos = Tensor::from_slice(&self.next_pos)
+            .view([b, 1])
+            .to_device(device);
+        for p in self.next_pos.iter_mut() {
+            *p += 1;
+        }
+        let model = self.model;
+        let logits = model.forward(&next.view([b, 1]), &step_pos, None, self.cache()?)?;
+        let next = self.sampler.pick(&logits)?;
+        self.picked(next)
+    }
+
+    fn memory(&self) -> MemoryStats {
+        MemoryStats {
+            peak_rss_bytes: crate::sysinfo::peak_rss_bytes(),
+            device_peak_bytes: crate::measure::cuda_memory::peak_for(self.model.device()),
+        }
+    }
 }
 
 #[cfg(test)]

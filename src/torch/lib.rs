@@ -7,8 +7,8 @@
 //! `crate::model::card` and `crate::model::llama` name the same things in both layers.
 
 pub use profiler::{
-    inference, jobs, metrics, output, paths, projection, push, report, schema, serve, server,
-    signals, simulation, sysinfo, toml_error, workload,
+    generation, inference, jobs, metrics, output, paths, projection, push, report, schema, serve,
+    server, session, signals, simulation, sysinfo, toml_error, workload,
 };
 
 pub mod accuracy;
@@ -16,7 +16,7 @@ pub mod batching;
 pub mod engine;
 pub mod generate;
 pub mod hostbench;
-pub mod runner;
+pub mod run;
 
 /// Model cards, configurations, GGUF and tokenizer (core), and weights loading, the forward
 /// pass and its kernels (here).
@@ -47,12 +47,12 @@ pub mod cli {
     pub use profiler::cli::*;
 
     mod engine_main;
-    mod run_projections;
     pub use engine_main::run_engine;
 
     pub mod run {
         pub use profiler::cli::run::*;
         mod exec;
+        mod progress;
         pub(crate) use exec::environment;
         pub use exec::run;
     }

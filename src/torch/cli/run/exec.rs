@@ -1,20 +1,23 @@
 //! `profiler run` itself: needs libtorch (the `torch` feature).
 
+use super::progress::Progress;
 use super::RunArgs;
-use crate::cli::Exit;
-use crate::engine::{DTypeExt, Engine};
-use crate::generate::Sampling;
+use crate::engine::Engine;
+use crate::generation::Sampling;
 use crate::measure::rfc3339::format_utc;
-use crate::measure::samples::{RunEnd, SamplesWriter};
+use crate::measure::runner::{self, Corpus, PromptSource, RunPlan};
+use crate::metrics::BuildInfo;
+use crate::model::card::ModelCard;
 use crate::paths::Home;
+use crate::projection::profile::Profile;
 use crate::projection::WeightsDtype;
-use crate::report::{self, Environment, Report, Workload};
-use crate::runner::{self, Corpus, PromptSource, RunObserver, RunPlan};
-use crate::signals::StopFlags;
+use crate::report::{self, Environment, Workload};
+use crate::run::{RunSpec, Targets};
+use crate::server;
+use crate::session::{Session, SessionOptions};
 use crate::workload::{parse_duration, read_workload};
 use anyhow::{bail, Context, Result};
-use std::io::IsTerminal;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 /// The checks that need no model: done first so bad input fails fast.
 fn plan(a: &RunArgs) -> Result<(RunPlan, Workload)> {
     if a.batch == 0 {
@@ -139,137 +142,16 @@ pub(crate) fn environment(engine: &Engine, started: SystemTime) -> Environment {
     }
 }
 
-/// Progress on stderr: a bar on a terminal, a line every 5 s otherwise, nothing with -q.
-struct Progress {
-    bar: Option<indicatif::ProgressBar>,
-    plain: bool,
-    started: Instant,
-    last_line: std::cell::Cell<Instant>,
-    done: std::cell::Cell<u64>,
-    tokens: std::cell::Cell<u64>,
-    total: Option<u64>,
-    duration: Option<Duration>,
-}
-
-impl Progress {
-    fn new(quiet: bool, total: Option<u64>, duration: Option<Duration>) -> Self {
-        let terminal = std::io::stderr().is_terminal();
-        let bar = (!quiet && terminal).then(|| {
-            let b = match total {
-                Some(t) => indicatif::ProgressBar::new(t),
-                None => indicatif::ProgressBar::new(duration.map(|d| d.as_secs()).unwrap_or(0)),
-            };
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{elapsed_precise} [{bar:30}] {pos}/{len} {msg} (eta {eta})",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b
-        });
-        let now = Instant::now();
-        Progress {
-            bar,
-            plain: !quiet && !terminal,
-            started: now,
-            last_line: std::cell::Cell::new(now),
-            done: Default::default(),
-            tokens: Default::default(),
-            total,
-            duration,
-        }
-    }
-
-    fn rate(&self) -> f64 {
-        self.tokens.get() as f64 / self.started.elapsed().as_secs_f64().max(1e-9)
-    }
-
-    fn update(&self) {
-        if let Some(b) = &self.bar {
-            if self.total.is_some() {
-                b.set_position(self.done.get());
-            } else {
-                b.set_position(self.started.elapsed().as_secs());
-            }
-            b.set_message(format!(
-                "requests {} | {:.1} tok/s",
-                self.done.get(),
-                self.rate()
-            ));
-        } else if self.plain && self.last_line.get().elapsed() >= Duration::from_secs(5) {
-            self.last_line.set(Instant::now());
-            let of = match (self.total, self.duration) {
-                (Some(t), _) => format!("{}/{t} requests", self.done.get()),
-                (None, Some(d)) => format!(
-                    "{} requests, {:.0}/{:.0} s",
-                    self.done.get(),
-                    self.started.elapsed().as_secs_f64(),
-                    d.as_secs_f64()
-                ),
-                _ => format!("{} requests", self.done.get()),
-            };
-            eprintln!(
-                "progress: {of}, {:.1} tok/s, {:.0} s elapsed",
-                self.rate(),
-                self.started.elapsed().as_secs_f64()
-            );
-        }
-    }
-
-    fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
-    }
-}
-
-/// Fans events out to the progress display and the metrics.
-struct Observers<'a> {
-    progress: &'a Progress,
-    metrics: Option<&'a crate::metrics::Metrics>,
-    live: Option<&'a crate::cli::run_projections::LiveProjections<'a>>,
-}
-
-impl RunObserver for Observers<'_> {
-    fn tokens(&self, n: usize) {
-        self.progress
-            .tokens
-            .set(self.progress.tokens.get() + n as u64);
-        if let Some(m) = self.metrics {
-            m.observe_tokens(n as u64);
-        }
-    }
-
-    fn request(&self, s: &crate::measure::samples::RequestSample) {
-        self.progress.done.set(self.progress.done.get() + 1);
-        self.progress.update();
-        if let Some(m) = self.metrics {
-            m.observe_request(
-                s.ttft_ms.map_or(f64::NAN, |t| t / 1e3),
-                s.tpot_ms.map(|t| t / 1e3),
-                s.e2e_ms / 1e3,
-                s.prompt_tokens,
-                s.output_tokens,
-            );
-        }
-        if let Some(l) = self.live {
-            l.observe(s.prompt_tokens, s.output_tokens);
-        }
-    }
-}
-
-pub fn run(a: RunArgs) -> Result<()> {
-    let started = SystemTime::now();
-    let (plan, workload) = plan(&a)?;
-    // Outputs that cannot be created fail now, not after the run.
+/// The checks of the outputs and projection targets, before the model loads: the files
+/// that cannot be created, the profiles (`--device`) and `--project-model`.
+fn before_load(a: &RunArgs, home: &Home) -> Result<(Vec<Profile>, Option<ModelCard>)> {
     if let Some(out) = &a.out {
         crate::paths::check_output_file("--out", out)?;
     }
     if let Some(samples) = &a.samples {
         crate::paths::check_new_samples_file("--samples", samples)?;
     }
-    let home = Home::locate()?;
-    let profiles = crate::cli::project::resolve_profiles(a.device.as_deref(), &home)?;
+    let profiles = crate::cli::project::resolve_profiles(a.device.as_deref(), home)?;
     let project_model = a
         .project_model
         .as_deref()
@@ -278,154 +160,53 @@ pub fn run(a: RunArgs) -> Result<()> {
                 .with_context(|| format!("--project-model {m}"))
         })
         .transpose()?;
-    let listener = a
-        .metrics_addr
-        .as_deref()
-        .map(crate::server::bind)
-        .transpose()?;
+    Ok((profiles, project_model))
+}
+
+/// `profiler run`: loads the model, starts the run's telemetry, measures, prints the report.
+pub fn run(a: RunArgs) -> Result<()> {
+    let started = SystemTime::now();
+    let (plan, workload) = plan(&a)?;
+    let home = Home::locate()?;
+    let (profiles, project_model) = before_load(&a, &home)?;
+    let listener = a.metrics_addr.as_deref().map(server::bind).transpose()?;
     let engine = Engine::load(&a.engine.options(), &home)?;
-    let corpus = Corpus::load(&engine, &home.corpus())?;
-    runner::check_fits(&engine, &plan, corpus.as_ref())?;
+    let corpus = Corpus::load(engine.tokenizer.as_ref(), &home.corpus())?;
+    runner::check_fits(&engine.inference(), &plan, corpus.as_ref())?;
     let env = environment(&engine, started);
-
-    let metrics = if listener.is_some() || a.pushgateway.is_some() {
-        Some(crate::metrics::Metrics::new(
-            &env.model,
-            &env.run_on,
-            crate::metrics::BuildInfo::of(&env),
-        )?)
-    } else {
-        None
+    let targets = Targets {
+        profiles,
+        model: project_model,
+        dtype: a
+            .project_dtype
+            .unwrap_or_else(|| project_dtype_for(engine.dtype)),
     };
-    let registry = metrics.as_ref().map(|m| m.registry()).unwrap_or_default();
-    let server = listener
-        .map(|l| crate::server::serve(l, registry.clone()))
-        .transpose()?;
-    let pusher = a
-        .pushgateway
-        .as_deref()
-        .map(|url| {
-            crate::push::Pusher::start(
-                url,
-                registry.clone(),
-                &env.model,
-                &env.run_on,
-                Duration::from_secs(a.push_interval),
-            )
-        })
-        .transpose()?;
-
-    let host_rates = (!a.no_host_check).then(|| {
-        let mut r = crate::hostbench::measure(
-            engine.device,
-            engine.dtype.kind(),
-            engine.matmul_precision,
-            1024,
-            256 << 20,
-        );
-        r.steps = crate::hostbench::measure_steps(
-            &engine,
-            crate::hostbench::step_rows(a.batch),
-            crate::hostbench::STEP_PROMPT_TOKENS,
-            5,
-        )
-        .map_err(|e| format!("{e:#}"));
-        r
-    });
-
-    let mut writer = a
-        .samples
-        .as_deref()
-        .map(|p| SamplesWriter::create(p, &env, &workload))
-        .transpose()?;
-    let flags = StopFlags::install()?;
+    let session = Session::start(SessionOptions {
+        listener,
+        pushgateway: a.pushgateway.as_deref(),
+        push_interval: Duration::from_secs(a.push_interval),
+        model: &env.model,
+        run_on: &env.run_on,
+        build: BuildInfo::of(&env),
+        live: Some(targets.live(&engine, a.batch)),
+    })?;
+    let host = (!a.no_host_check).then(|| crate::run::host_rates(&engine, a.batch));
     let progress = Progress::new(a.quiet, plan.requests.map(|r| r as u64), plan.duration);
-    let live = crate::cli::run_projections::LiveProjections::new(
-        &engine,
-        project_model.as_ref(),
-        &profiles,
-        a.project_dtype
-            .unwrap_or_else(|| project_dtype_for(engine.dtype)),
-        u32::try_from(a.batch).unwrap_or(u32::MAX),
-        metrics.as_ref(),
-    )?;
-    let obs = Observers {
-        progress: &progress,
-        metrics: metrics.as_ref(),
-        live: live.as_ref(),
-    };
-    let result = runner::execute(
-        &engine,
-        &plan,
-        corpus.as_ref(),
-        &flags.stop,
-        writer.as_mut(),
-        &obs,
-    );
-    progress.finish();
-    let result = result?;
-
-    let end = RunEnd {
-        peak_rss_bytes: crate::sysinfo::peak_rss_bytes(),
-        cuda_peak_allocated_bytes: crate::measure::cuda_memory::peak_for(engine.device),
-        interrupted: result.interrupted,
-        warnings: result.warnings.clone(),
-    };
-    let mut report = Report::from_samples(
-        env,
+    let spec = RunSpec {
+        plan: &plan,
+        corpus: corpus.as_ref(),
+        environment: env,
         workload,
-        &result.samples,
-        end.clone(),
-        Vec::new(),
-        None,
-    );
-    crate::cli::run_projections::attach_projections(
-        &mut report,
-        &engine,
-        project_model.as_ref(),
-        &profiles,
-        a.project_dtype
-            .unwrap_or_else(|| project_dtype_for(engine.dtype)),
-        host_rates,
-        metrics.as_ref(),
-    )?;
-    if let Some(e) = &result.engine_error {
-        report.warnings.push(format!(
-            "the engine failed ({e}); the run stopped after {} requests",
-            result.samples.len()
-        ));
-    }
-    if let Some(e) = &result.samples_error {
-        report.warnings.push(format!(
-            "the samples file could not be written ({e}); the run stopped after {} requests",
-            result.samples.len()
-        ));
-    } else if let Some(w) = writer {
-        w.finish(&end)?;
-    }
-    let text = report::render(&report, a.format)?;
+        samples: a.samples.as_deref(),
+        targets: &targets,
+        host,
+    };
+    let outcome = crate::run::measure(&engine, spec, &session, &progress);
+    progress.finish();
+    let outcome = outcome?;
+    let text = report::render(&outcome.report, a.format)?;
     let emitted = crate::cli::emit_report(&text, a.out.as_deref());
-    if let Some(p) = pusher {
-        p.finish();
-    }
-    if let Some(s) = server {
-        s.shutdown();
-    }
+    session.finish();
     emitted?;
-    if let Some(e) = result.engine_error {
-        bail!(
-            "{e}: the run stopped after {} requests (the report above covers them)",
-            result.samples.len()
-        );
-    }
-    if let Some(e) = result.samples_error {
-        bail!(
-            "{e}: the run stopped after {} requests (the report above covers them)",
-            result.samples.len()
-        );
-    }
-    if result.interrupted {
-        return Err(Exit(flags.exit_code()).into());
-    }
-    Ok(())
+    outcome.status()
 }
