@@ -154,18 +154,6 @@ pub fn load_text(l: &MeasuredLoad) -> String {
     }
 }
 
-/// The weights dtype a file names, in the spellings tools use (`bfloat16`, `float16`,
-/// `torch.bfloat16`, `f32` …).
-fn dtype_of_file(s: &str) -> Option<WeightsDtype> {
-    let t = s.trim().trim_start_matches("torch.").to_ascii_lowercase();
-    let t = match t.as_str() {
-        "half" => "fp16",
-        "float" => "fp32",
-        other => other,
-    };
-    WeightsDtype::parse(t).ok()
-}
-
 /// Resolves one measurement: the model card (the flag, else the file's model name), the
 /// instance, TP, dtype and serving settings (flags first, then the file, then the
 /// documented defaults of the profile's software; a setting with none is an error naming
@@ -205,7 +193,7 @@ pub fn resolve(
     profile.check_tp(inst, tp)?;
     let dtype = match (flags.weights_dtype, &m.settings.dtype) {
         (Some(d), _) => d,
-        (None, Some(s)) => dtype_of_file(s).with_context(|| {
+        (None, Some(s)) => WeightsDtype::parse_file_spelling(s).with_context(|| {
             format!("{what}: the file's dtype {s:?} is not one this tool models: give --weights-dtype D")
         })?,
         (None, None) => bail!(

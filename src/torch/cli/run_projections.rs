@@ -121,7 +121,7 @@ pub fn attach_projections(
         report.projections.push(p.projection);
     }
     if let Some(r) = rates {
-        let run_dtype = WeightsDtype::from(engine.dtype);
+        let run_dtype = engine.dtype;
         let memory = crate::sysinfo::available_memory_bytes().unwrap_or(0);
         let host = proj::host_profile(r.matmul_flops_per_s, r.memory_bytes_per_s, memory, "host");
         // The self-check projects from the two rates alone (the roofline method as it is

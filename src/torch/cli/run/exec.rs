@@ -2,12 +2,11 @@
 
 use super::RunArgs;
 use crate::cli::Exit;
-use crate::engine::{DTypeExt, Engine};
+use crate::engine::Engine;
 use crate::generate::Sampling;
 use crate::measure::rfc3339::format_utc;
 use crate::measure::samples::{RunEnd, SamplesWriter};
 use crate::paths::Home;
-use crate::projection::WeightsDtype;
 use crate::report::{self, Environment, Report, Workload};
 use crate::runner::{self, Corpus, PromptSource, RunObserver, RunPlan};
 use crate::signals::StopFlags;
@@ -101,15 +100,6 @@ fn plan(a: &RunArgs) -> Result<(RunPlan, Workload)> {
     Ok((plan, workload))
 }
 
-/// The dtype projections assume when `--project-dtype` is not given: the run's own, except
-/// that f32 runs project bf16 (no one serves in f32 on these devices).
-fn project_dtype_for(d: crate::engine::DType) -> WeightsDtype {
-    match d {
-        crate::engine::DType::F32 => WeightsDtype::Bf16,
-        other => other.into(),
-    }
-}
-
 pub(crate) fn environment(engine: &Engine, started: SystemTime) -> Environment {
     Environment {
         cpu_model: crate::sysinfo::cpu_model(),
@@ -120,8 +110,8 @@ pub(crate) fn environment(engine: &Engine, started: SystemTime) -> Environment {
             _ => "cuda".into(),
         },
         device_name: crate::engine::device_name(engine.device),
-        dtype: engine.dtype.activation_str().into(),
-        weights_dtype: engine.dtype.as_str().into(),
+        dtype: engine.dtype.activation().run_name().into(),
+        weights_dtype: engine.dtype.run_name().into(),
         matmul_precision: Some(engine.matmul_precision.as_str().into()),
         kernels: Some(crate::model::mkl::describe(
             engine.model.uses_fused_decode(),
@@ -318,7 +308,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let host_rates = (!a.no_host_check).then(|| {
         let mut r = crate::hostbench::measure(
             engine.device,
-            engine.dtype.kind(),
+            engine.model.weights_mode().activation_kind(),
             engine.matmul_precision,
             1024,
             256 << 20,
@@ -344,8 +334,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         &engine,
         project_model.as_ref(),
         &profiles,
-        a.project_dtype
-            .unwrap_or_else(|| project_dtype_for(engine.dtype)),
+        a.projected_dtype(),
         u32::try_from(a.batch).unwrap_or(u32::MAX),
         metrics.as_ref(),
     )?;
@@ -384,8 +373,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         &engine,
         project_model.as_ref(),
         &profiles,
-        a.project_dtype
-            .unwrap_or_else(|| project_dtype_for(engine.dtype)),
+        a.projected_dtype(),
         host_rates,
         metrics.as_ref(),
     )?;
