@@ -56,7 +56,7 @@ pub fn run(a: AccuracyArgs) -> Result<()> {
         Format::Json => {
             let v = serde_json::json!({
                 "model": reference.info.name,
-                "weights": reference.info.kind.as_str(),
+                "weights": reference.info.origin.as_str(),
                 "reference_dtype": reference.dtype.run_name(),
                 "candidate_dtype": candidate.dtype.run_name(),
                 "candidate_activation_dtype": candidate.dtype.activation().run_name(),

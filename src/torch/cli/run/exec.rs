@@ -121,7 +121,7 @@ pub(crate) fn environment(engine: &Engine, started: SystemTime) -> Environment {
         profiler_version: env!("CARGO_PKG_VERSION").into(),
         git_commit: option_env!("PROFILER_GIT_COMMIT").map(str::to_string),
         model: engine.info.name.clone(),
-        weights_kind: engine.info.kind.as_str().into(),
+        weights_kind: engine.info.origin.as_str().into(),
         weights_sha256: engine.info.sha256.clone(),
         weights_bytes: Some(engine.model.linear_weight_bytes() as u64),
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
