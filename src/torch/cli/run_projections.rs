@@ -23,7 +23,7 @@ fn card_of(engine: &Engine) -> ModelCard {
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
-        default_dtype: "bf16".into(),
+        default_dtype: WeightsDtype::Bf16,
         architecture: engine.model.config().clone().into(),
         weights: None,
         path: PathBuf::new(),
