@@ -9,7 +9,7 @@
 //! of TTFT and TPOT of every measurement, as `profiler calibrate --points` does
 //! ([`crate::projection::calibrate`]).
 
-use super::import::{MeasuredLoad, Measurement, Stat};
+use super::import::{FileDtype, MeasuredLoad, Measurement, Stat};
 use crate::model::card::ModelCard;
 use crate::projection::calibrate::{fit_free, leave_one_group_out_by, FittedParam, START};
 use crate::projection::latency::{estimate, Target};
@@ -193,9 +193,10 @@ pub fn resolve(
     profile.check_tp(inst, tp)?;
     let dtype = match (flags.weights_dtype, &m.settings.dtype) {
         (Some(d), _) => d,
-        (None, Some(s)) => WeightsDtype::parse_file_spelling(s).with_context(|| {
-            format!("{what}: the file's dtype {s:?} is not one this tool models: give --weights-dtype D")
-        })?,
+        (None, Some(FileDtype::Known(d))) => *d,
+        (None, Some(FileDtype::Other(s))) => bail!(
+            "{what}: the file's dtype {s:?} is not one this tool models: give --weights-dtype D"
+        ),
         (None, None) => bail!(
             "{what}: the file does not state the weights dtype: give --weights-dtype D (bf16, fp16, fp8, int8, int4 or fp32)"
         ),
@@ -853,12 +854,31 @@ mod tests {
             tp: Some(8),
             max_num_seqs: Some(4),
             seq_len: Some(1024),
-            dtype: Some("torch.bfloat16".into()),
+            dtype: Some(FileDtype::read("torch.bfloat16")),
         };
-        let r = resolve(said, &Flags::default(), &p, &find).unwrap();
+        let r = resolve(said.clone(), &Flags::default(), &p, &find).unwrap();
         assert_eq!(
             (r.instance.as_str(), r.tp, r.dtype),
             ("inf2.24xlarge", 8, WeightsDtype::Bf16)
+        );
+        // A dtype the project does not model is an error naming it and the flag, unless
+        // the flag says what to project it at.
+        said.settings.dtype = Some(FileDtype::read("q4_1"));
+        let e = format!(
+            "{:#}",
+            resolve(said.clone(), &Flags::default(), &p, &find).unwrap_err()
+        );
+        assert!(
+            e.contains("a.json") && e.contains("\"q4_1\"") && e.contains("--weights-dtype"),
+            "{e}"
+        );
+        let int4 = Flags {
+            weights_dtype: Some(WeightsDtype::Int4),
+            ..Flags::default()
+        };
+        assert_eq!(
+            resolve(said, &int4, &p, &find).unwrap().dtype,
+            WeightsDtype::Int4
         );
     }
 
