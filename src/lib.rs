@@ -7,6 +7,7 @@
 
 pub mod calibration;
 pub mod cli;
+pub mod dtype;
 pub mod generation;
 pub mod inference;
 pub mod jobs;

@@ -505,3 +505,60 @@ fn compare_says_when_the_ranking_is_not_decided() {
         < b["cost_usd_per_million_tokens_low"].as_f64().unwrap();
     assert_eq!(ranking.starts_with("Ranking decided"), decided, "{ranking}");
 }
+
+/// Every dtype flag takes the same spellings, parsed once by the command line: projections
+/// write the canonical name, and the commands that run the model refuse fp8 there (exit 2,
+/// the flag named, what runs listed) before any engine starts.
+#[test]
+fn dtype_flags_take_every_spelling_and_runs_refuse_fp8() {
+    for (flag, written) in [
+        ("float16", "fp16"),
+        ("i8", "int8"),
+        ("FP8", "fp8"),
+        ("f32", "fp32"),
+    ] {
+        let out = common::run_ok(&[
+            "project",
+            "--model",
+            "llama-3.1-8b",
+            "--device",
+            "inf2-profile",
+            "--weights-dtype",
+            flag,
+            "--format",
+            "json",
+        ]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        for r in v["projections"].as_array().unwrap() {
+            assert_eq!(r["weights_dtype"], written, "--weights-dtype {flag}");
+        }
+    }
+    // `--dtype` is the visible alias: clap names the flag by its long name.
+    for (args, flag) in [
+        (&["run", "--weights-dtype", "fp8"][..], "--weights-dtype"),
+        (
+            &["generate", "--prompt", "hi", "--dtype", "float8"],
+            "--weights-dtype",
+        ),
+        (&["serve", "--weights-dtype", "fp8"], "--weights-dtype"),
+        (
+            &["accuracy", "--prompt", "hi", "--weights-dtype", "fp8"],
+            "--weights-dtype",
+        ),
+        (
+            &["accuracy", "--prompt", "hi", "--reference-dtype", "fp8"],
+            "--reference-dtype",
+        ),
+    ] {
+        let out = common::run_err(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let first = err.lines().next().unwrap_or_default();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            first.contains(&format!("for '{flag} "))
+                && first.contains("fp8 weights do not run here")
+                && first.contains("f32, bf16, f16, int8, int4"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -9,7 +9,7 @@
 //! of TTFT and TPOT of every measurement, as `profiler calibrate --points` does
 //! ([`crate::projection::calibrate`]).
 
-use super::import::{MeasuredLoad, Measurement, Stat};
+use super::import::{FileDtype, MeasuredLoad, Measurement, Stat};
 use crate::model::card::ModelCard;
 use crate::projection::calibrate::{fit_free, leave_one_group_out_by, FittedParam, START};
 use crate::projection::latency::{estimate, Target};
@@ -155,18 +155,6 @@ pub fn load_text(l: &MeasuredLoad) -> String {
     }
 }
 
-/// The weights dtype a file names, in the spellings tools use (`bfloat16`, `float16`,
-/// `torch.bfloat16`, `f32` …).
-fn dtype_of_file(s: &str) -> Option<WeightsDtype> {
-    let t = s.trim().trim_start_matches("torch.").to_ascii_lowercase();
-    let t = match t.as_str() {
-        "half" => "fp16",
-        "float" => "fp32",
-        other => other,
-    };
-    WeightsDtype::parse(t).ok()
-}
-
 /// Resolves one measurement: the model card (the flag, else the file's model name), the
 /// instance, TP, dtype and serving settings (flags first, then the file, then the
 /// documented defaults of the profile's software; a setting with none is an error naming
@@ -215,13 +203,12 @@ pub fn resolve(
     profile.check_tp(inst, tp)?;
     let dtype = match (flags.weights_dtype, &m.settings.dtype) {
         (Some(d), _) => d,
-        (None, Some(s)) => dtype_of_file(s).ok_or_else(|| {
-            give(
-                &format!("the file's dtype {s:?} is not one this tool models"),
-                Setting::WeightsDtype,
-                " D".into(),
-            )
-        })?,
+        (None, Some(FileDtype::Known(d))) => *d,
+        (None, Some(FileDtype::Other(s))) => bail!(give(
+            &format!("the file's dtype {s:?} is not one this tool models"),
+            Setting::WeightsDtype,
+            " D".into(),
+        )),
         (None, None) => bail!(give(
             "the file does not state the weights dtype",
             Setting::WeightsDtype,
@@ -920,12 +907,31 @@ mod tests {
             tp: Some(8),
             max_num_seqs: Some(4),
             seq_len: Some(1024),
-            dtype: Some("torch.bfloat16".into()),
+            dtype: Some(FileDtype::read("torch.bfloat16")),
         };
-        let r = resolve(said, &Flags::default(), &p, &find).unwrap();
+        let r = resolve(said.clone(), &Flags::default(), &p, &find).unwrap();
         assert_eq!(
             (r.instance.as_str(), r.tp, r.dtype),
             ("inf2.24xlarge", 8, WeightsDtype::Bf16)
+        );
+        // A dtype the project does not model is an error naming it and the flag, unless
+        // the flag says what to project it at.
+        said.settings.dtype = Some(FileDtype::read("q4_1"));
+        let e = format!(
+            "{:#}",
+            resolve(said.clone(), &Flags::default(), &p, &find).unwrap_err()
+        );
+        assert!(
+            e.contains("a.json") && e.contains("\"q4_1\"") && e.contains("--weights-dtype"),
+            "{e}"
+        );
+        let int4 = Flags {
+            weights_dtype: Some(WeightsDtype::Int4),
+            ..Flags::default()
+        };
+        assert_eq!(
+            resolve(said, &int4, &p, &find).unwrap().dtype,
+            WeightsDtype::Int4
         );
     }
 

@@ -6,7 +6,7 @@
 //! Either way the result is a [`CalibrationReport`], which `--write` writes back.
 
 use super::fit::{self, Flags, Resolved};
-use super::import::{FileSettings, MeasuredLoad, Measurement, Observed, Stat, Tool};
+use super::import::{FileDtype, FileSettings, MeasuredLoad, Measurement, Observed, Stat, Tool};
 use crate::model::card::{self, ModelCard};
 use crate::projection::calibrate::{calibrate_profile, CalibrationReport, PointError};
 use crate::projection::points::{self, Point};
@@ -73,7 +73,7 @@ fn measurement(p: &Point) -> Measurement {
                 .max_num_seqs
                 .or(p.concurrency.is_none().then_some(p.batch)),
             seq_len: p.compiled_seq_len,
-            dtype: Some(p.weights_dtype.name().to_string()),
+            dtype: Some(FileDtype::Known(p.weights_dtype)),
         },
         notes: Vec::new(),
     }

@@ -1,7 +1,7 @@
 //! `profiler accuracy`: what a weights dtype costs against the f32 reference on given prompts.
 
 use super::EngineArgs;
-use crate::inference::DType;
+use crate::inference::WeightsDtype;
 use crate::output::Format;
 use clap::Args;
 use std::path::PathBuf;
@@ -12,8 +12,8 @@ pub struct AccuracyArgs {
     #[command(flatten)]
     pub engine: EngineArgs,
     /// Dtype of the reference run.
-    #[arg(long, value_enum, default_value = "f32")]
-    pub reference_dtype: DType,
+    #[arg(long, value_parser = WeightsDtype::parse_run_flag, default_value = "f32")]
+    pub reference_dtype: WeightsDtype,
     /// A prompt (repeat the flag for several).
     #[arg(long)]
     pub prompt: Vec<String>,

@@ -2,7 +2,7 @@
 //! profile fitted on benchmark result files (`--from`).
 
 use super::names::Names;
-use super::project::{format, weights_dtype, CompileArgs};
+use super::project::{format, CompileArgs};
 use super::simulate::host_from_report;
 use super::write_out;
 use crate::calibration::{self, export as from_export, fit::Flags, profile_out};
@@ -46,7 +46,7 @@ pub struct CalibrateArgs {
     #[command(flatten)]
     compile: CompileArgs,
     /// Weights dtype the files were measured with (where a file does not say).
-    #[arg(long, value_parser = weights_dtype)]
+    #[arg(long, value_parser = WeightsDtype::parse_flag)]
     weights_dtype: Option<WeightsDtype>,
     /// A Neuron-compiled model's configuration (see `project --neuron-config`): sets --tp,
     /// --max-num-seqs, --ctx-batch-size, --seq-len, --buckets and --weights-dtype (flags

@@ -11,7 +11,7 @@ pub mod run;
 pub mod serve;
 mod simulate;
 
-use crate::inference::{DType, Kernels, MatmulPrecision, RunOn};
+use crate::inference::{Kernels, MatmulPrecision, RunOn, WeightsDtype};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::io::Write;
@@ -134,14 +134,14 @@ pub struct EngineArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub run_on: RunOn,
     /// How weights are stored while the model runs: f32, bf16, f16 (activations alike), or
-    /// int8 / int4 weight-only quantisation with bf16 activations (CPU).
+    /// int8 / int4 weight-only quantisation with bf16 activations (CPU); fp8 is refused.
     #[arg(
         long = "weights-dtype",
         visible_alias = "dtype",
-        value_enum,
+        value_parser = WeightsDtype::parse_run_flag,
         default_value = "f32"
     )]
-    pub dtype: DType,
+    pub dtype: WeightsDtype,
     /// f32 matrix products: `highest` (IEEE f32) or `high` (prompts as three bf16
     /// products accumulated in f32, as PyTorch's "high" permits: faster on CPUs with bf16
     /// matrix instructions, about 16 significant bits per factor).

@@ -25,13 +25,9 @@ pub fn resolve_profiles(device: Option<&str>, home: &Home) -> Result<Vec<Profile
     }
 }
 
-/// Flag values checked by clap, so that a bad one is a usage error (exit 2) like every
-/// other command's.
-pub(super) fn weights_dtype(s: &str) -> std::result::Result<WeightsDtype, String> {
-    WeightsDtype::parse(s).map_err(|e| format!("{e:#}"))
-}
-
-fn price_kind(s: &str) -> std::result::Result<PriceKind, String> {
+/// `--price-kind`, checked by clap so that a bad one is a usage error (exit 2) like every
+/// other flag's.
+pub(super) fn price_kind(s: &str) -> std::result::Result<PriceKind, String> {
     PriceKind::parse(s).map_err(|e| format!("{e:#}"))
 }
 
@@ -156,7 +152,7 @@ impl CompileArgs {
 #[derive(Args, Debug)]
 pub struct Basis {
     /// Serving dtype projected: bf16 (default), fp16, fp8, int8, int4 or fp32.
-    #[arg(long, value_parser = weights_dtype)]
+    #[arg(long, value_parser = WeightsDtype::parse_flag)]
     weights_dtype: Option<WeightsDtype>,
     /// Price kind: on-demand, reserved or capacity-block.
     #[arg(long, default_value = "on-demand", value_parser = price_kind)]

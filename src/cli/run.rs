@@ -2,6 +2,7 @@
 //! chosen device profiles.
 
 use super::EngineArgs;
+use crate::dtype::WeightsDtype;
 use crate::output::Format;
 use clap::Args;
 use std::path::PathBuf;
@@ -57,8 +58,8 @@ pub struct RunArgs {
     pub project_model: Option<String>,
     /// Weights dtype assumed on the projected devices (default: the run's --weights-dtype,
     /// with f32 runs projected at bf16, the dtype Neuron and GPU serving use).
-    #[arg(long, value_parser = super::project::weights_dtype)]
-    pub project_dtype: Option<crate::projection::WeightsDtype>,
+    #[arg(long, value_parser = WeightsDtype::parse_flag)]
+    pub project_dtype: Option<WeightsDtype>,
     /// Output format on stdout.
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -84,4 +85,13 @@ pub struct RunArgs {
     /// No progress output.
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+impl RunArgs {
+    /// The dtype projections assume: `--project-dtype`, else the run's own
+    /// ([`WeightsDtype::served_as`]: f32 runs are projected at bf16).
+    pub fn projected_dtype(&self) -> WeightsDtype {
+        self.project_dtype
+            .unwrap_or_else(|| self.engine.dtype.served_as())
+    }
 }

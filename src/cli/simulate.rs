@@ -1,7 +1,7 @@
 //! `profiler simulate` and `profiler plan`: the serving simulator and capacity planning.
 
 use super::names::Names;
-use super::project::CompileArgs;
+use super::project::{price_kind, CompileArgs};
 use super::write_out;
 use crate::model::card;
 use crate::model::tokenizer::{locate_for_card, Tokenizer, TokenizerSource};
@@ -19,14 +19,6 @@ use crate::simulation::{self as sim, export, SimRequest};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::PathBuf;
-
-fn weights_dtype(s: &str) -> std::result::Result<WeightsDtype, String> {
-    WeightsDtype::parse(s).map_err(|e| format!("{e:#}"))
-}
-
-fn price_kind(s: &str) -> std::result::Result<PriceKind, String> {
-    PriceKind::parse(s).map_err(|e| format!("{e:#}"))
-}
 
 fn format(s: &str) -> std::result::Result<Format, String> {
     Format::parse(s).map_err(|e| format!("{e:#}"))
@@ -148,7 +140,7 @@ pub struct SimulateArgs {
     #[arg(long)]
     timing: bool,
     /// Weights dtype: bf16 (default), fp16, fp8, int8, int4 or fp32.
-    #[arg(long, value_parser = weights_dtype)]
+    #[arg(long, value_parser = WeightsDtype::parse_flag)]
     weights_dtype: Option<WeightsDtype>,
     /// on-demand, reserved or capacity-block.
     #[arg(long, default_value = "on-demand", value_parser = price_kind)]
@@ -431,7 +423,7 @@ pub struct PlanArgs {
     #[arg(long)]
     no_chunked_prefill: bool,
     /// bf16 (default), fp16, fp8, int8, int4 or fp32.
-    #[arg(long, value_parser = weights_dtype)]
+    #[arg(long, value_parser = WeightsDtype::parse_flag)]
     weights_dtype: Option<WeightsDtype>,
     #[arg(long, default_value = "on-demand", value_parser = price_kind)]
     price: PriceKind,

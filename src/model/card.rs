@@ -3,6 +3,7 @@
 use super::architecture::{Architecture, Attention, Experts, Quantization};
 use super::config::LlamaConfig;
 use super::hf_config;
+use crate::dtype::WeightsDtype;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -58,7 +59,8 @@ pub struct ModelCard {
     pub aliases: Vec<String>,
     pub description: String,
     pub source: String,
-    pub default_dtype: String,
+    /// Dtype the model is published in: bf16, fp16 or fp32 (the card writes `f16`, `f32`).
+    pub default_dtype: WeightsDtype,
     pub architecture: Architecture,
     pub weights: Option<WeightsSource>,
     /// File the card was read from.
@@ -89,12 +91,13 @@ impl ModelCard {
         if raw.source.trim().is_empty() {
             bail!("{what}: field `source` must say where the architecture comes from");
         }
-        if !matches!(raw.default_dtype.as_str(), "bf16" | "f16" | "f32") {
-            bail!(
+        let default_dtype = match WeightsDtype::parse(&raw.default_dtype) {
+            Ok(d @ (WeightsDtype::Bf16 | WeightsDtype::Fp16 | WeightsDtype::Fp32)) => d,
+            _ => bail!(
                 "{what}: field `default_dtype` is {:?}, expected one of bf16, f16, f32",
                 raw.default_dtype
-            );
-        }
+            ),
+        };
         raw.architecture
             .validate(&format!("{what} [architecture]"))?;
         let architecture = Architecture {
@@ -120,7 +123,7 @@ impl ModelCard {
             aliases: raw.aliases,
             description: raw.description,
             source: raw.source,
-            default_dtype: raw.default_dtype,
+            default_dtype,
             architecture,
             weights: raw.weights,
             path: path.to_path_buf(),

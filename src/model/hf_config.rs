@@ -10,6 +10,7 @@
 
 use super::architecture::{Architecture, Attention, Experts, LayerKind, QuantScope, Quantization};
 use super::config::{LlamaConfig, RopeScaling};
+use crate::dtype::WeightsDtype;
 use anyhow::{bail, Context, Result};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -23,8 +24,9 @@ pub const MODEL_TYPES: &str =
 pub struct HfModel {
     pub model_type: String,
     pub architecture: Architecture,
-    /// `torch_dtype` (or `dtype`) mapped to `bf16`, `f16` or `f32`; `bf16` when absent.
-    pub dtype: String,
+    /// `torch_dtype` (or `dtype`): float32 and float16 as they are, anything else (absent,
+    /// bfloat16, a quantized checkpoint's) bf16.
+    pub dtype: WeightsDtype,
     /// The file read.
     pub path: PathBuf,
     /// Things read but not used by the projection (e.g. a non-Llama-3 RoPE scaling).
@@ -384,11 +386,10 @@ pub fn parse(text: &str, path: &Path) -> Result<HfModel> {
         .or(top.opt_str("dtype")?)
         .as_deref()
     {
-        Some("float32") => "f32",
-        Some("float16") => "f16",
-        _ => "bf16",
-    }
-    .to_string();
+        Some("float32") => WeightsDtype::Fp32,
+        Some("float16") => WeightsDtype::Fp16,
+        _ => WeightsDtype::Bf16,
+    };
     let architecture = Architecture {
         base,
         experts,

@@ -179,7 +179,7 @@ pub fn show_text(c: &card::ModelCard, notes: &[String]) -> String {
     let _ = writeln!(o, "model              {}", c.name);
     let _ = writeln!(o, "description        {}", c.description);
     let _ = writeln!(o, "source             {}", c.source);
-    let _ = writeln!(o, "published dtype    {}", c.default_dtype);
+    let _ = writeln!(o, "published dtype    {}", c.default_dtype.run_name());
     let _ = writeln!(o, "layers             {}", a.num_hidden_layers);
     let _ = writeln!(o, "hidden size        {}", a.hidden_size);
     let _ = writeln!(

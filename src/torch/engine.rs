@@ -1,37 +1,13 @@
 //! Loads a model onto the chosen device in the chosen dtype with the chosen thread count:
 //! the part `generate` and `run` share.
 
-pub use crate::inference::{DType, EngineOptions, Kernels, MatmulPrecision, RunOn};
+pub use crate::inference::{EngineOptions, Kernels, MatmulPrecision, RunOn, WeightsDtype};
 use crate::model::llama::{Llama, WeightsMode};
 use crate::model::load::{self, ModelInfo, ModelRef};
 use crate::model::tokenizer::Tokenizer;
 use crate::paths::Home;
 use anyhow::{bail, Result};
-use tch::{Device, Kind};
-
-/// What libtorch makes of a `--weights-dtype` (the option itself is in the core crate).
-pub trait DTypeExt {
-    /// How the model stores its linear layers.
-    fn mode(self) -> WeightsMode;
-    /// The libtorch kind of activations (and of weights, for the dense dtypes).
-    fn kind(self) -> Kind;
-}
-
-impl DTypeExt for DType {
-    fn mode(self) -> WeightsMode {
-        match self {
-            DType::F32 => WeightsMode::Dense(Kind::Float),
-            DType::Bf16 => WeightsMode::Dense(Kind::BFloat16),
-            DType::F16 => WeightsMode::Dense(Kind::Half),
-            DType::Int8 => WeightsMode::Int8,
-            DType::Int4 => WeightsMode::Int4,
-        }
-    }
-
-    fn kind(self) -> Kind {
-        self.mode().activation_kind()
-    }
-}
+use tch::Device;
 
 /// Resolves `--run-on` to a device; asking for CUDA where there is none is an error.
 pub fn select_device(run_on: RunOn) -> Result<Device> {
@@ -60,7 +36,8 @@ pub struct Engine {
     pub info: ModelInfo,
     pub tokenizer: Option<Tokenizer>,
     pub device: Device,
-    pub dtype: DType,
+    /// The `--weights-dtype` the model runs in (never fp8: [`WeightsMode`] refuses it).
+    pub dtype: WeightsDtype,
     pub matmul_precision: MatmulPrecision,
     pub threads: usize,
 }
@@ -84,12 +61,13 @@ impl Engine {
             tch::set_num_threads(n as i32);
         }
         let r: ModelRef = load::resolve(&opts.model, home)?;
-        if matches!(opts.dtype, DType::Int8 | DType::Int4) && device != Device::Cpu {
-            bail!("--weights-dtype {}: int8 and int4 weights run on the CPU only (libtorch's weight-only kernels); use --run-on cpu, or bf16/f16 on CUDA", opts.dtype.as_str());
+        let mode = WeightsMode::try_from(opts.dtype)?;
+        if matches!(mode, WeightsMode::Int8 | WeightsMode::Int4) && device != Device::Cpu {
+            bail!("--weights-dtype {}: int8 and int4 weights run on the CPU only (libtorch's weight-only kernels); use --run-on cpu, or bf16/f16 on CUDA", opts.dtype.run_name());
         }
-        let mut w = load::load(&r, home, opts.seed, (opts.dtype.mode(), device))?;
+        let mut w = load::load(&r, home, opts.seed, (mode, device))?;
         let tokenizer = w.tokenizer.take();
-        let (mut model, info) = load::build_model(w, device, opts.dtype.mode())?;
+        let (mut model, info) = load::build_model(w, device, mode)?;
         if opts.matmul_precision == MatmulPrecision::High {
             model = model.split_f32_matmuls()?;
         }

@@ -7,8 +7,8 @@
 //! `crate::model::card` and `crate::model::llama` name the same things in both layers.
 
 pub use profiler::{
-    generation, inference, jobs, metrics, output, paths, projection, push, report, schema, serve,
-    server, session, signals, simulation, sysinfo, toml_error, workload,
+    dtype, generation, inference, jobs, metrics, output, paths, projection, push, report, schema,
+    serve, server, session, signals, simulation, sysinfo, toml_error, workload,
 };
 
 pub mod accuracy;

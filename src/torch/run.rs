@@ -2,7 +2,7 @@
 //! telemetry ([`Session`]) started: the host self-check, the measurement loop on the
 //! engine, and the report with its projections (computed once, at the end).
 
-use crate::engine::{DTypeExt, Engine};
+use crate::engine::Engine;
 use crate::generation::Inference;
 use crate::hostbench::HostRates;
 use crate::measure::clock::MonotonicClock;
@@ -78,7 +78,7 @@ impl Outcome {
 pub fn host_rates(engine: &Engine, batch: usize) -> HostRates {
     let mut r = crate::hostbench::measure(
         engine.device,
-        engine.dtype.kind(),
+        engine.model.weights_mode().activation_kind(),
         engine.matmul_precision,
         1024,
         256 << 20,
@@ -167,7 +167,7 @@ fn card_of(engine: &Engine) -> ModelCard {
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_default(),
-        default_dtype: "bf16".into(),
+        default_dtype: WeightsDtype::Bf16,
         architecture: engine.model.config().clone().into(),
         weights: None,
         path: PathBuf::new(),
@@ -206,7 +206,7 @@ fn attach_projections(
         report.projections.push(p.projection);
     }
     if let Some(r) = rates {
-        let run_dtype = WeightsDtype::from(engine.dtype);
+        let run_dtype = engine.dtype;
         let memory = crate::sysinfo::available_memory_bytes().unwrap_or(0);
         let host = proj::host_profile(r.matmul_flops_per_s, r.memory_bytes_per_s, memory, "host");
         // The self-check projects from the two rates alone (the roofline method as it is

@@ -795,3 +795,35 @@ fn an_impossible_batch_on_cuda_is_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("GiB is free"), "{err}");
 }
+
+/// The engine's storage comes from the dtype by one conversion: each dtype that runs maps
+/// to its libtorch storage, and fp8 (accepted by projections) is refused in one line that
+/// names the flag and lists what runs, should it get past the command line.
+#[test]
+fn weights_mode_is_built_from_the_dtype_and_refuses_fp8() {
+    use profiler_engine::dtype::WeightsDtype;
+    use profiler_engine::model::llama::WeightsMode;
+    use tch::Kind;
+    for (d, mode) in [
+        (WeightsDtype::Fp32, WeightsMode::Dense(Kind::Float)),
+        (WeightsDtype::Bf16, WeightsMode::Dense(Kind::BFloat16)),
+        (WeightsDtype::Fp16, WeightsMode::Dense(Kind::Half)),
+        (WeightsDtype::Int8, WeightsMode::Int8),
+        (WeightsDtype::Int4, WeightsMode::Int4),
+    ] {
+        assert_eq!(WeightsMode::try_from(d).unwrap(), mode, "{d}");
+        assert_eq!(
+            mode.activation_kind(),
+            WeightsMode::try_from(d.activation())
+                .unwrap()
+                .activation_kind(),
+            "{d}"
+        );
+    }
+    let e = WeightsMode::try_from(WeightsDtype::Fp8)
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains('\n'), "{e}");
+    assert!(e.starts_with("--weights-dtype fp8: "), "{e}");
+    assert!(e.contains(WeightsDtype::RUNS), "{e}");
+}

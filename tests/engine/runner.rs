@@ -5,7 +5,9 @@
 #[path = "../common/mod.rs"]
 mod common;
 
-use profiler_engine::engine::{DType, Engine, EngineOptions, Kernels, MatmulPrecision, RunOn};
+use profiler_engine::engine::{
+    Engine, EngineOptions, Kernels, MatmulPrecision, RunOn, WeightsDtype,
+};
 use profiler_engine::generate::{generate, GenerateOptions, Sampling};
 use profiler_engine::generation::Inference;
 use profiler_engine::measure::clock::MonotonicClock;
@@ -42,7 +44,7 @@ fn the_core_runner_measures_the_real_engine_through_the_trait() {
         &EngineOptions {
             model: "llama".into(),
             run_on: RunOn::Cpu,
-            dtype: DType::F32,
+            dtype: WeightsDtype::Fp32,
             matmul_precision: MatmulPrecision::Highest,
             kernels: Kernels::Custom,
             threads: None,

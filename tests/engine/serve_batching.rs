@@ -8,7 +8,9 @@
 mod common;
 
 use profiler_engine::batching::{Batcher, SlotOptions};
-use profiler_engine::engine::{DType, Engine, EngineOptions, Kernels, MatmulPrecision, RunOn};
+use profiler_engine::engine::{
+    Engine, EngineOptions, Kernels, MatmulPrecision, RunOn, WeightsDtype,
+};
 use profiler_engine::generate::{generate, GenerateOptions, Sampling};
 use profiler_engine::jobs::{self, Event, FinishReason, Load, SamplingParams};
 use profiler_engine::paths::Home;
@@ -30,7 +32,7 @@ fn ids(v: &Value) -> Vec<u32> {
         .collect()
 }
 
-fn engine(dtype: DType) -> Engine {
+fn engine(dtype: WeightsDtype) -> Engine {
     common::default_weights();
     Engine::load(
         &EngineOptions {
@@ -194,7 +196,7 @@ fn first_difference_is_a_tie(
     }
 }
 
-fn check(dtype: DType) {
+fn check(dtype: WeightsDtype) {
     let f = fixtures();
     let cases = f["cases"].as_array().unwrap();
     let prompts: Vec<Vec<u32>> = cases.iter().map(|c| ids(&c["prompt_tokens"])).collect();
@@ -207,7 +209,7 @@ fn check(dtype: DType) {
                 "{dtype:?}, {slots} slots: request {i} ({}) differs from generate alone",
                 cases[i]["name"]
             );
-            if dtype == DType::F32 {
+            if dtype == WeightsDtype::Fp32 {
                 assert_eq!(g, w, "{what}");
             } else {
                 assert_eq!(g.len(), w.len(), "{what}");
@@ -230,7 +232,7 @@ fn check(dtype: DType) {
             assert!(served.moves > 0, "{dtype:?}: no sequence changed slot");
         }
     }
-    if dtype == DType::F32 {
+    if dtype == WeightsDtype::Fp32 {
         // Independent of this project: transformers' greedy tokens, up to a near tie.
         for (i, c) in cases.iter().enumerate() {
             let reference = ids(&c["greedy_tokens"]);
@@ -257,15 +259,15 @@ fn check(dtype: DType) {
 
 #[test]
 fn continuous_batching_matches_generate_at_f32_and_transformers() {
-    check(DType::F32);
+    check(WeightsDtype::Fp32);
 }
 
 #[test]
 fn continuous_batching_matches_generate_at_int8() {
-    check(DType::Int8);
+    check(WeightsDtype::Int8);
 }
 
 #[test]
 fn continuous_batching_matches_generate_at_int4() {
-    check(DType::Int4);
+    check(WeightsDtype::Int4);
 }

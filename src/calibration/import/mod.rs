@@ -91,8 +91,30 @@ pub struct FileSettings {
     /// Compiled batch (Neuron) or `--max-num-seqs` (vLLM).
     pub max_num_seqs: Option<u32>,
     pub seq_len: Option<u32>,
-    /// Weights dtype as the file names it (`bf16`, `float16`, …).
-    pub dtype: Option<String>,
+    /// Weights dtype the file states, read with the file.
+    pub dtype: Option<FileDtype>,
+}
+
+/// A weights dtype as a result file states it: read where the file is read, in the
+/// spellings tools write (`bf16`, `float16`, `torch.bfloat16`, `f32` …).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum FileDtype {
+    /// One this project models.
+    Known(crate::dtype::WeightsDtype),
+    /// One it does not (a GGUF run's `q4_1`), kept as written: an error only where no
+    /// `--weights-dtype` says what to project it at.
+    Other(String),
+}
+
+impl FileDtype {
+    /// Reads a file's dtype word.
+    pub fn read(s: &str) -> Self {
+        match crate::dtype::WeightsDtype::parse_file_spelling(s) {
+            Some(d) => FileDtype::Known(d),
+            None => FileDtype::Other(s.to_string()),
+        }
+    }
 }
 
 /// One benchmark read from a result file.

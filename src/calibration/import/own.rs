@@ -3,7 +3,8 @@
 //! [`crate::measure::samples`]).
 
 use super::{
-    relative, FileSettings, MeasuredLoad, Measurement, Observed, RequestShape, Stat, Tool,
+    relative, FileDtype, FileSettings, MeasuredLoad, Measurement, Observed, RequestShape, Stat,
+    Tool,
 };
 use crate::measure::samples::parse_samples;
 use crate::report::{Environment, Report, Workload, SCHEMA_VERSION};
@@ -137,7 +138,7 @@ fn measurement(
         settings: FileSettings {
             // `serve --max-num-seqs` or `run --batch`: the sequences decoded together.
             max_num_seqs: Some(batch),
-            dtype: Some(r.environment.weights_dtype.clone()),
+            dtype: Some(FileDtype::read(&r.environment.weights_dtype)),
             ..FileSettings::default()
         },
         notes,

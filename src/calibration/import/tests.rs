@@ -526,7 +526,7 @@ fn own_run_samples_are_a_static_batch() {
     assert_eq!(m.per_request.len(), 2);
     assert_eq!(m.per_request[1].start_s, Some(0.06));
     assert_eq!(m.date.as_deref(), Some("2024-05-01"));
-    assert_eq!(m.settings.dtype.as_deref(), Some("q4_1"));
+    assert_eq!(m.settings.dtype, Some(FileDtype::Other("q4_1".into())));
 }
 
 #[test]

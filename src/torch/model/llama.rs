@@ -11,6 +11,7 @@ use super::fused::{self, Elem};
 use super::kv_cache::KvCache;
 use super::quant::{int4_fits, Int4Codes, Linear};
 use super::source::{InMemory, WeightSource};
+use crate::dtype::WeightsDtype;
 use anyhow::{bail, Context, Result};
 use half::bf16;
 use std::collections::HashMap;
@@ -37,6 +38,27 @@ impl WeightsMode {
             WeightsMode::Dense(k) => k,
             WeightsMode::Int8 | WeightsMode::Int4 => Kind::BFloat16,
         }
+    }
+}
+
+/// The storage of a `--weights-dtype`: the one conversion from the project's dtype to the
+/// engine's. fp8 is refused: libtorch here has no fp8 matrix multiply (the flag refuses it
+/// first, [`WeightsDtype::parse_run_flag`]).
+impl TryFrom<WeightsDtype> for WeightsMode {
+    type Error = anyhow::Error;
+
+    fn try_from(d: WeightsDtype) -> Result<Self> {
+        Ok(match d {
+            WeightsDtype::Fp32 => WeightsMode::Dense(Kind::Float),
+            WeightsDtype::Bf16 => WeightsMode::Dense(Kind::BFloat16),
+            WeightsDtype::Fp16 => WeightsMode::Dense(Kind::Half),
+            WeightsDtype::Int8 => WeightsMode::Int8,
+            WeightsDtype::Int4 => WeightsMode::Int4,
+            WeightsDtype::Fp8 => bail!(
+                "--weights-dtype fp8: {}",
+                WeightsDtype::parse_run_flag("fp8").unwrap_err()
+            ),
+        })
     }
 }
 

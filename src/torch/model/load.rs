@@ -19,22 +19,23 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind};
 
-/// Where a model's weights came from; every output produced with synthetic weights says so.
+/// Where a model's weights came from (not how they are stored: that is
+/// [`WeightsMode`]); every output produced with synthetic weights says so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum WeightsKind {
+pub enum WeightsOrigin {
     Gguf,
     Safetensors,
     Synthetic,
 }
 
-impl WeightsKind {
-    /// The name used in reports.
+impl WeightsOrigin {
+    /// The name used in reports (run reports' `weights_kind`, `weights` elsewhere).
     pub fn as_str(self) -> &'static str {
         match self {
-            WeightsKind::Gguf => "gguf",
-            WeightsKind::Safetensors => "safetensors",
-            WeightsKind::Synthetic => "synthetic",
+            WeightsOrigin::Gguf => "gguf",
+            WeightsOrigin::Safetensors => "safetensors",
+            WeightsOrigin::Synthetic => "synthetic",
         }
     }
 }
@@ -55,7 +56,7 @@ pub struct LoadedWeights {
     pub config: LlamaConfig,
     /// The weights, read (and for GGUF dequantised) as they are taken.
     pub source: Box<dyn WeightSource>,
-    pub kind: WeightsKind,
+    pub origin: WeightsOrigin,
     pub sha256: Option<String>,
     pub path: Option<PathBuf>,
     /// `None` for synthetic weights of a card that ships no tokenizer.
@@ -151,7 +152,7 @@ fn load_synthetic(c: &ModelCard, seed: i64, to: (WeightsMode, Device)) -> Result
         name: c.name.clone(),
         config: c.architecture.base.clone(),
         source: Box::new(synthetic::SyntheticSource::new(&c.architecture.base, seed)),
-        kind: WeightsKind::Synthetic,
+        origin: WeightsOrigin::Synthetic,
         sha256: None,
         path: None,
         tokenizer: None,
@@ -356,7 +357,7 @@ pub fn load_gguf(
         card,
         config: cfg,
         source: Box::new(GgufSource::new(g, names, to.0 == WeightsMode::Int4)),
-        kind: WeightsKind::Gguf,
+        origin: WeightsOrigin::Gguf,
         sha256: Some(sha256),
         path: Some(path.to_path_buf()),
         tokenizer: Some(tokenizer),
@@ -469,7 +470,7 @@ pub fn load_hf_dir(dir: &Path, to: (WeightsMode, Device)) -> Result<LoadedWeight
         card: None,
         config: cfg,
         source: Box::new(source),
-        kind: WeightsKind::Safetensors,
+        origin: WeightsOrigin::Safetensors,
         sha256: None,
         path: Some(dir.to_path_buf()),
         tokenizer: Some(tokenizer),
@@ -503,7 +504,7 @@ pub fn build_model(
 ) -> Result<(super::llama::Llama, ModelInfo)> {
     let info = ModelInfo {
         name: w.name.clone(),
-        kind: w.kind,
+        origin: w.origin,
         sha256: w.sha256.clone(),
         path: w.path.clone(),
         card: w.card.clone(),
@@ -554,7 +555,7 @@ fn dtype_name(mode: WeightsMode) -> &'static str {
 #[derive(Debug, Clone)]
 pub struct ModelInfo {
     pub name: String,
-    pub kind: WeightsKind,
+    pub origin: WeightsOrigin,
     pub sha256: Option<String>,
     pub path: Option<PathBuf>,
     pub card: Option<ModelCard>,

@@ -56,10 +56,10 @@ pub fn run(a: AccuracyArgs) -> Result<()> {
         Format::Json => {
             let v = serde_json::json!({
                 "model": reference.info.name,
-                "weights": reference.info.kind.as_str(),
-                "reference_dtype": reference.dtype.as_str(),
-                "candidate_dtype": candidate.dtype.as_str(),
-                "candidate_activation_dtype": candidate.dtype.activation_str(),
+                "weights": reference.info.origin.as_str(),
+                "reference_dtype": reference.dtype.run_name(),
+                "candidate_dtype": candidate.dtype.run_name(),
+                "candidate_activation_dtype": candidate.dtype.activation().run_name(),
                 "candidate_matmul_precision": candidate.matmul_precision.as_str(),
                 "summary": summary,
                 "prompts": results,
@@ -72,12 +72,12 @@ pub fn run(a: AccuracyArgs) -> Result<()> {
             table(
                 &results,
                 &summary,
-                reference.dtype.as_str(),
+                reference.dtype.run_name(),
                 &match candidate.matmul_precision {
-                    MatmulPrecision::Highest => candidate.dtype.as_str().to_string(),
+                    MatmulPrecision::Highest => candidate.dtype.run_name().to_string(),
                     p => format!(
                         "{} (matmul precision {})",
-                        candidate.dtype.as_str(),
+                        candidate.dtype.run_name(),
                         p.as_str()
                     ),
                 }

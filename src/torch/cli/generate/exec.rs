@@ -57,7 +57,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
     match a.format {
         // The flag's parser admits text (table) and json only.
         Format::Table | Format::Csv | Format::Markdown => {
-            if engine.info.kind == crate::model::load::WeightsKind::Synthetic {
+            if engine.info.origin == crate::model::load::WeightsOrigin::Synthetic {
                 eprintln!("note: synthetic weights: the text is meaningless");
             }
             crate::cli::write_out(format!("{continuation}\n").as_bytes())?;
@@ -65,7 +65,7 @@ pub fn run(a: GenerateArgs) -> Result<()> {
         Format::Json => {
             let v = serde_json::json!({
                 "model": engine.info.name,
-                "weights": engine.info.kind.as_str(),
+                "weights": engine.info.origin.as_str(),
                 "prompt_tokens": ids,
                 "generated_tokens": out,
                 "text": continuation,

@@ -10,7 +10,6 @@ use crate::metrics::BuildInfo;
 use crate::model::card::ModelCard;
 use crate::paths::Home;
 use crate::projection::profile::Profile;
-use crate::projection::WeightsDtype;
 use crate::report::{self, Environment, Workload};
 use crate::run::{RunSpec, Targets};
 use crate::server;
@@ -104,15 +103,6 @@ fn plan(a: &RunArgs) -> Result<(RunPlan, Workload)> {
     Ok((plan, workload))
 }
 
-/// The dtype projections assume when `--project-dtype` is not given: the run's own, except
-/// that f32 runs project bf16 (no one serves in f32 on these devices).
-fn project_dtype_for(d: crate::engine::DType) -> WeightsDtype {
-    match d {
-        crate::engine::DType::F32 => WeightsDtype::Bf16,
-        other => other.into(),
-    }
-}
-
 pub(crate) fn environment(engine: &Engine, started: SystemTime) -> Environment {
     Environment {
         cpu_model: crate::sysinfo::cpu_model(),
@@ -123,8 +113,8 @@ pub(crate) fn environment(engine: &Engine, started: SystemTime) -> Environment {
             _ => "cuda".into(),
         },
         device_name: crate::engine::device_name(engine.device),
-        dtype: engine.dtype.activation_str().into(),
-        weights_dtype: engine.dtype.as_str().into(),
+        dtype: engine.dtype.activation().run_name().into(),
+        weights_dtype: engine.dtype.run_name().into(),
         matmul_precision: Some(engine.matmul_precision.as_str().into()),
         kernels: Some(crate::model::mkl::describe(
             engine.model.uses_fused_decode(),
@@ -134,7 +124,7 @@ pub(crate) fn environment(engine: &Engine, started: SystemTime) -> Environment {
         profiler_version: env!("CARGO_PKG_VERSION").into(),
         git_commit: option_env!("PROFILER_GIT_COMMIT").map(str::to_string),
         model: engine.info.name.clone(),
-        weights_kind: engine.info.kind.as_str().into(),
+        weights_kind: engine.info.origin.as_str().into(),
         weights_sha256: engine.info.sha256.clone(),
         weights_bytes: Some(engine.model.linear_weight_bytes() as u64),
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
@@ -177,9 +167,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let targets = Targets {
         profiles,
         model: project_model,
-        dtype: a
-            .project_dtype
-            .unwrap_or_else(|| project_dtype_for(engine.dtype)),
+        dtype: a.projected_dtype(),
     };
     let session = Session::start(SessionOptions {
         listener,

@@ -130,7 +130,7 @@ pub fn run(a: ServeArgs) -> Result<()> {
             a.max_num_seqs,
             a.seq_len,
             a.max_queue,
-            engine.dtype.as_str(),
+            engine.dtype.run_name(),
             env.run_on
         );
     }
