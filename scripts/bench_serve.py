@@ -4,8 +4,8 @@ of the same load on this machine's host profile.
 1. `profiler run` (batch 1, the host self-check on) gives the host profile: the matmul rate
    and memory bandwidth measured by its start-up micro-benchmarks, and the prompt matmul
    efficiency, decode bandwidth efficiency and per-row decode cost derived from the model's
-   own steps timed at fixed shapes (a 128-token prefill, decode steps of 1 and 4 rows);
-   nothing fitted to the loads.
+   own steps timed at fixed shapes (a 128-token prefill, decode steps of 1, 2, 3 and 4
+   rows, which then price the simulated decode steps); nothing fitted to the loads.
 2. GuideLLM at CONCURRENCY closed-loop streams measures the server's capacity (requests/s),
    then Poisson loads at fractions of it, from light to near saturation; each load on a
    fresh `profiler serve --max-num-seqs 4 --seq-len 256 --threads T --samples FILE`.
@@ -37,6 +37,26 @@ SEQ_LEN = 256
 FRACTIONS = (0.25, 0.5, 0.8)
 
 
+def cores():
+    """The CPUs this process may use, split in two: the engine (the self-check's run and
+    the server) on the first, the load generator and the simulator on the rest, so the
+    client's own work does not slow the steps it measures. One CPU: no pinning."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        return None, None
+    return {cpus[0]}, set(cpus[1:])
+
+
+ENGINE_CPUS, CLIENT_CPUS = cores()
+
+
+def pinned(cpus):
+    """A preexec_fn that pins the child to `cpus` (None: leaves it alone)."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 def say(msg):
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 
@@ -60,7 +80,8 @@ class Server:
             [os.path.join(bin_dir, "profiler"), "serve", "--model", "llama", "--run-on", "cpu",
              "--addr", "127.0.0.1:0", "--max-num-seqs", str(CONCURRENCY),
              "--seq-len", str(SEQ_LEN), "--threads", str(threads), "--samples", samples],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=pinned(ENGINE_CPUS))
         seen = []
         for line in self.p.stderr:
             if "on http://" in line:
@@ -80,7 +101,8 @@ def guidellm(base, tok, out, load, requests):
     py = os.path.join(ROOT, ".venv-clients/guidellm/bin/python")
     r = subprocess.run([py, os.path.join(ROOT, "tests/clients/guidellm_run.py"), base, tok,
                         os.path.join(ROOT, "models/corpus.txt"), out, load, str(requests)],
-                       capture_output=True, text=True, timeout=1800)
+                       capture_output=True, text=True, timeout=1800,
+                       preexec_fn=pinned(CLIENT_CPUS))
     if r.returncode != 0:
         raise SystemExit(f"bench: guidellm {load} failed: {r.stderr[-2000:]}")
     report = json.load(open(r.stdout.strip()))
@@ -147,7 +169,7 @@ def bench(a, work):
     subprocess.run([prof, "run", "--model", "llama", "--run-on", "cpu", "--threads",
                     str(a.threads), "--input-len", "96", "--output-len", "20", "--requests", "4",
                     "--warmup", "1", "--format", "json", "--out", host, "-q"],
-                   check=True, stdout=subprocess.DEVNULL)
+                   check=True, stdout=subprocess.DEVNULL, preexec_fn=pinned(ENGINE_CPUS))
     hc = json.load(open(host))["host_check"]
 
     rows = []
@@ -213,7 +235,9 @@ def bench(a, work):
         f"measured on the model at fixed shapes: a {hc.get('prefill_tokens')}-token prefill "
         f"{fmt(hc.get('prefill_ms'), '.0f')} ms, a decode step of 1 row "
         f"{fmt(hc.get('decode_step_1_ms'), '.1f')} ms and of {hc.get('decode_rows')} rows "
-        f"{fmt(hc.get('decode_step_rows_ms'), '.1f')} ms",
+        f"{fmt(hc.get('decode_step_rows_ms'), '.1f')} ms; each row count: "
+        + (", ".join(f"{s['rows']} {s['ms']:.1f} ms" for s in hc.get("decode_steps") or [])
+           or "not timed"),
         "",
         "| load | TTFT mean ms (sim, err) | TTFT p90 ms (sim, err) | TPOT mean ms (sim, err) "
         "| TPOT p90 ms (sim, err) | output tok/s (sim, err) |",

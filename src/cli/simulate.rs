@@ -323,7 +323,8 @@ fn prompt_counter<'a>(
 /// prompt matmul efficiency, decode bandwidth efficiency and per-row decode cost measured on
 /// the model (`host_check.prefill_compute_efficiency`, `host_check.bandwidth_efficiency`,
 /// `host_check.decode_seq_ms`) where the report has them (reports from before they were
-/// measured, or with them null, keep 1, 1 and 0).
+/// measured, or with them null, keep 1, 1 and 0), and the decode steps timed at each row
+/// count (`host_check.decode_steps`), which then price the decode steps.
 pub(super) fn host_from_report(path: &std::path::Path) -> Result<profile::Profile> {
     let what = path.display();
     let text = std::fs::read_to_string(path)
@@ -375,7 +376,7 @@ pub(super) fn host_from_report(path: &std::path::Path) -> Result<profile::Profil
         memory,
         name,
     );
-    Ok(match (efficiency, bandwidth, seq_ms) {
+    let host = match (efficiency, bandwidth, seq_ms) {
         (None, None, None) => host,
         (e, b, t) => crate::projection::host_steps::apply(
             host,
@@ -385,7 +386,48 @@ pub(super) fn host_from_report(path: &std::path::Path) -> Result<profile::Profil
                 decode_seq_ms: t.unwrap_or(0.0),
             },
         ),
+    };
+    Ok(match decode_table(check, &what.to_string())? {
+        Some(t) => crate::projection::host_steps::with_decode_table(host, t),
+        None => host,
     })
+}
+
+/// `host_check.decode_steps` (decode steps timed at each row count) with its context, when
+/// the report has them: `[{"rows": 1, "ms": 37.5}, …]`, rows from 1 increasing, times
+/// positive.
+fn decode_table(
+    check: &serde_json::Value,
+    what: &str,
+) -> Result<Option<crate::projection::host_steps::MeasuredDecode>> {
+    let steps = &check["decode_steps"];
+    if steps.is_null() {
+        return Ok(None);
+    }
+    let expected = "expected [{\"rows\": 1, \"ms\": T}, …] with rows from 1 increasing and positive times, or null";
+    let parsed: Option<Vec<(u32, f64)>> = steps.as_array().and_then(|a| {
+        a.iter()
+            .map(|s| {
+                let rows = u32::try_from(s["rows"].as_u64()?).ok()?;
+                Some((rows, s["ms"].as_f64()?))
+            })
+            .collect()
+    });
+    let context = check["decode_context_tokens"].as_u64();
+    match (parsed, context) {
+        (Some(p), Some(c)) => match crate::projection::host_steps::MeasuredDecode::new(
+            u32::try_from(c).unwrap_or(u32::MAX),
+            &p,
+        ) {
+            Some(t) => Ok(Some(t)),
+            None => bail!("--host-check {what}: `host_check.decode_steps` is {steps}: {expected}"),
+        },
+        (None, _) => bail!("--host-check {what}: `host_check.decode_steps` is {steps}: {expected}"),
+        (Some(_), None) => bail!(
+            "--host-check {what}: `host_check.decode_steps` needs `host_check.decode_context_tokens` (the context they were timed at), which is {}",
+            check["decode_context_tokens"]
+        ),
+    }
 }
 
 #[derive(Args, Debug)]

@@ -23,7 +23,7 @@ use super::step::{Deployment, StepModel, DEFAULT_MAX_NUM_BATCHED_TOKENS};
 use crate::model::architecture::Architecture;
 
 /// Step times of the loaded model measured on this machine (best of a few repetitions).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StepTimes {
     /// Prompt length of the timed prefill (one sequence).
     pub prefill_tokens: u32,
@@ -37,6 +37,58 @@ pub struct StepTimes {
     pub decode_1_ms: f64,
     /// A decode step of `decode_rows` rows.
     pub decode_rows_ms: f64,
+    /// Decode steps of each timed row count (1 up to `decode_rows`), `(rows, ms)`, at the
+    /// same context; empty when only the two above were timed.
+    pub decode_steps_ms: Vec<(u32, f64)>,
+}
+
+/// Decode steps timed on the model at every row count up to the server's slots, at one
+/// context: a CPU's matrix kernels need not grow linearly with the rows (on some, a product of
+/// 2 or 3 rows re-reads the weight per row while 4 rows read it once), so the serving
+/// simulator of this machine prices a decode step from these times rather than from a
+/// per-row cost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeasuredDecode {
+    /// Cached tokens each timed row attended over.
+    pub context: f64,
+    /// `(rows, seconds)`, rows increasing from 1.
+    pub steps: Vec<(f64, f64)>,
+}
+
+impl MeasuredDecode {
+    /// The table of `(rows, ms)` timed at `context`; `None` unless it starts at 1 row, its
+    /// rows increase and every time is positive.
+    pub fn new(context: u32, steps_ms: &[(u32, f64)]) -> Option<Self> {
+        let ok = steps_ms.first().is_some_and(|s| s.0 == 1)
+            && steps_ms.windows(2).all(|w| w[1].0 > w[0].0)
+            && steps_ms.iter().all(|s| s.1.is_finite() && s.1 > 0.0);
+        ok.then(|| MeasuredDecode {
+            context: context.max(1) as f64,
+            steps: steps_ms
+                .iter()
+                .map(|&(r, ms)| (r as f64, ms * 1e-3))
+                .collect(),
+        })
+    }
+
+    /// The step of `rows` rows at the timed context, seconds: the timed value at a timed row
+    /// count, linear between two, and beyond the last along the last two where they rise
+    /// (flat where they fall, or with one timed count: more rows never cost less).
+    pub fn step_s(&self, rows: f64) -> f64 {
+        let s = &self.steps;
+        if let Some(i) = s.iter().position(|&(r, _)| r >= rows) {
+            if i == 0 || s[i].0 == rows {
+                return s[i].1;
+            }
+            let ((r0, t0), (r1, t1)) = (s[i - 1], s[i]);
+            return t0 + (t1 - t0) * (rows - r0) / (r1 - r0);
+        }
+        match s.as_slice() {
+            [.., (r0, t0), (r1, t1)] => t1 + ((t1 - t0) / (r1 - r0)).max(0.0) * (rows - r1),
+            [(_, t)] => *t,
+            [] => 0.0,
+        }
+    }
 }
 
 /// The two parameters derived from [`StepTimes`].
@@ -155,6 +207,16 @@ pub fn apply(mut host: Profile, params: &StepParams) -> Profile {
     host
 }
 
+/// `host` pricing its decode steps from the times of `table` (see [`MeasuredDecode`]).
+pub fn with_decode_table(mut host: Profile, table: MeasuredDecode) -> Profile {
+    host.measured_decode = Some(table);
+    host.field_sources.insert(
+        "measured_decode".to_string(),
+        "measured on this machine: decode steps of each row count up to the slots, on the real model".to_string(),
+    );
+    host
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +250,7 @@ mod tests {
             decode_context: 128,
             decode_1_ms: 54.0,
             decode_rows_ms: 123.0,
+            decode_steps_ms: Vec::new(),
         }
     }
 
@@ -289,6 +352,46 @@ mod tests {
             h.field_sources["latency.decode_seq_ms"],
             h.field_sources["latency.compute_efficiency"]
         );
+    }
+
+    #[test]
+    fn a_decode_table_prices_each_row_count_as_timed() {
+        // Timed: 1 row 37.5 ms, 2 rows 72, 3 rows 71, 4 rows 60 (a 2-row product slower
+        // than a 4-row one, as on a CPU whose kernels re-read the weight per row below 4).
+        let table = MeasuredDecode::new(128, &[(1, 37.5), (2, 72.0), (3, 71.0), (4, 60.0)]);
+        let table = table.unwrap();
+        let host = host_profile(100e9, 10e9, 16 << 30, "test cpu");
+        let (a, d) = (arch(), WeightsDtype::Fp32);
+        let p = derive(&a, &host, d, &times()).unwrap();
+        let h = with_decode_table(apply(host.clone(), &p), table.clone());
+        let m = step_model(&a, &h, d, 8, 256);
+        for (rows, ms) in [(1.0, 37.5), (2.0, 72.0), (3.0, 71.0), (4.0, 60.0)] {
+            let got = m.decode_rows_s(rows, 128.0) * 1e3;
+            assert!((got - ms).abs() < 1e-9, "{rows} rows: {got} vs {ms}");
+        }
+        // Beyond the last row count: the last segment falls (71 → 60), so flat at 60 ms;
+        // a rising one goes on (1 → 2 rows: 37.5 → 72, so 3 rows 106.5); a lone count is flat.
+        assert!((table.step_s(6.0) * 1e3 - 60.0).abs() < 1e-9);
+        let two = MeasuredDecode::new(128, &[(1, 37.5), (2, 72.0)]).unwrap();
+        assert!((two.step_s(3.0) * 1e3 - 106.5).abs() < 1e-9);
+        let one = MeasuredDecode::new(128, &[(1, 40.0)]).unwrap();
+        assert_eq!(one.step_s(3.0), 0.040);
+        // Other contexts: the KV bytes beyond the timed context at the memory rate (the
+        // bandwidth efficiency derived from the 1- and 4-row steps).
+        let c = ModelCost::new(&a, 1, d);
+        let extra = 2.0 * (c.kv_bytes(200.0) - c.kv_bytes(128.0)) / (10e9 * p.bandwidth_efficiency);
+        let got = m.decode_s(&[200, 200]);
+        assert!((got - (0.072 + extra)).abs() < 1e-12, "{got}");
+        // The steps with prompt work keep the prefill model; the derived profile without a
+        // table keeps the per-row cost.
+        assert_eq!(
+            m.prefill_s(1.0, 128.0),
+            step_model(&a, &apply(host, &p), d, 8, 256).prefill_s(1.0, 128.0)
+        );
+        // A table that does not start at one row, or whose rows do not increase, is refused.
+        assert!(MeasuredDecode::new(128, &[(2, 50.0), (4, 60.0)]).is_none());
+        assert!(MeasuredDecode::new(128, &[(1, 50.0), (1, 60.0)]).is_none());
+        assert!(MeasuredDecode::new(128, &[(1, 0.0)]).is_none());
     }
 
     #[test]

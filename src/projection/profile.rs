@@ -244,6 +244,10 @@ pub struct Profile {
     /// File the profile was read from (empty for the host profile).
     #[serde(skip)]
     pub path: PathBuf,
+    /// The host's decode steps timed on the model (`simulate --host-check`); `None` for
+    /// every other profile.
+    #[serde(skip)]
+    pub measured_decode: Option<super::host_steps::MeasuredDecode>,
 }
 
 impl Profile {
@@ -492,6 +496,7 @@ pub fn host_profile(
         }],
         field_sources,
         path: PathBuf::new(),
+        measured_decode: None,
     }
 }
 
@@ -805,6 +810,7 @@ impl<'a> Validator<'a> {
             instances,
             field_sources: self.field_sources,
             path: path.to_path_buf(),
+            measured_decode: None,
         })
     }
 

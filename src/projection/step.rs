@@ -203,6 +203,9 @@ pub struct StepModel {
     /// Static shapes: the unscaled decode step over each token-generation bucket (a step
     /// depends on nothing else there), computed once; the simulator asks for it every step.
     tkg_step_s: Vec<f64>,
+    /// Decode steps timed on this machine's model (the host profile of `simulate
+    /// --host-check`), which then price decode steps instead of the roofline and per-row cost.
+    measured: Option<super::host_steps::MeasuredDecode>,
 }
 
 impl StepModel {
@@ -240,6 +243,10 @@ impl StepModel {
             prefill_scale: 1.0,
             decode_scale: 1.0,
             tkg_step_s: Vec::new(),
+            measured: profile
+                .measured_decode
+                .clone()
+                .filter(|_| shapes.is_none() && dep.tp == 1),
         };
         let rows = m.compiled_rows() as f64;
         m.tkg_step_s = m
@@ -342,6 +349,13 @@ impl StepModel {
     /// One decode step of `rows` sequences that read `kv_read` bytes of KV cache and do
     /// `attn_flops` of attention between them.
     fn decode_step_s(&self, rows: f64, kv_read: f64, attn_flops: f64) -> f64 {
+        if let Some(m) = &self.measured {
+            // The timed step of this many rows, plus (or less) the KV bytes read beyond (or
+            // short of) the timed context, at the memory rate.
+            let timed_kv = rows * self.cost.kv_bytes(m.context);
+            let t = m.step_s(rows) + self.mem_s(kv_read) - self.mem_s(timed_kv);
+            return t.max(0.0) * self.decode_scale;
+        }
         let c = &self.cost;
         let compute = self.compute_s(c.decode_matmul_flops(rows), attn_flops);
         let mem = self.mem_s(c.weight_bytes_per_step(rows) + kv_read);

@@ -62,6 +62,20 @@ pub struct HostCheck {
     /// `decode_rows`-row step less the roofline's own growth, per extra row. For the `host`
     /// profile of `simulate --host-check`, like `prefill_compute_efficiency`.
     pub decode_seq_ms: Option<f64>,
+    /// Decode steps timed at each row count from 1 to `decode_rows` (best of a few
+    /// repetitions each, at `decode_context_tokens`): the host profile of
+    /// `simulate --host-check` prices decode steps from them. Null when not timed.
+    #[serde(default)]
+    pub decode_steps: Option<Vec<TimedStep>>,
+}
+
+/// One decode step timed on the loaded model.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TimedStep {
+    /// Rows (sequences) of the step.
+    pub rows: u32,
+    /// Its time, ms.
+    pub ms: f64,
 }
 
 impl HostCheck {
@@ -94,6 +108,7 @@ impl HostCheck {
             prefill_compute_efficiency: None,
             bandwidth_efficiency: None,
             decode_seq_ms: None,
+            decode_steps: None,
         }
     }
 
@@ -109,6 +124,12 @@ impl HostCheck {
         self.prefill_compute_efficiency = p.map(|p| p.compute_efficiency);
         self.bandwidth_efficiency = p.map(|p| p.bandwidth_efficiency);
         self.decode_seq_ms = p.map(|p| p.decode_seq_ms);
+        self.decode_steps = (!t.decode_steps_ms.is_empty()).then(|| {
+            t.decode_steps_ms
+                .iter()
+                .map(|&(rows, ms)| TimedStep { rows, ms })
+                .collect()
+        });
         self
     }
 }
@@ -388,6 +409,7 @@ pub(crate) mod tests {
                 decode_context: 128,
                 decode_1_ms: 54.0,
                 decode_rows_ms: 123.0,
+                decode_steps_ms: vec![(1, 54.0), (2, 90.0), (4, 123.0)],
             },
             Some(StepParams {
                 compute_efficiency: 0.7,

@@ -37,11 +37,14 @@ pub fn step_rows(batch: usize) -> usize {
     batch.clamp(4, 16)
 }
 
+/// Row counts timed one by one up to this many; beyond it only the batch itself.
+const TABLE_ROWS: usize = 8;
+
 /// Times the loaded model's steps with the run's device, dtype and threads, the way
 /// continuous batching runs them ([`crate::batching`]): one prefill of `prompt` tokens into
 /// one row of a cache (best of `reps`, at least `rows`, after one warm-up), then, with every
-/// row of the cache filled to `prompt` tokens, a decode step of 1 row at position `prompt`
-/// and one of `rows` rows at positions `prompt`, `prompt − 1`, …
+/// row of the cache filled to `prompt` tokens, decode steps of 1, 2, … up to [`TABLE_ROWS`]
+/// rows and of `rows` rows at positions `prompt`, `prompt − 1`, …
 /// ([`crate::model::llama::Llama::forward_slots`], the greedy token read back), timed in
 /// turn (best of `reps` each, after a warm-up of each). Allocates a KV cache of `rows` ×
 /// (`prompt` + 1) positions beside the run's.
@@ -90,20 +93,39 @@ pub fn measure_steps(
         sync(device);
         Ok(t.elapsed().as_secs_f64())
     };
-    step(1)?;
-    step(rows)?;
-    let (mut one_s, mut rows_s) = (f64::INFINITY, f64::INFINITY);
-    for _ in 0..reps.max(1) {
-        one_s = one_s.min(step(1)?);
-        rows_s = rows_s.min(step(rows)?);
+    // Every row count up to `TABLE_ROWS`, and `rows`: a CPU's matrix kernels need not grow
+    // linearly with the rows (see `host_steps::MeasuredDecode`). Interleaved, so that a
+    // slow spell of the machine does not fall on one row count alone.
+    let counts: Vec<usize> = (1..=rows.min(TABLE_ROWS))
+        .chain((rows > TABLE_ROWS).then_some(rows))
+        .collect();
+    for &n in &counts {
+        step(n)?;
     }
+    let mut best = vec![f64::INFINITY; counts.len()];
+    for _ in 0..reps.max(1) {
+        for (b, &n) in best.iter_mut().zip(&counts) {
+            *b = b.min(step(n)?);
+        }
+    }
+    let at = |n: usize| {
+        counts
+            .iter()
+            .position(|&c| c == n)
+            .map_or(f64::NAN, |i| best[i])
+    };
     Ok(StepTimes {
         prefill_tokens: prompt as u32,
         prefill_ms: prefill_s * 1e3,
         decode_rows: rows as u32,
         decode_context: prompt as u32,
-        decode_1_ms: one_s * 1e3,
-        decode_rows_ms: rows_s * 1e3,
+        decode_1_ms: at(1) * 1e3,
+        decode_rows_ms: at(rows) * 1e3,
+        decode_steps_ms: counts
+            .iter()
+            .zip(&best)
+            .map(|(&n, &t)| (n as u32, t * 1e3))
+            .collect(),
     })
 }
 
