@@ -917,9 +917,8 @@ mod tests {
         // A dtype the project does not model is an error naming it and the flag, unless
         // the flag says what to project it at.
         said.settings.dtype = Some(FileDtype::read("q4_1"));
-        let e = format!(
-            "{:#}",
-            resolve(said.clone(), &Flags::default(), &p, &find).unwrap_err()
+        let e = setting::chain_with_flags(
+            &resolve(said.clone(), &Flags::default(), &p, &find).unwrap_err(),
         );
         assert!(
             e.contains("a.json") && e.contains("\"q4_1\"") && e.contains("--weights-dtype"),

@@ -17,6 +17,7 @@ pub mod host_steps;
 pub mod interval;
 pub mod latency;
 pub mod lsq;
+pub mod measured_decode;
 pub mod model_cost;
 pub mod neuron_config;
 pub mod params;

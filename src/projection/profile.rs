@@ -247,7 +247,7 @@ pub struct Profile {
     /// The host's decode steps timed on the model (`simulate --host-check`); `None` for
     /// every other profile.
     #[serde(skip)]
-    pub measured_decode: Option<super::host_steps::MeasuredDecode>,
+    pub measured_decode: Option<super::measured_decode::MeasuredDecode>,
 }
 
 impl Profile {

@@ -205,7 +205,7 @@ pub struct StepModel {
     tkg_step_s: Vec<f64>,
     /// Decode steps timed on this machine's model (the host profile of `simulate
     /// --host-check`), which then price decode steps instead of the roofline and per-row cost.
-    measured: Option<super::host_steps::MeasuredDecode>,
+    measured: Option<super::measured_decode::MeasuredDecode>,
 }
 
 impl StepModel {
