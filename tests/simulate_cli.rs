@@ -564,6 +564,54 @@ fn simulate_host_check_takes_the_measured_step_costs() {
     }
 }
 
+/// Decode steps timed at each row count price the decode steps: two tables that differ only
+/// in the 4-row step (100 against 200 ms) give decode gaps 100 ms apart at 4 rows (the KV
+/// term is the same); a malformed table is one line naming it.
+#[test]
+fn simulate_host_check_prices_decode_steps_from_the_timed_row_counts() {
+    let dir = common::tempdir();
+    let table = |four: u32| {
+        format!(
+            r#", "decode_context_tokens": 96, "decode_steps": [{{"rows": 1, "ms": 40}}, {{"rows": 2, "ms": 90}}, {{"rows": 4, "ms": {four}}}]"#
+        )
+    };
+    let run = |name: &str, keys: &str| -> Value {
+        let out = host_sim_4(dir.path(), name, keys);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let step = |v: &Value| v["itl_ms"]["p50"].as_f64().unwrap();
+    let fast = run("fast", &table(100));
+    let slow = run("slow", &table(200));
+    assert!(
+        (step(&slow) - step(&fast) - 100.0).abs() < 1e-6,
+        "{} vs {}",
+        step(&slow),
+        step(&fast)
+    );
+    // Near the timed context the 4-row step is about the timed 100 ms (the contexts run
+    // from 65 to 128 around the timed 96).
+    assert!((step(&fast) - 100.0).abs() < 5.0, "{}", step(&fast));
+    for (keys, needle) in [
+        (
+            r#", "decode_context_tokens": 96, "decode_steps": [{"rows": 2, "ms": 50}]"#,
+            "`host_check.decode_steps` is [{\"ms\":50,\"rows\":2}]: expected",
+        ),
+        (
+            r#", "decode_steps": [{"rows": 1, "ms": 50}]"#,
+            "`host_check.decode_steps` needs `host_check.decode_context_tokens`",
+        ),
+    ] {
+        let out = host_sim_4(dir.path(), "bad", keys);
+        assert!(!out.status.success(), "{keys}");
+        common::assert_one_line_error(&out, needle);
+    }
+}
+
 #[test]
 fn plan_json_follows_the_contract() {
     let out = common::run_ok(&[
