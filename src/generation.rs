@@ -41,6 +41,18 @@ pub struct GenerateOptions {
     pub sampling: Sampling,
 }
 
+impl GenerateOptions {
+    /// Greedy decoding of at most `max_new_tokens`, stopping at `eos` unless `ignore_eos`.
+    pub fn greedy(max_new_tokens: usize, ignore_eos: bool, eos: u32) -> Self {
+        GenerateOptions {
+            max_new_tokens,
+            eos_ids: vec![eos],
+            ignore_eos,
+            sampling: Sampling::greedy(),
+        }
+    }
+}
+
 /// What a generation produced, and how long each part took.
 #[derive(Debug, Clone)]
 pub struct Generation {
@@ -274,12 +286,7 @@ mod tests {
     use crate::measure::clock::FakeClock;
 
     fn opts(n: usize, ignore_eos: bool, eos: u32) -> GenerateOptions {
-        GenerateOptions {
-            max_new_tokens: n,
-            eos_ids: vec![eos],
-            ignore_eos,
-            sampling: Sampling::greedy(),
-        }
+        GenerateOptions::greedy(n, ignore_eos, eos)
     }
 
     #[test]

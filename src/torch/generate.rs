@@ -302,12 +302,7 @@ mod tests {
     }
 
     fn opts(n: usize, ignore_eos: bool, eos: u32) -> GenerateOptions {
-        GenerateOptions {
-            max_new_tokens: n,
-            eos_ids: vec![eos],
-            ignore_eos,
-            sampling: Sampling::greedy(),
-        }
+        GenerateOptions::greedy(n, ignore_eos, eos)
     }
 
     #[test]
