@@ -140,6 +140,7 @@ def simulate(bin_dir, host_report, extra):
         "tpot_ms": {"mean": s["tpot_ms"]["mean"], "p90": s["tpot_ms"]["p90"]},
         "output_tokens_per_s": s["output_tokens_per_s"],
         "requests_per_s": s["requests_per_s"],
+        "itl_p50_ms": s["itl_ms"]["p50"],
     }
 
 
@@ -205,9 +206,9 @@ def bench(a, work):
         load(f"Poisson {rate} req/s ({frac:.0%})", f"poisson:{rate}",
              lambda s: ["--samples", s])
 
-    # Where the gap comes from: one decode step with 4 requests in flight, measured (median
-    # step of the closed-loop load's requests, from the server's samples) and simulated (4
-    # long requests started together: the mean TPOT is the 4-row step).
+    # The median gap between two tokens of a request in the closed loop: the typical
+    # decode step with the slots full or refilling, served (the server's samples) and
+    # simulated (the same load's simulation).
     steps = []
     with open(os.path.join(work, f"concurrent-{CONCURRENCY}.jsonl")) as f:
         for line in f:
@@ -215,9 +216,7 @@ def bench(a, work):
             if s.get("kind") == "sample":
                 steps += s["decode_step_ms"]
     step_measured = percentile(steps, 0.5)
-    step_sim = simulate(a.bin_dir, host, [
-        "--concurrency", str(CONCURRENCY), "--requests", str(CONCURRENCY),
-        "--input-len", "64", "--output-len", "180"])["tpot_ms"]["mean"]
+    step_sim = rows[0]["simulated"]["itl_p50_ms"]
 
     def err(m, s):
         return f"{100 * (s / m - 1):+.0f}%"
@@ -260,15 +259,15 @@ def bench(a, work):
         f"TTFT measured {hc['measured_ttft_ms']:.0f} ms, projected {hc['projected_ttft_ms']:.0f} ms "
         f"({err(hc['measured_ttft_ms'], hc['projected_ttft_ms'])})")
     lines.append(
-        f"decode step with {CONCURRENCY} requests in flight: measured {step_measured:.0f} ms "
-        f"(median), host profile {step_sim:.0f} ms ({err(step_measured, step_sim)})")
+        f"median gap between two tokens of a request at {CONCURRENCY} streams: served "
+        f"{step_measured:.0f} ms, simulated {step_sim:.0f} ms ({err(step_measured, step_sim)})")
     load_avg = open("/proc/loadavg").read().split()[0] if os.path.exists("/proc/loadavg") else "?"
     lines.append("")
     lines.append(f"({time.time() - started:.0f} s; load average {load_avg} at the end)")
     print("\n".join(lines))
     with open(a.out, "w") as f:
         json.dump({"host_check": hc, "threads": a.threads,
-                   "decode_step_ms": {"measured_median": step_measured, "simulated": step_sim}, "slots": CONCURRENCY,
+                   "closed_loop_itl_p50_ms": {"served": step_measured, "simulated": step_sim}, "slots": CONCURRENCY,
                    "requests_per_load": a.requests, "loads": rows}, f, indent=1)
 
 
