@@ -315,6 +315,27 @@ impl Metrics {
         }
     }
 
+    /// Records one finished request from its sample: [`Metrics::observe_request`] when it
+    /// is ok (`generated_tokens` of it not yet counted by [`Metrics::observe_tokens`]),
+    /// [`Metrics::observe_error`] otherwise.
+    pub fn observe_sample(
+        &self,
+        s: &crate::measure::samples::RequestSample,
+        generated_tokens: u64,
+    ) {
+        if s.is_ok() {
+            self.observe_request(
+                s.ttft_ms.map_or(f64::NAN, |t| t / 1e3),
+                s.tpot_ms.map(|t| t / 1e3),
+                s.e2e_ms / 1e3,
+                s.prompt_tokens,
+                generated_tokens,
+            );
+        } else {
+            self.observe_error();
+        }
+    }
+
     /// Records one failed request. Tokens it generated before failing stay counted.
     pub fn observe_error(&self) {
         self.requests_error.inc();

@@ -152,17 +152,7 @@ impl RunObserver for Session {
 
     fn request(&self, s: &RequestSample) {
         if let Some(m) = &self.metrics {
-            if s.is_ok() {
-                m.observe_request(
-                    s.ttft_ms.map_or(f64::NAN, |t| t / 1e3),
-                    s.tpot_ms.map(|t| t / 1e3),
-                    s.e2e_ms / 1e3,
-                    s.prompt_tokens,
-                    s.output_tokens,
-                );
-            } else {
-                m.observe_error();
-            }
+            m.observe_sample(s, s.output_tokens);
         }
         // The report projects the means of the requests that finished; so do the gauges.
         if !s.is_ok() {

@@ -164,20 +164,12 @@ pub fn calibrate_points(
     let points = rows
         .iter()
         .zip(&r.measurements)
-        .map(|(p, e)| PointError {
-            line: p.line,
-            model: p.model.clone(),
-            instance: p.instance.clone(),
-            tp: p.tp,
-            batch: p.batch,
-            input_len: p.input_len,
-            output_len: p.output_len,
-            measured_ttft_ms: e.measured_ttft_ms,
-            projected_ttft_ms: e.projected_ttft_ms,
-            ttft_error: e.ttft_error,
-            measured_tpot_ms: e.measured_tpot_ms,
-            projected_tpot_ms: e.projected_tpot_ms,
-            tpot_error: e.tpot_error,
+        .map(|(p, e)| {
+            PointError::at(
+                p,
+                (e.measured_ttft_ms, e.measured_tpot_ms),
+                (e.projected_ttft_ms, e.projected_tpot_ms),
+            )
         })
         .collect();
     Ok(CalibrationReport {

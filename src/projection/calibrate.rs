@@ -49,6 +49,28 @@ pub struct PointError {
     pub tpot_error: f64,
 }
 
+impl PointError {
+    /// The errors at calibration point `p` of the projected TTFT and TPOT against the
+    /// measured ones (`projected / measured − 1`).
+    pub fn at(p: &Point, measured: (f64, f64), projected: (f64, f64)) -> Self {
+        PointError {
+            line: p.line,
+            model: p.model.clone(),
+            instance: p.instance.clone(),
+            tp: p.tp,
+            batch: p.batch,
+            input_len: p.input_len,
+            output_len: p.output_len,
+            measured_ttft_ms: measured.0,
+            projected_ttft_ms: projected.0,
+            ttft_error: projected.0 / measured.0 - 1.0,
+            measured_tpot_ms: measured.1,
+            projected_tpot_ms: projected.1,
+            tpot_error: projected.1 / measured.1 - 1.0,
+        }
+    }
+}
+
 /// A fitted parameter before and after the fit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct FittedParam {
@@ -156,21 +178,7 @@ fn errors(profile: &Profile, params: &LatencyParams, cases: &[Case]) -> Vec<Poin
         .map(|c| {
             let p = c.point;
             let e = estimate(&c.card.architecture, profile, params, &target(p));
-            PointError {
-                line: p.line,
-                model: p.model.clone(),
-                instance: p.instance.clone(),
-                tp: p.tp,
-                batch: p.batch,
-                input_len: p.input_len,
-                output_len: p.output_len,
-                measured_ttft_ms: p.ttft_ms,
-                projected_ttft_ms: e.ttft_ms,
-                ttft_error: e.ttft_ms / p.ttft_ms - 1.0,
-                measured_tpot_ms: p.tpot_ms,
-                projected_tpot_ms: e.tpot_ms,
-                tpot_error: e.tpot_ms / p.tpot_ms - 1.0,
-            }
+            PointError::at(p, (p.ttft_ms, p.tpot_ms), (e.ttft_ms, e.tpot_ms))
         })
         .collect()
 }

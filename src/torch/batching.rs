@@ -437,18 +437,8 @@ impl<'a> Batcher<'a> {
 
     fn record(&mut self, s: RequestSample) {
         if let Some(m) = self.metrics {
-            if s.is_ok() {
-                // Generated tokens were counted step by step (`observe_tokens`).
-                m.observe_request(
-                    s.ttft_ms.unwrap_or(f64::NAN) / 1e3,
-                    s.tpot_ms.map(|t| t / 1e3),
-                    s.e2e_ms / 1e3,
-                    s.prompt_tokens,
-                    0,
-                );
-            } else {
-                m.observe_error();
-            }
+            // Generated tokens were counted step by step (`observe_tokens`).
+            m.observe_sample(&s, 0);
         }
         if let Some(w) = self.samples.as_deref_mut() {
             if let Err(e) = w.append(&s) {
