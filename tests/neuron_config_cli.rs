@@ -537,3 +537,57 @@ fn bad_files_are_one_line_errors_naming_file_and_field() {
     ]);
     common::assert_one_line_error(&out, "holds neither neuron_config.json nor config.json");
 }
+
+/// An NxD Inference MoE configuration (`moe_tp_degree` × `moe_ep_degree` = `tp_degree`)
+/// sets the expert-parallel degree; the same file for a dense model is refused in one line.
+#[test]
+fn moe_expert_parallel_degree_comes_from_the_file() {
+    let src = std::path::Path::new(&fixture(NXDI)).join("neuron_config.json");
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(src).unwrap()).unwrap();
+    cfg["neuron_config"]["moe_tp_degree"] = json!(2);
+    cfg["neuron_config"]["moe_ep_degree"] = json!(16);
+    let dir = common::tempdir();
+    let file = dir.path().join("neuron_config.json");
+    std::fs::write(&file, cfg.to_string()).unwrap();
+    let file = common::path_str(&file);
+    let v = json_of(&[
+        "project",
+        "--neuron-config",
+        &file,
+        "--model",
+        "qwen3-30b-a3b",
+        "--device",
+        "trn2-profile",
+        "--instance",
+        "trn2.48xlarge",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(v["neuron_config"]["applied"]["ep_degree"], 16, "{v}");
+    let row = &v["projections"][0];
+    assert_eq!(
+        (row["tp"].as_u64(), row["ep_degree"].as_u64()),
+        (Some(32), Some(16))
+    );
+    assert!(
+        row["notes"]
+            .to_string()
+            .contains("expert parallelism 16: 16 groups of 2"),
+        "{row}"
+    );
+    let out = common::run_err(&[
+        "project",
+        "--neuron-config",
+        &file,
+        "--model",
+        "llama-3.1-8b",
+        "--device",
+        "trn2-profile",
+        "--instance",
+        "trn2.48xlarge",
+    ]);
+    common::assert_one_line_error(
+        &out,
+        "applies to mixture-of-experts models; this one is dense",
+    );
+}

@@ -562,3 +562,99 @@ fn dtype_flags_take_every_spelling_and_runs_refuse_fp8() {
         );
     }
 }
+
+/// Expert parallelism (`--ep-degree`): whole experts per group run at the full matrix-engine
+/// width in prefill, where Qwen3-30B-A3B's 768-wide experts sharded over 16 units are 48
+/// wide (below Trainium's 128); in decode the busiest group sets the pace. The same weights
+/// are stored either way.
+#[test]
+fn expert_parallelism_trades_decode_balance_for_whole_experts() {
+    let project = |device: &str, tp: &str, ep: &str| -> Value {
+        let out = common::run_ok(&[
+            "project",
+            "--model",
+            "qwen3-30b-a3b",
+            "--device",
+            device,
+            "--instance",
+            if device == "trn2-profile" {
+                "trn2.48xlarge"
+            } else {
+                "p5.48xlarge"
+            },
+            "--tp",
+            tp,
+            "--ep-degree",
+            ep,
+            "--batch",
+            "8",
+            "--input-len",
+            "2048",
+            "--output-len",
+            "256",
+            "--format",
+            "json",
+        ]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["projections"][0].clone()
+    };
+    let f = |r: &Value, k: &str| r[k].as_f64().unwrap();
+    let (tp, ep) = (
+        project("trn2-profile", "16", "1"),
+        project("trn2-profile", "16", "16"),
+    );
+    assert_eq!(
+        (tp["ep_degree"].as_u64(), ep["ep_degree"].as_u64()),
+        (Some(1), Some(16))
+    );
+    assert!(f(&ep, "ttft_ms") < f(&tp, "ttft_ms"), "{ep} vs {tp}");
+    assert!(f(&ep, "tpot_ms") > f(&tp, "tpot_ms"), "{ep} vs {tp}");
+    assert_eq!(tp["memory_required_bytes"], ep["memory_required_bytes"]);
+    let notes = |r: &Value| r["notes"].to_string();
+    assert!(
+        notes(&tp).contains("each routed expert is 48 wide per logical NeuronCore"),
+        "{}",
+        notes(&tp)
+    );
+    assert!(
+        notes(&ep).contains("expert parallelism 16: 16 groups of 1"),
+        "{}",
+        notes(&ep)
+    );
+    // GPU profiles model no tile width: expert parallelism only adds the busiest group
+    let (g1, g8) = (
+        project("h100-profile", "8", "1"),
+        project("h100-profile", "8", "8"),
+    );
+    assert!(f(&g8, "ttft_ms") >= f(&g1, "ttft_ms"), "{g8} vs {g1}");
+    assert!(f(&g8, "tpot_ms") > f(&g1, "tpot_ms"), "{g8} vs {g1}");
+    assert!(!notes(&g1).contains("wide per"), "{}", notes(&g1));
+}
+
+#[test]
+fn bad_expert_parallel_degrees_are_one_line() {
+    let base = [
+        "project",
+        "--device",
+        "trn2-profile",
+        "--instance",
+        "trn2.48xlarge",
+    ];
+    let run = |extra: &[&str]| common::run_err(&[&base[..], extra].concat());
+    common::assert_one_line_error(
+        &run(&["--model", "qwen3-30b-a3b", "--tp", "16", "--ep-degree", "3"]),
+        "--ep-degree 3 does not divide --tp 16",
+    );
+    common::assert_one_line_error(
+        &run(&["--model", "llama-3.1-8b", "--tp", "8", "--ep-degree", "2"]),
+        "--ep-degree 2 applies to mixture-of-experts models; this one is dense",
+    );
+    common::assert_one_line_error(
+        &run(&["--model", "mixtral-8x7b", "--tp", "16", "--ep-degree", "16"]),
+        "--ep-degree 16 is more than the model's 8 routed experts",
+    );
+    common::assert_one_line_error(
+        &run(&["--model", "qwen3-30b-a3b", "--tp", "16", "--ep-degree", "0"]),
+        "--ep-degree must be at least 1",
+    );
+}

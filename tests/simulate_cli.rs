@@ -802,3 +802,55 @@ fn project_takes_compile_flags_and_keeps_its_contract() {
     let out = common::run_err(&[&base[..], &["--dp", "4"]].concat());
     common::assert_one_line_error(&out, "--dp 4 × --tp 8 = 32 NeuronCores");
 }
+
+/// `simulate --ep-degree` on a mixture-of-experts model: the report carries the degree and
+/// its heading says so; a dense model refuses it in one line.
+#[test]
+fn simulate_takes_an_expert_parallel_degree() {
+    let moe = |ep: &str, format: &str| {
+        common::run_ok(&[
+            "simulate",
+            "--model",
+            "qwen3-30b-a3b",
+            "--device",
+            "trn2-profile",
+            "--instance",
+            "trn2.48xlarge",
+            "--tp",
+            "16",
+            "--ep-degree",
+            ep,
+            "--max-num-seqs",
+            "8",
+            "--input-len",
+            "1024",
+            "--output-len",
+            "128",
+            "--concurrency",
+            "8",
+            "--requests",
+            "40",
+            "--format",
+            format,
+        ])
+    };
+    let v: Value = serde_json::from_str(&moe("16", "json")).unwrap();
+    assert_eq!(v["ep_degree"], 16, "{v}");
+    let w: Value = serde_json::from_str(&moe("1", "json")).unwrap();
+    assert_eq!(w["ep_degree"], 1);
+    // whole 768-wide experts against 48-wide shards on a 128-wide engine: faster prefill
+    assert!(
+        v["ttft_ms"]["p50"].as_f64() < w["ttft_ms"]["p50"].as_f64(),
+        "{} vs {}",
+        v["ttft_ms"],
+        w["ttft_ms"]
+    );
+    assert!(
+        moe("16", "table").contains("TP 16 (expert parallelism 16) × 1 replica(s)"),
+        "heading"
+    );
+    run_err(
+        &sim(&["--ep-degree", "2", "--concurrency", "2"]),
+        "--ep-degree 2 applies to mixture-of-experts models",
+    );
+}

@@ -311,6 +311,7 @@ pub fn resolve(
             let dep = Deployment {
                 tp,
                 dp: flags.dp,
+                ep: 1,
                 max_num_seqs: slots,
                 seq_len,
                 ctx_batch_size: flags.ctx_batch_size.unwrap_or(1),

@@ -91,6 +91,12 @@ pub struct CompileArgs {
     /// Data-parallel replicas on one instance; replicas × TP must fit it.
     #[arg(long, default_value_t = 1)]
     pub dp: u32,
+    /// Mixture-of-experts models: expert-parallel degree inside the TP group (divides
+    /// --tp): the routed experts are spread over this many groups of TP/EP units each, whole
+    /// experts per group (vLLM `--enable-expert-parallel` is --ep-degree equal to --tp;
+    /// NxD Inference `moe_ep_degree`). Default 1: every expert sharded over the TP group.
+    #[arg(long)]
+    pub ep_degree: Option<u32>,
 }
 
 impl CompileArgs {
@@ -103,6 +109,7 @@ impl CompileArgs {
     ) -> Explicit {
         Explicit {
             tp,
+            ep_degree: self.ep_degree,
             batch,
             max_num_seqs: self.max_num_seqs,
             ctx_batch_size: self.ctx_batch_size,
@@ -181,6 +188,7 @@ pub fn project(a: ProjectArgs) -> Result<()> {
     req.ctx_batch_size = s.ctx_batch_size;
     req.buckets = s.buckets.clone();
     req.dp = a.compile.dp;
+    req.ep = s.ep_degree.unwrap_or(1);
     let profiles = profile::load_selection(&home.profiles_dir(), &a.device)?;
     let profiles = nconf::hold(profiles, &mut s, req.dp, req.instance.as_deref())?;
     let rows = proj::project::project_profiles(&card, &profiles, &req)
@@ -251,6 +259,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     req.ctx_batch_size = s.ctx_batch_size;
     req.buckets = s.buckets.clone();
     req.dp = a.compile.dp;
+    req.ep = s.ep_degree.unwrap_or(1);
     req.slo.ttft_ms = a.slo_ttft_ms;
     req.slo.tpot_ms = a.slo_tpot_ms;
     req.price = a.basis.price;

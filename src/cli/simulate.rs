@@ -176,6 +176,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
     compile.ctx_batch_size = s.ctx_batch_size;
     compile.seq_len = s.seq_len;
     compile.buckets = s.buckets.clone();
+    compile.ep_degree = s.ep_degree;
     let c = &compile;
     c.check()?;
     nconf::hold(profiles.clone(), &mut s, c.dp, Some(&a.instance))?;
@@ -244,6 +245,7 @@ pub fn simulate(a: SimulateArgs) -> Result<()> {
     let dep = Deployment {
         tp,
         dp: c.dp,
+        ep: c.ep_degree.unwrap_or(1),
         max_num_seqs: slots,
         seq_len,
         ctx_batch_size: c.ctx_batch_size.unwrap_or(1),
@@ -496,6 +498,7 @@ pub fn plan(a: PlanArgs) -> Result<()> {
     nconf::hold(profiles.clone(), &mut s, 1, None)?;
     let compiled = s.report.as_ref().map(|_| plan::Compiled {
         tp: s.tp.unwrap_or(1),
+        ep: s.ep_degree.unwrap_or(1),
         lnc: s.lnc,
         max_num_seqs: s.max_num_seqs.unwrap_or(1),
         seq_len: s.seq_len,

@@ -72,6 +72,9 @@ pub struct CompareRequest {
     /// TP degree on every instance (`--neuron-config`); each instance's natural degree
     /// for the replicas when `None`.
     pub tp: Option<u32>,
+    /// Expert-parallel degree inside the TP group (`--ep-degree`); a row whose TP degree it
+    /// does not divide says so.
+    pub ep: u32,
 }
 
 impl CompareRequest {
@@ -91,6 +94,7 @@ impl CompareRequest {
             buckets: None,
             dp: 1,
             tp: None,
+            ep: 1,
         }
     }
 
@@ -105,6 +109,7 @@ impl CompareRequest {
         p.ctx_batch_size = self.ctx_batch_size;
         p.buckets = self.buckets.clone();
         p.dp = self.dp.max(1);
+        p.ep = self.ep;
         p
     }
 }

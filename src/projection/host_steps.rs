@@ -65,6 +65,7 @@ fn step_model(
 ) -> StepModel {
     let dep = Deployment {
         tp: 1,
+        ep: 1,
         dp: 1,
         max_num_seqs: rows.max(1),
         seq_len: seq_len.max(2),

@@ -28,6 +28,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub tp: u32,
+    /// Expert-parallel degree inside the TP group (1: experts TP-sharded).
+    pub ep: u32,
     pub batch: u32,
     pub input_len: u32,
     pub output_len: u32,
@@ -49,6 +51,7 @@ impl Target {
     pub fn new(tp: u32, batch: u32, input_len: u32, output_len: u32, dtype: WeightsDtype) -> Self {
         Target {
             tp,
+            ep: 1,
             batch,
             input_len,
             output_len,
@@ -101,6 +104,7 @@ pub fn deployment(profile: &Profile, target: &Target) -> Deployment {
     Deployment {
         tp: target.tp.max(1),
         dp: 1,
+        ep: target.ep,
         max_num_seqs,
         seq_len,
         ctx_batch_size: target.ctx_batch_size.unwrap_or(b).clamp(1, max_num_seqs),

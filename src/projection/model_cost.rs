@@ -9,14 +9,21 @@
 //! holds at least one (NxD Inference GQA sharding "replicate to TP degree"; this project's
 //! reading of the Neuron docs, also what vLLM does on GPUs).
 //!
-//! Mixture of experts: every routed expert is sharded over the TP units along its
+//! Mixture of experts: by default every routed expert is sharded over the TP units along its
 //! intermediate dimension, like a dense MLP: the default of vLLM and of vLLM on Neuron, where
 //! expert parallelism is opt-in (`--enable-expert-parallel`; vLLM docs "Expert Parallel
 //! Deployment"; Neuron docs, vllm-neuron design "Expert Parallelism (EP)", updated
-//! 2026-06-23: "tensor parallelism ... shards each expert's weight matrices"); expert
-//! parallelism is not modelled. Shared experts are
-//! sharded the same way; the router is replicated. Which experts a step reads is in
-//! [`ModelCost::expected_experts`].
+//! 2026-06-23: "tensor parallelism ... shards each expert's weight matrices"). With an
+//! expert-parallel degree `ep` (which divides the TP degree), the TP group's units form `ep`
+//! groups of `tp/ep` units; each group holds `⌈E/ep⌉` whole experts, each expert sharded
+//! over the group's `tp/ep` units (NxD Inference `moe_ep_degree` × `moe_tp_degree` =
+//! `tp_degree`; vllm-neuron `ep_degree`, "MoE layers use EP for expert partitioning AND TP
+//! for intermediate sharding"). Attention and dense layers stay TP-sharded over all units.
+//! The slowest group sets the pace ("The overall MoE layer performance is determined by the
+//! slowest EP group": NxD Inference "Deep dive: Mixture of Experts", updated 2025-12-01):
+//! see [`ModelCost::slowest_group_experts`] and [`ModelCost::slowest_group_assignments`].
+//! Shared experts are TP-sharded like a dense MLP; the router is replicated. Which experts a
+//! step reads is in [`ModelCost::expected_experts`].
 //!
 //! Sliding-window and chunked attention layers keep and read at most `window` tokens of
 //! KV cache per sequence ([`ModelCost::kv_bytes`]); for chunked layers this is an upper
@@ -36,6 +43,9 @@ pub const ACTIVATION_BYTES: f64 = 2.0;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelCost {
     pub tp: u32,
+    /// Expert-parallel degree: groups of units the routed experts are spread over (1: every
+    /// expert sharded over every unit).
+    pub ep: u32,
     pub layers: f64,
     pub hidden: f64,
     pub head_dim: f64,
@@ -59,9 +69,16 @@ pub struct ModelCost {
     pub moe_layers: f64,
     /// Routed experts per MoE layer (`E`).
     pub experts: f64,
+    /// Routed experts one unit holds a shard of, per MoE layer: `⌈E/ep⌉`.
+    pub local_experts: f64,
+    /// Intermediate width of one routed expert's shard on one unit: `⌈I_e/(tp/ep)⌉`.
+    pub expert_width: f64,
+    /// Expected largest of `ep` standard normal draws (the busiest group's excess load in
+    /// standard deviations), computed once.
+    pub busiest_group_z: f64,
     /// Routed experts per token (`k`).
     pub experts_per_token: f64,
-    /// Parameters of one routed expert of one layer on one unit.
+    /// Parameters of one routed expert's shard of one layer on one unit.
     pub expert_params: f64,
     /// Bytes per parameter of the routed experts.
     pub expert_bytes_per_param: f64,
@@ -80,6 +97,12 @@ impl ModelCost {
     /// the checkpoint declares lowers the bytes of the weights it covers when it is smaller
     /// than `dtype` (gpt-oss experts stay MXFP4 when served in bf16).
     pub fn new(arch: &Architecture, tp: u32, dtype: WeightsDtype) -> Self {
+        Self::sharded(arch, tp, 1, dtype)
+    }
+
+    /// As [`Self::new`] with the routed experts spread over `ep` groups of `tp/ep` units
+    /// (assumed to divide; see [`crate::projection::step::Deployment::check_experts`]).
+    pub fn sharded(arch: &Architecture, tp: u32, ep: u32, dtype: WeightsDtype) -> Self {
         let cfg = &arch.base;
         let t = tp.max(1) as usize;
         let h = cfg.hidden_size as f64;
@@ -105,15 +128,19 @@ impl ModelCost {
         let layers = cfg.num_hidden_layers as f64;
         let moe_layers = arch.moe_layers() as f64;
         let mut fixed = layers * attention + (layers - moe_layers) * 3.0 * h * intermediate;
+        let ep = if arch.experts.is_some() { ep.max(1) } else { 1 };
         let (mut experts, mut per_token, mut expert_params) = (0.0, 0.0, 0.0);
+        let (mut local_experts, mut expert_width) = (0.0, 0.0);
         if let Some(e) = &arch.experts {
             let shared_width =
                 ceil_div(e.shared_intermediate_size.unwrap_or(e.intermediate_size), t);
             let router = h * e.count as f64 + if e.router_bias { e.count as f64 } else { 0.0 };
             fixed += moe_layers * (e.shared as f64 * 3.0 * h * shared_width + router);
-            let width = ceil_div(e.intermediate_size, t);
+            let width = ceil_div(e.intermediate_size, (t / ep as usize).max(1));
             expert_params = 3.0 * h * width + if e.expert_bias { 2.0 * width + h } else { 0.0 };
             experts = e.count as f64;
+            local_experts = ceil_div(e.count, ep as usize);
+            expert_width = width;
             per_token = e.per_token as f64;
         }
         let bytes = dtype.bytes_per_param();
@@ -125,6 +152,7 @@ impl ModelCost {
         };
         ModelCost {
             tp: tp.max(1),
+            ep,
             layers,
             hidden: h,
             head_dim: hd,
@@ -142,6 +170,9 @@ impl ModelCost {
                 .map_or(bytes, |q| bytes.min(q.bits_per_weight / 8.0)),
             moe_layers,
             experts,
+            local_experts,
+            expert_width,
+            busiest_group_z: expected_max_std_normal(ep),
             experts_per_token: per_token,
             expert_params,
             expert_bytes_per_param: quant(QuantScope::Experts),
@@ -150,15 +181,18 @@ impl ModelCost {
         }
     }
 
-    /// Parameters of all decoder layers stored on one unit (every routed expert).
+    /// Parameters of all decoder layers stored on one unit (its share of every routed
+    /// expert).
     pub fn layer_params(&self) -> f64 {
-        self.fixed_layer_params + self.moe_layers * self.experts * self.expert_params
+        self.fixed_layer_params + self.moe_layers * self.local_experts * self.expert_params
     }
 
     /// Parameters of all decoder layers one token goes through on one unit (its `k` routed
-    /// experts only); equal to [`Self::layer_params`] for a dense model.
+    /// experts only, `k/ep` of them on average with expert parallelism); equal to
+    /// [`Self::layer_params`] for a dense model.
     pub fn active_layer_params(&self) -> f64 {
-        self.fixed_layer_params + self.moe_layers * self.experts_per_token * self.expert_params
+        self.fixed_layer_params
+            + self.moe_layers * self.experts_per_token / self.ep as f64 * self.expert_params
     }
 
     /// Parameters of the LM head on one unit (vocabulary-parallel).
@@ -184,7 +218,10 @@ impl ModelCost {
         let outside_layers = self.stored_params() - self.layer_params();
         outside_layers * self.weight_bytes_per_param
             + self.fixed_layer_params * self.layer_bytes_per_param
-            + self.moe_layers * self.experts * self.expert_params * self.expert_bytes_per_param
+            + self.moe_layers
+                * self.local_experts
+                * self.expert_params
+                * self.expert_bytes_per_param
     }
 
     /// Expected number of distinct routed experts of one MoE layer that a step of `tokens`
@@ -199,14 +236,52 @@ impl ModelCost {
         e * (1.0 - (1.0 - self.experts_per_token / e).powf(tokens.max(1.0)))
     }
 
+    /// Expected routed experts of one MoE layer touched by a step of `tokens` tokens in the
+    /// busiest of the `ep` expert groups (the one whose unit reads the most expert weights).
+    /// Each of a group's `m = ⌈E/ep⌉` experts is touched with `p = 1 − (1 − k/E)^tokens`;
+    /// taking the `m` as independent, a group touches `Binomial(m, p)` of them and the
+    /// busiest of `ep` independent groups `E[max] = Σ_{j=1..m} (1 − F(j−1)^ep)`, with `F` the
+    /// binomial distribution function (an approximation: a token's `k` experts are distinct,
+    /// which makes the groups slightly dependent). With `ep = 1` this is
+    /// [`Self::expected_experts`].
+    pub fn slowest_group_experts(&self, tokens: f64) -> f64 {
+        if self.experts <= 0.0 {
+            return 0.0;
+        }
+        let p = 1.0 - (1.0 - self.experts_per_token / self.experts).powf(tokens.max(1.0));
+        if self.ep <= 1 {
+            return self.local_experts * p;
+        }
+        expected_max_binomial(self.local_experts as u32, p, self.ep)
+    }
+
+    /// Expected (token, expert) assignments of a step of `tokens` tokens that land on the
+    /// busiest of the `ep` expert groups: the group's share of the expert matmuls. The
+    /// `tokens·k` assignments fall on each group with probability `1/ep` (uniform routing);
+    /// the busiest group's count is taken from the normal approximation of the binomial,
+    /// `μ + σ·c_ep` with `μ = tokens·k/ep`, `σ² = tokens·k·(1/ep)(1 − 1/ep)` and `c_ep` the
+    /// expected largest of `ep` standard normal draws, capped at `tokens·min(k, ⌈E/ep⌉)`
+    /// (a group holds at most that many of a token's experts). With `ep = 1`: `tokens·k`.
+    pub fn slowest_group_assignments(&self, tokens: f64) -> f64 {
+        let n = tokens.max(0.0) * self.experts_per_token;
+        if self.ep <= 1 || n == 0.0 {
+            return n;
+        }
+        let g = self.ep as f64;
+        let mean = n / g;
+        let spread = (n * (1.0 / g) * (1.0 - 1.0 / g)).sqrt();
+        let cap = tokens * self.experts_per_token.min(self.local_experts);
+        (mean + spread * self.busiest_group_z).clamp(mean, cap.max(mean))
+    }
+
     /// Weight bytes read from memory by one unit in a forward step over `tokens` tokens
     /// (the batch in a decode step, batch × prompt in a prefill): every layer's fixed part,
-    /// the routed experts the step touches, and the LM head; the embedding table is only
-    /// gathered row by row.
+    /// the routed experts the step touches (in the busiest expert group), and the LM head;
+    /// the embedding table is only gathered row by row.
     pub fn weight_bytes_per_step(&self, tokens: f64) -> f64 {
         self.fixed_layer_params * self.layer_bytes_per_param
             + self.moe_layers
-                * self.expected_experts(tokens)
+                * self.slowest_group_experts(tokens)
                 * self.expert_params
                 * self.expert_bytes_per_param
             + self.lm_head_params() * self.weight_bytes_per_param
@@ -221,16 +296,29 @@ impl ModelCost {
         2.0 * tokens * self.kv_heads * self.head_dim * KV_BYTES_PER_ELEMENT
     }
 
+    /// Matrix-multiply FLOPs of one unit outside the routed experts for a step of `tokens`
+    /// tokens of which `seqs` produce logits: 2 FLOPs per parameter per token (Kaplan et al.
+    /// 2020, arXiv:2001.08361, Table 1), the LM head once per sequence.
+    pub fn dense_matmul_flops(&self, tokens: f64, seqs: f64) -> f64 {
+        2.0 * (tokens * self.fixed_layer_params + seqs * self.lm_head_params())
+    }
+
+    /// Matrix-multiply FLOPs of the routed experts of a step of `tokens` tokens on a unit of
+    /// the busiest expert group: 2 per parameter per assignment.
+    pub fn expert_matmul_flops(&self, tokens: f64) -> f64 {
+        2.0 * self.moe_layers * self.slowest_group_assignments(tokens) * self.expert_params
+    }
+
     /// Matrix-multiply FLOPs of one unit for a prefill of `batch` prompts of `tokens` each:
-    /// 2 FLOPs per active parameter per token through the layers, and the LM head for the
-    /// last token of each prompt only (Kaplan et al. 2020, arXiv:2001.08361, Table 1).
+    /// the layers over every token (active parameters), and the LM head for the last token
+    /// of each prompt only.
     pub fn prefill_matmul_flops(&self, batch: f64, tokens: f64) -> f64 {
-        2.0 * batch * (tokens * self.active_layer_params() + self.lm_head_params())
+        self.dense_matmul_flops(batch * tokens, batch) + self.expert_matmul_flops(batch * tokens)
     }
 
     /// Matrix-multiply FLOPs of one unit for one decode step of `batch` sequences.
     pub fn decode_matmul_flops(&self, batch: f64) -> f64 {
-        2.0 * batch * (self.active_layer_params() + self.lm_head_params())
+        self.dense_matmul_flops(batch, batch) + self.expert_matmul_flops(batch)
     }
 
     /// Attention FLOPs of one unit: `queries` query tokens against `keys` cached tokens,
@@ -265,6 +353,46 @@ impl ModelCost {
     pub fn allreduce_bytes(&self, tokens: f64) -> f64 {
         tokens * self.hidden * ACTIVATION_BYTES
     }
+}
+
+/// `E[max]` of `groups` independent `Binomial(m, p)` draws: `Σ_{j=1..m} (1 − F(j−1)^groups)`.
+fn expected_max_binomial(m: u32, p: f64, groups: u32) -> f64 {
+    if p <= 0.0 || m == 0 {
+        return 0.0;
+    }
+    if p >= 1.0 {
+        return m as f64;
+    }
+    let g = groups as i32;
+    let mut pmf = (1.0 - p).powi(m as i32);
+    let mut cdf = 0.0;
+    let mut sum = 0.0;
+    for j in 0..m {
+        cdf += pmf;
+        sum += 1.0 - cdf.min(1.0).powi(g);
+        pmf *= (m - j) as f64 / (j + 1) as f64 * p / (1.0 - p);
+    }
+    sum
+}
+
+/// Expected largest of `n` independent standard normal draws, `∫ x·d(Φ(x)ⁿ)`, by the
+/// trapezoid rule on [−10, 10] (0 for `n ≤ 1`).
+fn expected_max_std_normal(n: u32) -> f64 {
+    if n <= 1 {
+        return 0.0;
+    }
+    const STEPS: usize = 8000;
+    let h = 20.0 / STEPS as f64;
+    let phi = |x: f64| (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+    let (mut cdf, mut prev_pow, mut sum) = (0.0, 0.0, 0.0);
+    for i in 1..=STEPS {
+        let (a, b) = (-10.0 + (i - 1) as f64 * h, -10.0 + i as f64 * h);
+        cdf += 0.5 * h * (phi(a) + phi(b));
+        let pow = cdf.min(1.0).powi(n as i32);
+        sum += 0.5 * (a + b) * (pow - prev_pow);
+        prev_pow = pow;
+    }
+    sum
 }
 
 #[cfg(test)]
@@ -382,6 +510,66 @@ mod tests {
             ModelCost::new(&tiny_moe(), 2, WeightsDtype::Bf16).expert_params,
             48.0
         );
+    }
+
+    #[test]
+    fn expected_largest_normal_draws_match_their_closed_forms() {
+        // E[max] of 2 and 3 standard normals: 1/√π and 3/(2√π) (David & Nagaraja, Order
+        // Statistics, 3rd ed., §3.2); of 4 and 10: 1.02938 and 1.53875 (Harter 1961 tables).
+        let pi = std::f64::consts::PI;
+        for (n, want) in [
+            (1, 0.0),
+            (2, 1.0 / pi.sqrt()),
+            (3, 1.5 / pi.sqrt()),
+            (4, 1.02938),
+            (10, 1.53875),
+        ] {
+            let got = expected_max_std_normal(n);
+            assert!((got - want).abs() < 1e-4, "n = {n}: {got} vs {want}");
+        }
+        // one group: the binomial mean; two groups of Binomial(2, 1/2): P(G ≤ 0) = 1/4,
+        // P(G ≤ 1) = 3/4, so E[max] = (1 − 1/16) + (1 − 9/16) = 1.375
+        assert!((expected_max_binomial(2, 0.5, 1) - 1.0).abs() < 1e-12);
+        assert!((expected_max_binomial(2, 0.5, 2) - 1.375).abs() < 1e-12);
+        assert_eq!(expected_max_binomial(3, 1.0, 4), 3.0);
+    }
+
+    #[test]
+    fn expert_parallelism_by_hand() {
+        // tiny MoE (E = 4, k = 2, expert width 4) over TP 2: experts sharded over both
+        // units (ep 1), or two groups of one unit each holding two whole experts (ep 2)
+        let tp = ModelCost::new(&tiny_moe(), 2, WeightsDtype::Bf16);
+        let ep = ModelCost::sharded(&tiny_moe(), 2, 2, WeightsDtype::Bf16);
+        assert_eq!(
+            (ep.local_experts, ep.expert_width, ep.expert_params),
+            (2.0, 4.0, 96.0)
+        );
+        assert_eq!(
+            (tp.local_experts, tp.expert_width, tp.expert_params),
+            (4.0, 2.0, 48.0)
+        );
+        // per layer on one unit: attention q,o 2x8x4 + k,v 2x8x4 + norms 16 = 144, router
+        // 32: fixed 2 x 176; the same expert weights are stored either way
+        assert_eq!(ep.fixed_layer_params, 352.0);
+        assert_eq!(ep.layer_params(), 352.0 + 2.0 * 2.0 * 96.0);
+        assert_eq!(ep.layer_params(), tp.layer_params());
+        // a decode step of one token: p = 1 − (1 − 2/4) = 1/2; TP reads X = 2 expert shards
+        // of 48; the busier EP group 1.375 whole experts of 96 (see above)
+        assert_eq!(tp.slowest_group_experts(1.0), 2.0);
+        assert!((ep.slowest_group_experts(1.0) - 1.375).abs() < 1e-12);
+        let bytes = |c: &ModelCost| c.weight_bytes_per_step(1.0) - 2.0 * (352.0 + 40.0);
+        assert_eq!(bytes(&tp), 2.0 * 2.0 * 2.0 * 48.0);
+        assert!((bytes(&ep) - 2.0 * 2.0 * 1.375 * 96.0).abs() < 1e-9);
+        // its assignments: TP 2 per unit; EP mean 1, σ = √(2·½·½), busiest 1 + σ/√π
+        assert_eq!(tp.slowest_group_assignments(1.0), 2.0);
+        let want = 1.0 + 0.5f64.sqrt() / std::f64::consts::PI.sqrt();
+        assert!((ep.slowest_group_assignments(1.0) - want).abs() < 1e-4);
+        // a long prefill evens the groups out: within 1% of the mean at 10^5 tokens
+        let n = 1e5;
+        assert!(ep.slowest_group_assignments(n) / (n * 2.0 / 2.0) < 1.01);
+        // a dense model ignores the expert-parallel degree
+        let dense = ModelCost::sharded(&tiny().into(), 2, 2, WeightsDtype::Bf16);
+        assert_eq!(dense, ModelCost::new(&tiny().into(), 2, WeightsDtype::Bf16));
     }
 
     #[test]

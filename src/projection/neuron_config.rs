@@ -76,6 +76,9 @@ pub struct NeuronConfig {
     pub path: PathBuf,
     pub family: Family,
     pub tp_degree: u32,
+    /// Expert-parallel degree of the routed experts inside the TP group (NxD Inference
+    /// `moe_ep_degree`, optimum-neuron `ep_degree`); `None` when the file does not set one.
+    pub ep_degree: Option<u32>,
     /// Logical NeuronCore config: physical NeuronCores per TP rank; `None` when the file
     /// does not say (then the instance's own is assumed).
     pub lnc: Option<u32>,
@@ -448,10 +451,27 @@ fn nxdi(o: &Obj) -> Result<NeuronConfig> {
             warnings.push(format!("{what} ({k}) changes latency and is not modelled"));
         }
     }
-    for k in ["cp_degree", "attention_dp_degree", "pp_degree", "ep_degree"] {
+    for k in ["cp_degree", "attention_dp_degree", "pp_degree"] {
         if let Some(d) = o.above_one(k) {
             warnings.push(format!(
-                "{k} {d} changes latency and is not modelled (tensor parallelism only)"
+                "{k} {d} changes latency and is not modelled (tensor and expert parallelism only)"
+            ));
+        }
+    }
+    // MoENeuronConfig: the routed experts over `moe_ep_degree` groups of `moe_tp_degree`
+    // ranks each (NxD Inference model card for Qwen3-235B-A22B: tp_degree 64 = moe_tp_degree
+    // 2 × moe_ep_degree 32).
+    // A degree of 1 is the default (every expert TP-sharded), as if not set.
+    let ep = match o.opt_u32("moe_ep_degree")? {
+        Some(e) => Some(e),
+        None => o.opt_u32("ep_degree")?,
+    }
+    .filter(|&e| e > 1);
+    if let (Some(e), Some(m)) = (ep, o.opt_u32("moe_tp_degree")?) {
+        if e.saturating_mul(m) != tp {
+            warnings.push(format!(
+                "moe_tp_degree {m} × moe_ep_degree {e} differs from tp_degree {tp}: projected with the experts over {e} groups of {} ranks (tp_degree / moe_ep_degree)",
+                tp / e.max(1)
             ));
         }
     }
@@ -474,6 +494,7 @@ fn nxdi(o: &Obj) -> Result<NeuronConfig> {
         ));
     }
     Ok(NeuronConfig {
+        ep_degree: ep,
         path: PathBuf::new(),
         family: Family::NxdInference,
         tp_degree: tp,
@@ -521,14 +542,14 @@ fn optimum(o: &Obj) -> Result<NeuronConfig> {
             warnings.push(format!("{what} ({k}) changes latency and is not modelled"));
         }
     }
-    for k in ["pp_degree", "ep_degree"] {
-        if let Some(d) = o.above_one(k) {
-            warnings.push(format!(
-                "{k} {d} changes latency and is not modelled (tensor parallelism only)"
-            ));
-        }
+    if let Some(d) = o.above_one("pp_degree") {
+        warnings.push(format!(
+            "pp_degree {d} changes latency and is not modelled (tensor and expert parallelism only)"
+        ));
     }
+    let ep = o.opt_u32("ep_degree")?.filter(|&e| e > 1);
     Ok(NeuronConfig {
+        ep_degree: ep,
         path: PathBuf::new(),
         family: Family::OptimumNeuron,
         tp_degree: tp,
@@ -568,6 +589,7 @@ fn optimum_config_json(o: &Obj) -> Result<NeuronConfig> {
         }),
     };
     Ok(NeuronConfig {
+        ep_degree: None,
         path: PathBuf::new(),
         family: Family::OptimumNeuronConfigJson,
         tp_degree: tp,
@@ -589,6 +611,7 @@ fn optimum_config_json(o: &Obj) -> Result<NeuronConfig> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Explicit {
     pub tp: Option<u32>,
+    pub ep_degree: Option<u32>,
     /// `--batch` (`project`, `compare`).
     pub batch: Option<u32>,
     pub max_num_seqs: Option<u32>,
@@ -654,6 +677,7 @@ pub struct Applied {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub tp: Option<u32>,
+    pub ep_degree: Option<u32>,
     pub batch: Option<u32>,
     pub max_num_seqs: Option<u32>,
     pub ctx_batch_size: Option<u32>,
@@ -670,6 +694,7 @@ impl Settings {
     pub fn plain(e: &Explicit) -> Self {
         Settings {
             tp: e.tp,
+            ep_degree: e.ep_degree,
             batch: e.batch,
             max_num_seqs: e.max_num_seqs,
             ctx_batch_size: e.ctx_batch_size,
@@ -736,6 +761,7 @@ pub fn resolve(cfg: &NeuronConfig, e: &Explicit, takes_batch: bool) -> Settings 
     }
     let (a, o) = (&mut applied, &mut overridden);
     let tp = pick("tp", Some(cfg.tp_degree), e.tp, a, o);
+    let ep_degree = pick("ep_degree", cfg.ep_degree, e.ep_degree, a, o);
     let batch = if takes_batch {
         pick("batch", Some(cfg.batch_size), e.batch, a, o)
     } else {
@@ -748,6 +774,7 @@ pub fn resolve(cfg: &NeuronConfig, e: &Explicit, takes_batch: bool) -> Settings 
     let dtype = pick("weights_dtype", cfg.dtype, e.weights_dtype, a, o);
     Settings {
         tp,
+        ep_degree,
         batch,
         max_num_seqs,
         ctx_batch_size: ctx,
@@ -1243,6 +1270,50 @@ mod tests {
             ),
             "{w}"
         );
+    }
+
+    #[test]
+    fn moe_expert_parallel_degrees_are_read() {
+        // MoENeuronConfig: moe_tp_degree × moe_ep_degree = tp_degree (the NxD Inference
+        // model card of Qwen3-235B-A22B: 2 × 32 = 64); optimum-neuron: ep_degree.
+        let nxdi = |extra: &str| {
+            parse(
+                &format!(
+                    r#"{{"neuron_config": {{"tp_degree": 64, "batch_size": 1, "seq_len": 1024{extra}}}}}"#
+                ),
+                Path::new("x/neuron_config.json"),
+            )
+            .unwrap()
+        };
+        let c = nxdi(r#", "moe_tp_degree": 2, "moe_ep_degree": 32"#);
+        assert_eq!(c.ep_degree, Some(32));
+        assert!(
+            c.warnings.iter().all(|w| !w.contains("moe_")),
+            "{:?}",
+            c.warnings
+        );
+        assert_eq!(nxdi("").ep_degree, None);
+        let c = nxdi(r#", "moe_tp_degree": 4, "moe_ep_degree": 32"#);
+        assert_eq!(c.ep_degree, Some(32));
+        let w = c.warnings.join("\n");
+        assert!(
+            w.contains("moe_tp_degree 4 × moe_ep_degree 32 differs from tp_degree 64: projected with the experts over 32 groups of 2 ranks"),
+            "{w}"
+        );
+        let o = parse(
+            r#"{"_serialized_key": "NxDNeuronConfig", "tp_degree": 8, "batch_size": 1, "sequence_length": 1024, "ep_degree": 8}"#,
+            Path::new("x/neuron_config.json"),
+        )
+        .unwrap();
+        assert_eq!(o.ep_degree, Some(8));
+        // the file's degree reaches the settings unless the flag is given
+        let s = resolve(&o, &Explicit::default(), false);
+        assert_eq!(s.ep_degree, Some(8));
+        let e = Explicit {
+            ep_degree: Some(1),
+            ..Explicit::default()
+        };
+        assert_eq!(resolve(&o, &e, false).ep_degree, Some(1));
     }
 
     #[test]

@@ -34,6 +34,11 @@ pub struct Chip {
     pub memory_bandwidth: f64,
     pub interconnect_bandwidth: Option<f64>,
     pub tdp_watts: Option<f64>,
+    /// Output width below which a matrix multiply leaves part of the matrix engine idle:
+    /// a routed expert's matmuls whose sharded width `w` is below it run at `w / width` of
+    /// the rate. `None`: no such effect modelled (GPU profiles).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matmul_tile_width: Option<u32>,
 }
 
 impl Chip {
@@ -456,6 +461,7 @@ pub fn host_profile(
             memory_bandwidth: mem_bytes_per_s.max(1.0),
             interconnect_bandwidth: None,
             tdp_watts: None,
+            matmul_tile_width: None,
         },
         runtime: Runtime {
             tp_unit: "device".into(),
@@ -748,6 +754,11 @@ impl<'a> Validator<'a> {
                 .map(|q| self.rate("chip.interconnect_bandwidth", q))
                 .transpose()?,
             tdp_watts: opt(&mut self, "chip.tdp_watts", &c.tdp_watts)?,
+            matmul_tile_width: c
+                .matmul_tile_width
+                .as_ref()
+                .map(|n| self.count("chip.matmul_tile_width", n))
+                .transpose()?,
         };
         let runtime = self.runtime(&raw)?;
         match (kind, runtime.static_shapes.is_some()) {

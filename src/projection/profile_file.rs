@@ -50,6 +50,9 @@ pub struct ChipFile {
     pub interconnect_bandwidth: Option<Qty>,
     #[serde(default)]
     pub tdp_watts: Option<Num>,
+    /// Width of the matrix engine's tile (Neuron: 128); see [`super::profile::Chip`].
+    #[serde(default)]
+    pub matmul_tile_width: Option<Num>,
     #[serde(default)]
     pub note: Option<String>,
 }

@@ -11,6 +11,7 @@
 use super::dtype::WeightsDtype;
 use super::interval::ErrorBar;
 use super::latency::{deployment, estimate, Estimate, Target};
+use super::model_cost::ModelCost;
 use super::profile::{self, CalibrationStatus, DeviceKind, Instance, PriceKind, Profile};
 use super::setting::{Setting, SettingError};
 use super::step::StepModel;
@@ -43,6 +44,8 @@ pub struct ProjectRequest {
     pub buckets: Option<Vec<u32>>,
     /// Data-parallel replicas on the instance (`--dp`).
     pub dp: u32,
+    /// Expert-parallel degree inside the TP group (`--ep-degree`; 1: experts TP-sharded).
+    pub ep: u32,
 }
 
 impl ProjectRequest {
@@ -61,6 +64,7 @@ impl ProjectRequest {
             ctx_batch_size: None,
             buckets: None,
             dp: 1,
+            ep: 1,
         }
     }
 
@@ -77,6 +81,7 @@ impl ProjectRequest {
         t.compiled_seq_len = self.seq_len;
         t.max_num_seqs = self.max_num_seqs;
         t.ctx_batch_size = self.ctx_batch_size;
+        t.ep = self.ep;
         if profile.runtime.static_shapes.is_some() {
             t.buckets = self.buckets.clone();
         }
@@ -110,6 +115,13 @@ pub struct Projected {
     pub dp: u32,
     /// Compiled batch (continuous-batching slots) of one replica.
     pub max_num_seqs: u32,
+    /// Expert-parallel degree inside the TP group (1: routed experts TP-sharded).
+    #[serde(default = "one")]
+    pub ep_degree: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// What `profiler project --format json` writes (schema version 1).
@@ -219,6 +231,7 @@ pub fn check_compile(
     if req.seq_len.is_some() {
         dep.check_positions(&card.architecture)?;
     }
+    dep.check_experts(&card.architecture)?;
     StepModel::new(&card.architecture, profile, &profile.latency, &dep)
         .check_request(req.input_len, req.output_len)
 }
@@ -368,6 +381,7 @@ fn build(
             profile.runtime.tp_unit
         ));
     }
+    notes.extend(expert_notes(card, profile, t));
     if matches!(t.dtype, WeightsDtype::Int8 | WeightsDtype::Int4) {
         notes.push("int weights are weight-only quantization: matmuls run at the bf16 rate".into());
     }
@@ -421,10 +435,48 @@ fn build(
         },
         dp,
         max_num_seqs: t.batch,
+        ep_degree: t.ep.max(1),
     }
 }
 
 const GIB: f64 = 1073741824.0;
+
+/// What the projection assumes of a mixture-of-experts model's routed experts: how they
+/// are spread, and a sharded width that leaves the matrix engine partly idle.
+pub fn expert_notes(card: &ModelCard, profile: &Profile, t: &Target) -> Vec<String> {
+    let Some(e) = &card.architecture.experts else {
+        return Vec::new();
+    };
+    let c = ModelCost::sharded(&card.architecture, t.tp, t.ep, t.dtype);
+    let mut notes = vec![if t.ep > 1 {
+        format!(
+            "expert parallelism {}: {} groups of {} {}s, {} of the {} routed experts each; the busiest group sets the pace (uniform routing assumed)",
+            t.ep,
+            t.ep,
+            t.tp / t.ep,
+            profile.runtime.tp_unit,
+            c.local_experts,
+            e.count
+        )
+    } else {
+        format!(
+            "routed experts sharded over the TP group; a step reads the experts its tokens pick, uniform routing assumed ({} of {} per token)",
+            e.per_token, e.count
+        )
+    }];
+    if let Some(w) = profile.chip.matmul_tile_width {
+        if c.expert_width < w as f64 {
+            notes.push(format!(
+                "each routed expert is {} wide per {} (below the matrix engine's {w}): its matmuls run at {:.0}% of the rate{}",
+                c.expert_width,
+                profile.runtime.tp_unit,
+                100.0 * c.expert_width / w as f64,
+                if t.ep < t.tp { "; an expert-parallel degree keeps the experts whole" } else { "" }
+            ));
+        }
+    }
+    notes
+}
 
 /// Projects `card` on the local machine (a [`super::profile::host_profile`]) for the
 /// workload a run measured, so the run can show projected against measured.

@@ -41,6 +41,8 @@ settings! {
     Tp = "tp", "--tp";
     /// Data-parallel replicas on one instance.
     Dp = "dp", "--dp";
+    /// Expert-parallel degree inside one replica's TP group.
+    EpDegree = "ep_degree", "--ep-degree";
     /// Sequences per static batch.
     Batch = "batch", "--batch";
     /// Continuous-batching slots / compiled batch.

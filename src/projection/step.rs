@@ -50,6 +50,9 @@ pub struct Deployment {
     pub tp: u32,
     /// Data-parallel replicas on the instance.
     pub dp: u32,
+    /// Expert-parallel degree inside one replica's TP group (1: routed experts TP-sharded;
+    /// see [`super::model_cost`]).
+    pub ep: u32,
     /// Continuous-batching slots of one replica (the compiled batch on Neuron).
     pub max_num_seqs: u32,
     /// Compiled positions (Neuron) or maximum model length (GPU).
@@ -66,6 +69,38 @@ pub struct Deployment {
 }
 
 impl Deployment {
+    /// Refuses what the model cannot take: a compiled length beyond its positions, an
+    /// expert-parallel degree for a dense model or above its experts.
+    pub fn check_model(&self, arch: &Architecture) -> Result<()> {
+        self.check_positions(&arch.base)?;
+        self.check_experts(arch)
+    }
+
+    /// Refuses an expert-parallel degree for a dense model or above its routed experts.
+    pub fn check_experts(&self, arch: &Architecture) -> Result<()> {
+        if self.ep > 1 {
+            let Some(e) = &arch.experts else {
+                bail!(SettingError::new(
+                    Setting::EpDegree,
+                    format!(
+                        " {} applies to mixture-of-experts models; this one is dense",
+                        self.ep
+                    )
+                ));
+            };
+            if self.ep as usize > e.count {
+                bail!(SettingError::new(
+                    Setting::EpDegree,
+                    format!(
+                        " {} is more than the model's {} routed experts",
+                        self.ep, e.count
+                    )
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Refuses a compiled length beyond the model's positions.
     pub fn check_positions(&self, cfg: &LlamaConfig) -> Result<()> {
         let max_pos = cfg.max_position_embeddings as u64;
@@ -87,6 +122,7 @@ impl Deployment {
         for (setting, v) in [
             (Setting::Tp, self.tp),
             (Setting::Dp, self.dp),
+            (Setting::EpDegree, self.ep),
             (Setting::MaxNumSeqs, self.max_num_seqs),
             (Setting::SeqLen, self.seq_len),
             (Setting::CtxBatchSize, self.ctx_batch_size),
@@ -95,6 +131,18 @@ impl Deployment {
             if v == 0 {
                 bail!(SettingError::new(setting, " must be at least 1"));
             }
+        }
+        if !self.tp.is_multiple_of(self.ep) {
+            bail!(
+                SettingError::new(Setting::EpDegree, format!(" {} does not divide ", self.ep))
+                    .then(
+                        Setting::Tp,
+                        format!(
+                            " {}: the expert groups split the TP group into equal parts",
+                            self.tp
+                        )
+                    )
+            );
         }
         if self.ctx_batch_size > self.max_num_seqs {
             bail!(SettingError::new(
@@ -206,6 +254,11 @@ pub struct StepModel {
     /// Decode steps timed on this machine's model (the host profile of `simulate
     /// --host-check`), which then price decode steps instead of the roofline and per-row cost.
     measured: Option<super::measured_decode::MeasuredDecode>,
+    /// Share of the matrix engine a routed expert's matmuls use: `min(1, w / tile)` for a
+    /// sharded expert width `w` below the chip's tile width ("sharded intermediate
+    /// dimensions are >= 128 for good tensor engine utilization": NxD Inference "Deep dive:
+    /// Mixture of Experts", Configuring TP and EP, updated 2025-12-01); 1 otherwise.
+    expert_matmul_share: f64,
 }
 
 impl StepModel {
@@ -231,8 +284,14 @@ impl StepModel {
                 (b.clone(), tkg)
             }
         };
+        let cost = ModelCost::sharded(cfg, dep.tp, dep.ep, dep.dtype);
+        let expert_matmul_share = match profile.chip.matmul_tile_width {
+            Some(w) if cost.expert_width > 0.0 => (cost.expert_width / w as f64).min(1.0),
+            _ => 1.0,
+        };
         let mut m = StepModel {
-            cost: ModelCost::new(cfg, dep.tp, dep.dtype),
+            cost,
+            expert_matmul_share,
             unit: Unit::of(profile, dep.dtype),
             params: *params,
             causal: profile.runtime.causal_prefill_attention,
@@ -314,9 +373,13 @@ impl StepModel {
         Ok(())
     }
 
-    fn compute_s(&self, mm: f64, attn: f64) -> f64 {
+    /// Compute time of `dense` matmul FLOPs, `expert` routed-expert matmul FLOPs and `attn`
+    /// attention FLOPs on one unit.
+    fn compute_s(&self, dense: f64, expert: f64, attn: f64) -> f64 {
         let p = &self.params;
-        mm / (self.unit.flops * p.compute_efficiency)
+        let mm_rate = self.unit.flops * p.compute_efficiency;
+        dense / mm_rate
+            + expert / (mm_rate * self.expert_matmul_share)
             + attn / (self.unit.flops * p.attention_efficiency)
     }
 
@@ -338,7 +401,8 @@ impl StepModel {
     pub fn prefill_s(&self, rows: f64, len: f64) -> f64 {
         let c = &self.cost;
         let compute = self.compute_s(
-            c.prefill_matmul_flops(rows, len),
+            c.dense_matmul_flops(rows * len, rows),
+            c.expert_matmul_flops(rows * len),
             c.attention_flops(rows, len, len, self.causal),
         );
         let mem = self.mem_s(c.weight_bytes_per_step(rows * len) + rows * c.kv_bytes(len));
@@ -357,7 +421,11 @@ impl StepModel {
             return t.max(0.0) * self.decode_scale;
         }
         let c = &self.cost;
-        let compute = self.compute_s(c.decode_matmul_flops(rows), attn_flops);
+        let compute = self.compute_s(
+            c.dense_matmul_flops(rows, rows),
+            c.expert_matmul_flops(rows),
+            attn_flops,
+        );
         let mem = self.mem_s(c.weight_bytes_per_step(rows) + kv_read);
         let p = &self.params;
         ((p.step_overhead_ms + rows * p.decode_seq_ms) * 1e-3
@@ -456,8 +524,11 @@ impl StepModel {
             kv_read += c.kv_bytes(k + q);
         }
         let seqs = n_dec + chunks.len() as f64;
-        let mm = 2.0 * (tokens * c.active_layer_params() + seqs * c.lm_head_params());
-        let compute = self.compute_s(mm, attn_flops);
+        let compute = self.compute_s(
+            c.dense_matmul_flops(tokens, seqs),
+            c.expert_matmul_flops(tokens),
+            attn_flops,
+        );
         let mem = self.mem_s(c.weight_bytes_per_step(tokens) + kv_read);
         let p = &self.params;
         let overhead = if n_dec > 0.0 {
@@ -572,6 +643,7 @@ mod tests {
         Deployment {
             tp: 8,
             dp: 1,
+            ep: 1,
             max_num_seqs: 8,
             seq_len: 4096,
             ctx_batch_size: 1,

@@ -46,12 +46,13 @@ pub fn simulation(format: Format, r: &SimReport) -> Vec<u8> {
     };
     let s = &r.setup;
     let head = format!(
-        "{}\n{} on {} ({}): TP {} × {} replica(s), {} slots, seq-len {}, scheduler {}, {} arrivals{}\n",
+        "{}\n{} on {} ({}): TP {}{} × {} replica(s), {} slots, seq-len {}, scheduler {}, {} arrivals{}\n",
         r.label,
         s.model,
         s.instance,
         s.weights_dtype,
         s.tp,
+        super::report::ep_text(s.ep_degree),
         s.dp,
         s.max_num_seqs,
         s.seq_len,
@@ -112,6 +113,7 @@ pub fn plan(format: Format, r: &PlanReport) -> Vec<u8> {
             "instance",
             "tp",
             "dp",
+            "ep",
             "max_num_seqs",
             "max_rate_per_instance",
             "instances_needed",
@@ -143,6 +145,7 @@ pub fn plan(format: Format, r: &PlanReport) -> Vec<u8> {
                     x.instance.clone(),
                     u(x.tp),
                     u(x.dp),
+                    u(x.ep_degree),
                     u(x.max_num_seqs),
                     r(
                         x.max_rate_per_instance,

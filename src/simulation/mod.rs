@@ -42,7 +42,7 @@ pub fn check(
     req.load.validate()?;
     let dep = &req.dep;
     dep.validate(profile)?;
-    dep.check_positions(&card.architecture)?;
+    dep.check_model(&card.architecture)?;
     profile.check_tp(inst, dep.tp)?;
     let units = profile.units(inst);
     if dep.dp as u64 * dep.tp as u64 > units as u64 {
@@ -176,6 +176,7 @@ pub fn report_of(
         instance: inst.name.clone(),
         tp: dep.tp,
         dp: dep.dp,
+        ep_degree: dep.ep,
         max_num_seqs: dep.max_num_seqs,
         seq_len: dep.seq_len,
         ctx_batch_size: dep.ctx_batch_size,

@@ -52,6 +52,8 @@ pub struct PlanRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Compiled {
     pub tp: u32,
+    /// Expert-parallel degree compiled (1: experts TP-sharded).
+    pub ep: u32,
     /// LNC the TP degree was compiled at (`None`: not checked).
     pub lnc: Option<u32>,
     pub max_num_seqs: u32,
@@ -68,6 +70,10 @@ pub struct PlanRow {
     pub instance: String,
     pub tp: Option<u32>,
     pub dp: Option<u32>,
+    /// Expert-parallel degree inside the TP group (mixture-of-experts models; 1: experts
+    /// TP-sharded).
+    #[serde(default)]
+    pub ep_degree: Option<u32>,
     pub max_num_seqs: Option<u32>,
     /// Largest Poisson rate one instance sustains within the SLOs, requests/s (simulated).
     pub max_rate_per_instance: Option<f64>,
@@ -391,7 +397,7 @@ fn search(
     );
     let mut best: Option<(Deployment, f64)> = None;
     let mut why = SettingError::text("the weights do not fit at any allowed TP degree");
-    let (tps, slots): (Vec<u32>, Vec<u32>) = match &req.compiled {
+    let (tps, slots): (Vec<(u32, u32)>, Vec<u32>) = match &req.compiled {
         Some(c) => {
             if let Some(w) =
                 crate::projection::neuron_config::why_not_held(profile, inst, c.tp, c.lnc, 1)
@@ -400,7 +406,7 @@ fn search(
                     "cannot hold the compiled configuration: {w}"
                 )));
             }
-            (vec![c.tp], vec![c.max_num_seqs])
+            (vec![(c.tp, c.ep)], vec![c.max_num_seqs])
         }
         None => (
             profile
@@ -409,19 +415,21 @@ fn search(
                 .iter()
                 .copied()
                 .filter(|&t| t <= units)
+                .flat_map(|t| ep_candidates(card, t).into_iter().map(move |e| (t, e)))
                 .collect(),
             SLOT_CANDIDATES.to_vec(),
         ),
     };
     let compiled = req.compiled.as_ref();
     let seq_len = compiled.and_then(|c| c.seq_len).unwrap_or(seq_len);
-    for tp in tps {
+    for (tp, ep) in tps {
         let dp = units / tp;
         let mut last_rate = 0.0f64;
         for &b in &slots {
             let dep = Deployment {
                 tp,
                 dp,
+                ep,
                 max_num_seqs: b,
                 seq_len,
                 ctx_batch_size: compiled.and_then(|c| c.ctx_batch_size).unwrap_or(1),
@@ -512,6 +520,17 @@ fn search(
     best.ok_or(why)
 }
 
+/// Expert-parallel degrees tried at TP degree `tp`: 1 (experts TP-sharded), and for a
+/// mixture-of-experts model with at least `tp` experts also `tp` (one expert group per unit:
+/// vLLM's `--enable-expert-parallel` within one replica). Degrees in between (NxD Inference's
+/// `moe_tp_degree` × `moe_ep_degree`) are projected when given, not searched.
+pub(super) fn ep_candidates(card: &ModelCard, tp: u32) -> Vec<u32> {
+    match &card.architecture.experts {
+        Some(e) if tp > 1 && tp as usize <= e.count => vec![1, tp],
+        _ => vec![1],
+    }
+}
+
 /// `f` over `items` on up to `available_parallelism` threads; results in input order.
 fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism()
@@ -564,6 +583,7 @@ fn plan_row(card: &ModelCard, profile: &Profile, inst: &Instance, req: &PlanRequ
         instance: inst.name.clone(),
         tp: None,
         dp: None,
+        ep_degree: None,
         max_num_seqs: None,
         max_rate_per_instance: None,
         instances_needed: None,
@@ -586,6 +606,7 @@ fn plan_row(card: &ModelCard, profile: &Profile, inst: &Instance, req: &PlanRequ
             let n = (req.rate / max_rate).ceil().max(1.0);
             row.tp = Some(dep.tp);
             row.dp = Some(dep.dp);
+            row.ep_degree = Some(dep.ep);
             row.max_num_seqs = Some(dep.max_num_seqs);
             row.max_rate_per_instance = Some(max_rate);
             row.instances_needed = Some(n as u64);
@@ -639,6 +660,7 @@ pub fn plan(card: &ModelCard, profiles: &[Profile], req: &PlanRequest) -> Result
         dep: Deployment {
             tp: 1,
             dp: 1,
+            ep: 1,
             max_num_seqs: 1,
             seq_len: 1,
             ctx_batch_size: 1,
@@ -688,11 +710,12 @@ pub fn plan(card: &ModelCard, profiles: &[Profile], req: &PlanRequest) -> Result
     });
     let recommendation = rows.first().filter(|r| rank(r) == 0).map(|r| {
         format!(
-            "{} × {} ({}, TP {} × {} replica(s), max-num-seqs {}): ${:.2}/h, ${:.3} per 1M tokens at {} req/s; up to {:.2} req/s per instance ({})",
+            "{} × {} ({}, TP {}{} × {} replica(s), max-num-seqs {}): ${:.2}/h, ${:.3} per 1M tokens at {} req/s; up to {:.2} req/s per instance ({})",
             r.instances_needed.unwrap_or(0),
             r.instance,
             r.profile,
             r.tp.unwrap_or(0),
+            super::report::ep_text(r.ep_degree.unwrap_or(1)),
             r.dp.unwrap_or(0),
             r.max_num_seqs.unwrap_or(0),
             r.fleet_usd_per_hour.unwrap_or(f64::NAN),

@@ -130,6 +130,19 @@ pub fn summary_weighted(values: &[(f64, u64)], scale: f64) -> Option<Summary> {
     })
 }
 
+fn one() -> u32 {
+    1
+}
+
+/// " (expert parallelism N)" for a degree above 1, nothing otherwise.
+pub fn ep_text(ep: u32) -> String {
+    if ep > 1 {
+        format!(" (expert parallelism {ep})")
+    } else {
+        String::new()
+    }
+}
+
 /// The deployment and load a report describes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SimSetup {
@@ -138,6 +151,9 @@ pub struct SimSetup {
     pub instance: String,
     pub tp: u32,
     pub dp: u32,
+    /// Expert-parallel degree inside the TP group (1: routed experts TP-sharded).
+    #[serde(default = "one")]
+    pub ep_degree: u32,
     pub max_num_seqs: u32,
     pub seq_len: u32,
     pub ctx_batch_size: u32,

@@ -26,6 +26,7 @@ fn dep(tp: u32, slots: u32, seq_len: u32) -> Deployment {
     Deployment {
         tp,
         dp: 1,
+        ep: 1,
         max_num_seqs: slots,
         seq_len,
         ctx_batch_size: 1,
@@ -156,6 +157,7 @@ fn plan_ranking_says_whether_cost_intervals_overlap() {
         instance: inst.into(),
         tp: Some(1),
         dp: Some(1),
+        ep_degree: Some(1),
         max_num_seqs: Some(8),
         max_rate_per_instance: Some(1.0),
         instances_needed: Some(2),
@@ -631,4 +633,16 @@ fn prefill_first_with_a_budget_below_a_prompt_prefills_one_prompt_per_step() {
             "{f:?}: steps of {one}"
         );
     }
+}
+
+#[test]
+fn plan_tries_expert_parallelism_for_mixture_of_experts_models_only() {
+    let models = root().join("models");
+    let c = |name: &str| card::find(&models, name).unwrap();
+    assert_eq!(plan::ep_candidates(&c("qwen3-30b-a3b"), 16), vec![1, 16]);
+    assert_eq!(plan::ep_candidates(&c("qwen3-30b-a3b"), 1), vec![1]);
+    // Mixtral has 8 experts: no group of its own for each of 16 units
+    assert_eq!(plan::ep_candidates(&c("mixtral-8x7b"), 16), vec![1]);
+    assert_eq!(plan::ep_candidates(&c("mixtral-8x7b"), 8), vec![1, 8]);
+    assert_eq!(plan::ep_candidates(&card8b(), 8), vec![1]);
 }
