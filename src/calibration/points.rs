@@ -89,6 +89,28 @@ pub fn resolve_points(
     pts: &[Point],
     file: &str,
 ) -> Result<Vec<(Point, Resolved)>> {
+    let fit: Vec<Point> = pts
+        .iter()
+        .filter(|p| !p.validation_only())
+        .cloned()
+        .collect();
+    let out = resolve_rows(profile, models_dir, &fit, file)?;
+    if out.is_empty() {
+        bail!(
+            "{file}: no fit row (a `use` other than validation) ran on an instance of {}",
+            profile.name
+        );
+    }
+    Ok(out)
+}
+
+/// Every row of `pts` on `profile`'s instances, resolved as [`resolve_points`] does.
+fn resolve_rows(
+    profile: &Profile,
+    models_dir: &Path,
+    pts: &[Point],
+    file: &str,
+) -> Result<Vec<(Point, Resolved)>> {
     let cards = card::load_all(models_dir)?;
     let find = |name: &str| -> Result<ModelCard> {
         cards
@@ -104,7 +126,7 @@ pub fn resolve_points(
     };
     let mut out = Vec::new();
     for p in pts {
-        if p.validation_only() || profile.instance(&p.instance).is_err() {
+        if profile.instance(&p.instance).is_err() {
             continue;
         }
         let mut m = measurement(p);
@@ -126,12 +148,6 @@ pub fn resolve_points(
             .with_context(|| format!("{file}: line {}", p.line))?;
         r.assumed.extend(assumed);
         out.push((p.clone(), r));
-    }
-    if out.is_empty() {
-        bail!(
-            "{file}: no fit row (a `use` other than validation) ran on an instance of {}",
-            profile.name
-        );
     }
     Ok(out)
 }
@@ -161,17 +177,30 @@ pub fn calibrate_points(
         && !profile.calibration.fitted.is_empty())
     .then(|| profile.calibration.fitted.clone());
     let r = fit::calibrate_from(profile, &rs, Vec::new(), explicit.as_deref())?;
-    let points = rows
+    let point_errors = |rows: &[Point], errors: &[fit::MeasuredError]| -> Vec<PointError> {
+        rows.iter()
+            .zip(errors)
+            .map(|(p, e)| {
+                PointError::at(
+                    p,
+                    (e.measured_ttft_ms, e.measured_tpot_ms),
+                    (e.projected_ttft_ms, e.projected_tpot_ms),
+                )
+            })
+            .collect()
+    };
+    let points = point_errors(&rows, &r.measurements);
+    // Validation rows: projected with the fitted parameters, never fitted on.
+    let held: Vec<Point> = pts
         .iter()
-        .zip(&r.measurements)
-        .map(|(p, e)| {
-            PointError::at(
-                p,
-                (e.measured_ttft_ms, e.measured_tpot_ms),
-                (e.projected_ttft_ms, e.projected_tpot_ms),
-            )
-        })
+        .filter(|p| p.validation_only())
+        .cloned()
         .collect();
+    let (held, held_rs): (Vec<Point>, Vec<Resolved>) =
+        resolve_rows(profile, models_dir, &held, file)?
+            .into_iter()
+            .unzip();
+    let validation = point_errors(&held, &fit::errors(profile, &r.fitted, &held_rs));
     Ok(CalibrationReport {
         profile: profile.name.clone(),
         points_file: file.to_string(),
@@ -182,6 +211,7 @@ pub fn calibrate_points(
         repeated: Vec::new(),
         leave_one_source_out: r.leave_one_source_out,
         leave_one_model_out: r.leave_one_model_out,
+        validation,
         iterations: r.iterations,
         sum_squared_log_error: r.sum_squared_log_error,
         not_fitted: r.not_fitted,

@@ -104,6 +104,10 @@ pub struct CalibrationReport {
     /// points only, which says how well the profile extrapolates to a model it has not
     /// seen; `error` is `None`, with the reason, where the points have a single model.
     pub leave_one_model_out: HeldOut,
+    /// Rows kept out of the fit (`use` starting with `validation`), projected with the
+    /// fitted parameters: an error on measurements the fit has not seen. Serving rows only.
+    #[serde(default)]
+    pub validation: Vec<PointError>,
     /// Levenberg–Marquardt iterations and the final sum of squared log errors.
     pub iterations: usize,
     pub sum_squared_log_error: f64,
@@ -471,6 +475,7 @@ fn fit_cases(profile: &Profile, cases: &[Case], points_file: &str) -> Result<Cal
         repeated: Vec::new(),
         leave_one_source_out: HeldOut::none(0, "not computed"),
         leave_one_model_out: HeldOut::none(0, "not computed"),
+        validation: Vec::new(),
         iterations: fit.iterations,
         sum_squared_log_error: fit.cost,
         not_fitted: Vec::new(),

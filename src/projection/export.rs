@@ -2,7 +2,7 @@
 //! table, JSON (`schema_version` 1), CSV or Markdown, through the output layer
 //! ([`crate::output`]). Pure functions, no I/O.
 
-use super::calibrate::{CalibrationOutput, CalibrationReport};
+use super::calibrate::{CalibrationOutput, CalibrationReport, PointError};
 use super::compare::CompareReport;
 use super::project::{ProjectReport, Projected};
 use super::types::{CalibrationError, HeldOut};
@@ -311,6 +311,11 @@ pub fn comparison(format: Format, r: &CompareReport) -> Vec<u8> {
 }
 
 fn calibration_grid(r: &CalibrationReport) -> Table {
+    points_grid(&r.points)
+}
+
+/// One row per calibration point: measured, projected and the error of each metric.
+fn points_grid(points: &[PointError]) -> Table {
     Table {
         header: [
             "line",
@@ -330,8 +335,7 @@ fn calibration_grid(r: &CalibrationReport) -> Table {
         .iter()
         .map(|s| s.to_string())
         .collect(),
-        rows: r
-            .points
+        rows: points
             .iter()
             .map(|p| {
                 vec![
@@ -444,6 +448,10 @@ fn mape_line(r: &CalibrationReport) -> String {
     s
 }
 
+/// Heading of the validation rows: measurements kept out of the fit.
+const VALIDATION_TITLE: &str =
+    "Validation (rows kept out of the fit, projected with the fitted parameters):";
+
 /// Renders `profiler calibrate` output.
 pub fn calibration(format: Format, r: &CalibrationReport) -> Vec<u8> {
     match format {
@@ -459,6 +467,10 @@ pub fn calibration(format: Format, r: &CalibrationReport) -> Vec<u8> {
             s.push('\n');
             s.push_str(&mape_line(r));
             s.push('\n');
+            if !r.validation.is_empty() {
+                s.push_str(&format!("\n{VALIDATION_TITLE}\n"));
+                s.push_str(&points_grid(&r.validation).text());
+            }
             s.into_bytes()
         }
         Format::Csv => calibration_grid(r).csv(LineEnd::Lf).into_bytes(),
@@ -468,6 +480,10 @@ pub fn calibration(format: Format, r: &CalibrationReport) -> Vec<u8> {
             s.push('\n');
             s.push_str(&params_grid(r).markdown());
             s.push_str(&format!("\n{}\n", mape_line(r)));
+            if !r.validation.is_empty() {
+                s.push_str(&format!("\n{VALIDATION_TITLE}\n\n"));
+                s.push_str(&points_grid(&r.validation).markdown());
+            }
             s.into_bytes()
         }
     }

@@ -1,6 +1,7 @@
 //! Device profiles: loading `profiles/NAME.toml` by name, validating it, and the profile of
 //! the local machine built from two micro-benchmark numbers.
 
+use crate::model::architecture::Architecture;
 use super::dtype::{ComputeRate, WeightsDtype};
 use super::params::{LatencyParams, PARAM_NAMES};
 use super::points;
@@ -74,6 +75,32 @@ pub struct Runtime {
     /// Whether a prefill kernel skips the masked half of the attention square.
     pub causal_prefill_attention: bool,
     pub static_shapes: Option<StaticShapes>,
+    /// Checkpoint quantisation methods (`quant_method`, lower case) this runtime has no
+    /// kernels for: it dequantizes them to the serving dtype at load, so they count at
+    /// that dtype (empty: every declared quantisation is served as stored).
+    pub dequantized_formats: Vec<String>,
+}
+
+impl Runtime {
+    /// `arch` as this runtime serves it: without its declared quantisation when the
+    /// runtime dequantizes that method at load.
+    pub fn serves<'a>(&self, arch: &'a Architecture) -> std::borrow::Cow<'a, Architecture> {
+        match &arch.quantization {
+            Some(q) if self.dequantizes(&q.method) => {
+                let mut a = arch.clone();
+                a.quantization = None;
+                std::borrow::Cow::Owned(a)
+            }
+            _ => std::borrow::Cow::Borrowed(arch),
+        }
+    }
+
+    /// Whether checkpoints quantised with `method` are dequantized at load.
+    pub fn dequantizes(&self, method: &str) -> bool {
+        self.dequantized_formats
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case(method))
+    }
 }
 
 /// Whether a profile's latency parameters were fitted or assumed.
@@ -470,6 +497,7 @@ pub fn host_profile(
             usable_memory_fraction: 1.0,
             causal_prefill_attention: false,
             static_shapes: None,
+            dequantized_formats: Vec::new(),
         },
         latency: LatencyParams {
             bandwidth_efficiency: 1.0,
@@ -844,6 +872,16 @@ impl<'a> Validator<'a> {
             "full" => false,
             o => bail!("{what}: field `runtime.prefill_attention` is {o:?}, expected \"full\" or \"causal\""),
         };
+        let mut dequantized_formats = Vec::new();
+        if let Some(l) = &r.dequantized_formats {
+            self.source("runtime.dequantized_formats", &l.source)?;
+            for f in &l.value {
+                if f.trim().is_empty() {
+                    bail!("{what}: field `runtime.dequantized_formats` holds an empty name: expected quant_method names such as \"mxfp4\"");
+                }
+                dequantized_formats.push(f.trim().to_ascii_lowercase());
+            }
+        }
         let static_shapes = match &r.static_shapes {
             Some(s) => Some(StaticShapes {
                 bucket_min: self.count("runtime.static_shapes.bucket_min", &s.bucket_min)?,
@@ -862,6 +900,7 @@ impl<'a> Validator<'a> {
                 .fraction("runtime.usable_memory_fraction", &r.usable_memory_fraction)?,
             causal_prefill_attention: causal,
             static_shapes,
+            dequantized_formats,
         })
     }
 

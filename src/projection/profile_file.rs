@@ -31,6 +31,14 @@ pub struct IntList {
     pub source: String,
 }
 
+/// A list of names with its source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StrList {
+    pub value: Vec<String>,
+    pub source: String,
+}
+
 /// `[chip]`: one accelerator chip.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -74,6 +82,10 @@ pub struct RuntimeFile {
     pub tp_degrees: IntList,
     pub usable_memory_fraction: Num,
     pub prefill_attention: String,
+    /// Checkpoint quantisation methods (`quant_method`) the runtime cannot run, dequantized
+    /// to the serving dtype at load.
+    #[serde(default)]
+    pub dequantized_formats: Option<StrList>,
     #[serde(default)]
     pub static_shapes: Option<StaticShapesFile>,
 }

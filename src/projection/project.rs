@@ -444,11 +444,27 @@ const GIB: f64 = 1073741824.0;
 /// What the projection assumes of a mixture-of-experts model's routed experts: how they
 /// are spread, and a sharded width that leaves the matrix engine partly idle.
 pub fn expert_notes(card: &ModelCard, profile: &Profile, t: &Target) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(q) = &card.architecture.quantization {
+        if profile.runtime.dequantizes(&q.method) {
+            notes.push(format!(
+                "{} has no kernels here: the checkpoint's {} weights are dequantized to {} at load and counted so",
+                q.method,
+                q.method,
+                t.dtype.name()
+            ));
+        }
+    }
     let Some(e) = &card.architecture.experts else {
-        return Vec::new();
+        return notes;
     };
-    let c = ModelCost::sharded(&card.architecture, t.tp, t.ep, t.dtype);
-    let mut notes = vec![if t.ep > 1 {
+    let c = ModelCost::sharded(
+        &profile.runtime.serves(&card.architecture),
+        t.tp,
+        t.ep,
+        t.dtype,
+    );
+    notes.push(if t.ep > 1 {
         format!(
             "expert parallelism {}: {} groups of {} {}s, {} of the {} routed experts each; the busiest group sets the pace (uniform routing assumed)",
             t.ep,
@@ -463,7 +479,7 @@ pub fn expert_notes(card: &ModelCard, profile: &Profile, t: &Target) -> Vec<Stri
             "routed experts sharded over the TP group; a step reads the experts its tokens pick, uniform routing assumed ({} of {} per token)",
             e.per_token, e.count
         )
-    }];
+    });
     if let Some(w) = profile.chip.matmul_tile_width {
         if c.expert_width < w as f64 {
             notes.push(format!(

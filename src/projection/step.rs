@@ -284,7 +284,7 @@ impl StepModel {
                 (b.clone(), tkg)
             }
         };
-        let cost = ModelCost::sharded(cfg, dep.tp, dep.ep, dep.dtype);
+        let cost = ModelCost::sharded(&profile.runtime.serves(cfg), dep.tp, dep.ep, dep.dtype);
         let expert_matmul_share = match profile.chip.matmul_tile_width {
             Some(w) if cost.expert_width > 0.0 => (cost.expert_width / w as f64).min(1.0),
             _ => 1.0,
