@@ -658,3 +658,51 @@ fn bad_expert_parallel_degrees_are_one_line() {
         "--ep-degree must be at least 1",
     );
 }
+
+/// Trn2 has no MXFP4 kernels: vllm-neuron dequantizes gpt-oss-120b's MXFP4 experts to BF16
+/// at load, and its tutorial says the model then does not fit at TP 8 on a trn2.48xlarge
+/// and needs TP 16 or more. Trn3 serves MXFP4 as stored.
+#[test]
+fn mxfp4_checkpoints_are_dequantized_where_the_runtime_has_no_kernels() {
+    let project = |device: &str, tp: &str| -> Value {
+        let out = common::run_ok(&[
+            "project",
+            "--model",
+            "gpt-oss-120b",
+            "--device",
+            device,
+            "--tp",
+            tp,
+            "--input-len",
+            "512",
+            "--output-len",
+            "128",
+            "--seq-len",
+            "768",
+            "--format",
+            "json",
+        ]);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        v["projections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["instance"] != "trn2.3xlarge")
+            .unwrap()
+            .clone()
+    };
+    let (tp8, tp16) = (project("trn2-profile", "8"), project("trn2-profile", "16"));
+    assert_eq!(
+        (tp8["fits"].as_bool(), tp16["fits"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert!(tp8["notes"]
+        .to_string()
+        .contains("mxfp4 weights are dequantized to bf16"));
+    // about 117B parameters at 2 bytes; MXFP4 experts (4.25 bits) would be about a quarter
+    let gib = |r: &Value| r["memory_required_bytes"].as_f64().unwrap() / 1073741824.0;
+    assert!(gib(&tp16) > 200.0, "{}", gib(&tp16));
+    let trn3 = project("trn3-profile", "8");
+    assert!(gib(&trn3) < 80.0, "{}", gib(&trn3));
+    assert!(!trn3["notes"].to_string().contains("dequantized"));
+}

@@ -402,6 +402,18 @@ mod tests {
                     other => panic!("{}: recorded {other:?}", p.name),
                 }
             }
+            // Validation rows are projected, never fitted on: G4 on h100, T7 on trn2.
+            let validated: Vec<&str> = r.validation.iter().map(|v| v.model.as_str()).collect();
+            match p.name.as_str() {
+                "h100-profile" => assert_eq!(validated, ["llama-3.1-70b"]),
+                "trn2-profile" => assert_eq!(validated, ["gpt-oss-120b"]),
+                _ => assert!(validated.is_empty(), "{}: {validated:?}", p.name),
+            }
+            for v in &r.validation {
+                assert!(r.points.iter().all(|q| q.line != v.line));
+                let err = v.projected_ttft_ms / v.measured_ttft_ms - 1.0;
+                assert!((err - v.ttft_error).abs() < 1e-9, "{}", p.name);
+            }
             checked += 1;
         }
         assert!(

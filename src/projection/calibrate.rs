@@ -1005,12 +1005,13 @@ mod tests {
 
     /// The published GPU / trn2 serving points load as points, name a model card and an
     /// instance of a shipped profile at a TP degree it allows, carry their concurrency, and
-    /// are fit rows except the one whose conditions the source leaves open.
+    /// are fit rows except the one whose conditions the source leaves open and the one
+    /// mixture-of-experts run, which judges the MoE model.
     #[test]
     fn published_gpu_trn2_points_are_projectable_fit_rows() {
         let file = root().join("profiles/calibration/published_gpu_trn2_points.csv");
         let pts = points::load(&file).unwrap();
-        assert_eq!(pts.len(), 8);
+        assert_eq!(pts.len(), 9);
         let cards = card::load_all(&root().join("models")).unwrap();
         let profiles = profile::load_all(&root().join("profiles")).unwrap();
         for q in &pts {
@@ -1029,12 +1030,17 @@ mod tests {
             .filter(|q| q.validation_only())
             .map(|q| q.line)
             .collect();
-        // G4 (concurrency 50): KV-cache dtype and memory fraction not stated.
-        assert_eq!(held.len(), 1, "{held:?}");
-        let g4 = pts.iter().find(|q| q.line == held[0]).unwrap();
+        // G4 (concurrency 50): KV-cache dtype and memory fraction not stated; T7
+        // (gpt-oss-120b): the one mixture-of-experts run judges the MoE model.
+        assert_eq!(held.len(), 2, "{held:?}");
+        let row = |i: usize| pts.iter().find(|q| q.line == held[i]).unwrap();
         assert_eq!(
-            (g4.instance.as_str(), g4.concurrency),
+            (row(0).instance.as_str(), row(0).concurrency),
             ("p5.48xlarge", Some(50))
+        );
+        assert_eq!(
+            (row(1).model.as_str(), row(1).instance.as_str()),
+            ("gpt-oss-120b", "trn2.48xlarge")
         );
         // A serving row is not projected as a static batch.
         let p = profile::load(&root().join("profiles"), "h100-profile").unwrap();

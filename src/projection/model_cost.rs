@@ -274,6 +274,43 @@ impl ModelCost {
         (mean + spread * self.busiest_group_z).clamp(mean, cap.max(mean))
     }
 
+    /// Expected (token, expert) slots one unit computes in a prefill of `tokens` tokens when
+    /// every routed expert a step touches computes whole blocks of `block` tokens (NxD
+    /// Inference's blockwise matmul: "Each block contains tokens assigned to only one
+    /// expert", blocks with only padding skipped by its dynamic loop; MoE deep dive, updated
+    /// 2025-12-01). An expert receives `n ~ Binomial(tokens·k, 1/E)` tokens and computes
+    /// `⌈n/block⌉` blocks, `E[⌈n/block⌉] = P(n > 0) + Σ_{j≥1} P(n > j·block)`, with
+    /// `P(n > 0) = 1 − (1 − k/E)^tokens` and the rest from the normal approximation of the
+    /// binomial (continuity-corrected). One unit computes its `⌈E/ep⌉` experts' blocks, and
+    /// never fewer slots than its busiest-group assignments.
+    pub fn blockwise_expert_slots(&self, tokens: f64, block: u32) -> f64 {
+        let assignments = self.slowest_group_assignments(tokens);
+        if self.experts <= 0.0 || block == 0 || tokens <= 0.0 {
+            return assignments;
+        }
+        let b = block as f64;
+        let n = tokens * self.experts_per_token;
+        let mean = n / self.experts;
+        let sd = (mean * (1.0 - 1.0 / self.experts)).sqrt();
+        let mut blocks = 1.0 - (1.0 - self.experts_per_token / self.experts).powf(tokens);
+        let mut j = 1.0;
+        while j * b < n {
+            let tail = if sd > 0.0 {
+                1.0 - std_normal_cdf((j * b + 0.5 - mean) / sd)
+            } else if mean > j * b {
+                1.0
+            } else {
+                0.0
+            };
+            if tail < 1e-12 && j * b > mean {
+                break;
+            }
+            blocks += tail;
+            j += 1.0;
+        }
+        (self.local_experts * b * blocks).max(assignments)
+    }
+
     /// Weight bytes read from memory by one unit in a forward step over `tokens` tokens
     /// (the batch in a decode step, batch × prompt in a prefill): every layer's fixed part,
     /// the routed experts the step touches (in the busiest expert group), and the LM head;
@@ -352,6 +389,22 @@ impl ModelCost {
     /// Bytes one all-reduce moves per unit for `tokens` activations of width `hidden`.
     pub fn allreduce_bytes(&self, tokens: f64) -> f64 {
         tokens * self.hidden * ACTIVATION_BYTES
+    }
+}
+
+/// `Φ(x)`, the standard normal distribution function, from `erfc` by Abramowitz and Stegun
+/// 7.1.26 (absolute error below 1.5e-7).
+fn std_normal_cdf(x: f64) -> f64 {
+    let z = x.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.3275911 * z);
+    let poly = t
+        * (0.254829592
+            + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+    let erfc = poly * (-z * z).exp();
+    if x >= 0.0 {
+        1.0 - 0.5 * erfc
+    } else {
+        0.5 * erfc
     }
 }
 
@@ -570,6 +623,28 @@ mod tests {
         // a dense model ignores the expert-parallel degree
         let dense = ModelCost::sharded(&tiny().into(), 2, 2, WeightsDtype::Bf16);
         assert_eq!(dense, ModelCost::new(&tiny().into(), 2, WeightsDtype::Bf16));
+    }
+
+    #[test]
+    fn blockwise_prefill_computes_whole_blocks_by_hand() {
+        // Φ against tables: Φ(0) = 0.5, Φ(1.96) = 0.97500, Φ(−1) = 0.15866
+        assert!((std_normal_cdf(0.0) - 0.5).abs() < 1e-7);
+        assert!((std_normal_cdf(1.96) - 0.97500).abs() < 1e-5);
+        assert!((std_normal_cdf(-1.0) - 0.15866).abs() < 1e-5);
+        let c = ModelCost::new(&tiny_moe(), 1, WeightsDtype::Bf16);
+        // one token (E = 4, k = 2), blocks of 4: each expert is touched with p = 1/2 and
+        // then computes one whole block: 4 experts × 4 slots × 1/2 = 8 (against 2 tokens)
+        assert!((c.blockwise_expert_slots(1.0, 4) - 8.0).abs() < 1e-12);
+        // 8 tokens: n ~ Bin(16, 1/4), mean 4, σ = √3; E[blocks] = P(n>0) + P(n>4) +
+        // P(n>8) + P(n>12) = (1 − 2⁻⁸) + (1 − Φ(0.2887)) + (1 − Φ(2.5981)) + ~0
+        // = 0.99609 + 0.38641 + 0.00469 (tables: Φ(0.2887) = 0.61359, Φ(2.5981) = 0.99531)
+        let want = 4.0 * 4.0 * (0.99609 + 0.38641 + 0.00469);
+        assert!((c.blockwise_expert_slots(8.0, 4) - want).abs() < 2e-3);
+        // blocks as large as the whole step: one block per touched expert
+        let x = c.expected_experts(8.0);
+        assert!((c.blockwise_expert_slots(8.0, 64) - 64.0 * x).abs() < 1e-9);
+        // never below the tokens themselves
+        assert!(c.blockwise_expert_slots(1e4, 4) >= 2e4);
     }
 
     #[test]

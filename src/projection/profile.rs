@@ -1,13 +1,13 @@
 //! Device profiles: loading `profiles/NAME.toml` by name, validating it, and the profile of
 //! the local machine built from two micro-benchmark numbers.
 
-use crate::model::architecture::Architecture;
 use super::dtype::{ComputeRate, WeightsDtype};
 use super::params::{LatencyParams, PARAM_NAMES};
 use super::points;
 use super::profile_file::{self, HeldOutFile, Num, PriceFile, ProfileFile, Qty};
 use super::setting::{Setting, SettingError};
 use super::types::{CalibrationError, HeldOut};
+use crate::model::architecture::Architecture;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -79,6 +79,10 @@ pub struct Runtime {
     /// kernels for: it dequantizes them to the serving dtype at load, so they count at
     /// that dtype (empty: every declared quantisation is served as stored).
     pub dequantized_formats: Vec<String>,
+    /// Tokens per block of the routed experts' prefill kernel: each expert a prefill
+    /// touches computes whole blocks (NxD Inference blockwise matmul); `None`: tokens are
+    /// computed as they come (GPU grouped GEMMs).
+    pub moe_block_size: Option<u32>,
 }
 
 impl Runtime {
@@ -498,6 +502,7 @@ pub fn host_profile(
             causal_prefill_attention: false,
             static_shapes: None,
             dequantized_formats: Vec::new(),
+            moe_block_size: None,
         },
         latency: LatencyParams {
             bandwidth_efficiency: 1.0,
@@ -901,6 +906,11 @@ impl<'a> Validator<'a> {
             causal_prefill_attention: causal,
             static_shapes,
             dequantized_formats,
+            moe_block_size: r
+                .moe_block_size
+                .as_ref()
+                .map(|n| self.count("runtime.moe_block_size", n))
+                .transpose()?,
         })
     }
 

@@ -86,6 +86,9 @@ pub struct RuntimeFile {
     /// to the serving dtype at load.
     #[serde(default)]
     pub dequantized_formats: Option<StrList>,
+    /// Tokens per block of the mixture-of-experts prefill kernel (Neuron blockwise matmul).
+    #[serde(default)]
+    pub moe_block_size: Option<Num>,
     #[serde(default)]
     pub static_shapes: Option<StaticShapesFile>,
 }

@@ -259,6 +259,9 @@ pub struct StepModel {
     /// dimensions are >= 128 for good tensor engine utilization": NxD Inference "Deep dive:
     /// Mixture of Experts", Configuring TP and EP, updated 2025-12-01); 1 otherwise.
     expert_matmul_share: f64,
+    /// Tokens per block of the routed experts' prefill kernel (Neuron blockwise matmul;
+    /// see [`ModelCost::blockwise_expert_slots`]), from the profile.
+    moe_block: Option<u32>,
 }
 
 impl StepModel {
@@ -292,6 +295,7 @@ impl StepModel {
         let mut m = StepModel {
             cost,
             expert_matmul_share,
+            moe_block: profile.runtime.moe_block_size,
             unit: Unit::of(profile, dep.dtype),
             params: *params,
             causal: profile.runtime.causal_prefill_attention,
@@ -400,9 +404,15 @@ impl StepModel {
     /// One prefill call encoding `rows` prompts of `len` tokens each (already padded).
     pub fn prefill_s(&self, rows: f64, len: f64) -> f64 {
         let c = &self.cost;
+        let expert = match self.moe_block {
+            Some(b) => {
+                2.0 * c.moe_layers * c.blockwise_expert_slots(rows * len, b) * c.expert_params
+            }
+            None => c.expert_matmul_flops(rows * len),
+        };
         let compute = self.compute_s(
             c.dense_matmul_flops(rows * len, rows),
-            c.expert_matmul_flops(rows * len),
+            expert,
             c.attention_flops(rows, len, len, self.causal),
         );
         let mem = self.mem_s(c.weight_bytes_per_step(rows * len) + rows * c.kv_bytes(len));
