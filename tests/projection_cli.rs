@@ -629,6 +629,13 @@ fn expert_parallelism_trades_decode_balance_for_whole_experts() {
     assert!(f(&g8, "ttft_ms") >= f(&g1, "ttft_ms"), "{g8} vs {g1}");
     assert!(f(&g8, "tpot_ms") > f(&g1, "tpot_ms"), "{g8} vs {g1}");
     assert!(!notes(&g1).contains("wide per"), "{}", notes(&g1));
+    // Neuron's blockwise expert prefill; GPU grouped GEMMs compute tokens as they come
+    assert!(
+        notes(&tp).contains("whole 512-token blocks"),
+        "{}",
+        notes(&tp)
+    );
+    assert!(!notes(&g1).contains("blocks"), "{}", notes(&g1));
 }
 
 #[test]

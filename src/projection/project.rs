@@ -480,6 +480,11 @@ pub fn expert_notes(card: &ModelCard, profile: &Profile, t: &Target) -> Vec<Stri
             e.per_token, e.count
         )
     });
+    if let Some(b) = profile.runtime.moe_block_size {
+        notes.push(format!(
+            "prefill computes every routed expert it touches in whole {b}-token blocks (blockwise matmul)"
+        ));
+    }
     if let Some(w) = profile.chip.matmul_tile_width {
         if c.expert_width < w as f64 {
             notes.push(format!(
