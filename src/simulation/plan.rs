@@ -6,7 +6,7 @@
 
 use super::engine::StopRule;
 use super::load::{Arrivals, Lengths, Load};
-use super::report::{label, quantile, SloSpec};
+use super::report::{ep_text, label, quantile, SloSpec};
 use super::{run_model_until, SimRequest};
 use crate::model::card::ModelCard;
 use crate::projection::bucket::compiled_seq_len;
@@ -441,7 +441,7 @@ fn search(
             let m = StepModel::new(&card.architecture, profile, &profile.latency, &dep);
             if let Err(e) = m.check_fits(&profile.runtime.tp_unit) {
                 if b == slots[0] {
-                    why = SettingError::from_chain(&e.context(format!("TP {tp}")));
+                    why = SettingError::from_chain(&e.context(format!("TP {tp}{}", ep_text(ep))));
                 }
                 break;
             }
@@ -460,7 +460,8 @@ fn search(
             if !ok {
                 if best.is_none() {
                     why = SettingError::text(format!(
-                        "misses the SLOs with no load at TP {tp}, {b} slot(s): p{} TTFT {:.0} ms, TPOT {:.1} ms",
+                        "misses the SLOs with no load at TP {tp}{}, {b} slot(s): p{} TTFT {:.0} ms, TPOT {:.1} ms",
+                        ep_text(ep),
                         req.slo.percentile,
                         t0.unwrap_or(f64::NAN),
                         p0.unwrap_or(f64::NAN)
@@ -715,7 +716,7 @@ pub fn plan(card: &ModelCard, profiles: &[Profile], req: &PlanRequest) -> Result
             r.instance,
             r.profile,
             r.tp.unwrap_or(0),
-            super::report::ep_text(r.ep_degree.unwrap_or(1)),
+            ep_text(r.ep_degree.unwrap_or(1)),
             r.dp.unwrap_or(0),
             r.max_num_seqs.unwrap_or(0),
             r.fleet_usd_per_hour.unwrap_or(f64::NAN),
