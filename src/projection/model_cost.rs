@@ -293,7 +293,10 @@ impl ModelCost {
         let mean = n / self.experts;
         let sd = (mean * (1.0 - 1.0 / self.experts)).sqrt();
         let mut blocks = 1.0 - (1.0 - self.experts_per_token / self.experts).powf(tokens);
-        let mut j = 1.0;
+        // Blocks far below the mean are certain (tail 1 to within 1e-15): counted at once.
+        let sure = ((mean - 8.0 * sd - 0.5) / b).floor().max(0.0);
+        blocks += sure;
+        let mut j = sure + 1.0;
         while j * b < n {
             let tail = if sd > 0.0 {
                 1.0 - std_normal_cdf((j * b + 0.5 - mean) / sd)
