@@ -647,23 +647,28 @@ fn bad_expert_parallel_degrees_are_one_line() {
         "--instance",
         "trn2.48xlarge",
     ];
-    let run = |extra: &[&str]| common::run_err(&[&base[..], extra].concat());
-    common::assert_one_line_error(
-        &run(&["--model", "qwen3-30b-a3b", "--tp", "16", "--ep-degree", "3"]),
-        "--ep-degree 3 does not divide --tp 16",
-    );
-    common::assert_one_line_error(
-        &run(&["--model", "llama-3.1-8b", "--tp", "8", "--ep-degree", "2"]),
-        "--ep-degree 2 applies to mixture-of-experts models; this one is dense",
-    );
-    common::assert_one_line_error(
-        &run(&["--model", "mixtral-8x7b", "--tp", "16", "--ep-degree", "16"]),
-        "--ep-degree 16 is more than the model's 8 routed experts",
-    );
-    common::assert_one_line_error(
-        &run(&["--model", "qwen3-30b-a3b", "--tp", "16", "--ep-degree", "0"]),
-        "--ep-degree must be at least 1",
-    );
+    for ((model, tp, ep), needle) in [
+        (
+            ("qwen3-30b-a3b", "16", "3"),
+            "--ep-degree 3 does not divide --tp 16",
+        ),
+        (
+            ("llama-3.1-8b", "8", "2"),
+            "--ep-degree 2 applies to mixture-of-experts models; this one is dense",
+        ),
+        (
+            ("mixtral-8x7b", "16", "16"),
+            "--ep-degree 16 is more than the model's 8 routed experts",
+        ),
+        (
+            ("qwen3-30b-a3b", "16", "0"),
+            "--ep-degree must be at least 1",
+        ),
+    ] {
+        let args = ["--model", model, "--tp", tp, "--ep-degree", ep];
+        let out = common::run_err(&[&base[..], &args[..]].concat());
+        common::assert_one_line_error(&out, needle);
+    }
 }
 
 /// Trn2 has no MXFP4 kernels: vllm-neuron dequantizes gpt-oss-120b's MXFP4 experts to BF16

@@ -116,12 +116,8 @@ pub struct Projected {
     /// Compiled batch (continuous-batching slots) of one replica.
     pub max_num_seqs: u32,
     /// Expert-parallel degree inside the TP group (1: routed experts TP-sharded).
-    #[serde(default = "one")]
+    #[serde(default = "super::step::single_expert_group")]
     pub ep_degree: u32,
-}
-
-fn one() -> u32 {
-    1
 }
 
 /// What `profiler project --format json` writes (schema version 1).

@@ -43,6 +43,12 @@ pub const LARGE_GPU_MAX_NUM_BATCHED_TOKENS: u32 = 8192;
 
 const GIB: f64 = 1073741824.0;
 
+/// The expert-parallel degree of a report written without one (every expert TP-sharded):
+/// the serde default of `ep_degree`.
+pub fn single_expert_group() -> u32 {
+    1
+}
+
 /// How a model is compiled and served on one instance.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Deployment {

@@ -130,10 +130,6 @@ pub fn summary_weighted(values: &[(f64, u64)], scale: f64) -> Option<Summary> {
     })
 }
 
-fn one() -> u32 {
-    1
-}
-
 /// " (expert parallelism N)" for a degree above 1, nothing otherwise.
 pub fn ep_text(ep: u32) -> String {
     if ep > 1 {
@@ -152,7 +148,7 @@ pub struct SimSetup {
     pub tp: u32,
     pub dp: u32,
     /// Expert-parallel degree inside the TP group (1: routed experts TP-sharded).
-    #[serde(default = "one")]
+    #[serde(default = "crate::projection::step::single_expert_group")]
     pub ep_degree: u32,
     pub max_num_seqs: u32,
     pub seq_len: u32,
